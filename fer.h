@@ -1,0 +1,3058 @@
+/* fer.h - v0.1.0 - facial expression recognition in one C header - MIT or public domain
+
+   Train, evaluate and run the CNNs of the facial-expression literature on a CPU,
+   from raw pixels to "happy 0.91": no framework, no Python, no GPU.
+
+   DO THIS in exactly one C or C++ file, before the #include:
+
+       #define FER_IMPLEMENTATION
+       #include "fer.h"
+
+   and just #include "fer.h" everywhere else. Images are decoded by stb_image
+   (Debian: apt-get install libstb-dev; compile with -I/usr/include/stb) unless
+   FER_NO_STB_IMAGE is defined. Link with -lm (and -lpthread where threads are used).
+
+   QUICK START (inference)
+
+       fer_model m;
+       fer_workspace ws;
+       if (fer_model_load(&m, "weights/mini_xception.fer", NULL) != FER_OK) {
+           fprintf(stderr, "%s\n", m.error); return 1;
+       }
+       fer_workspace_init(&ws, &m, 1, 0);              // batch 1, inference only
+       fer_forward(&m, &ws, pixels, 1, 0);             // pixels: 1 x C x H x W floats
+       const float *logits = fer_output(&m, &ws);      // n_classes floats
+       ...
+       fer_workspace_free(&ws);
+       fer_model_free(&m);
+
+   QUICK START (your own network)
+
+       fer_model m;
+       fer_model_init(&m, 1, 48, 48, 7, NULL);         // input 1x48x48, 7 classes
+       int x = FER_INPUT;
+       x = fer_conv_bn_act(&m, x, 32, 3, 1, FER_OP_RELU);
+       x = fer_block_cbam(&m, x, 16);
+       x = fer_gap(&m, x);
+       x = fer_dense(&m, x, 7, 1);
+       if (fer_model_finalize(&m, 42) != FER_OK) ...   // allocates and initialises
+
+   CONFIGURATION (define before the #include that has FER_IMPLEMENTATION)
+
+       FER_STATIC                 every function static (private copy per translation unit)
+       FERDEF                     the linkage of every public function (default extern)
+       FER_MALLOC(sz,ctx)         allocator, with the user context given to *_init;
+       FER_FREE(p,ctx)            define both or neither (default malloc/free)
+       FER_ASSERT(x)              internal invariant checks (default assert); never fires
+                                  on bad input, which is reported as a fer_result
+       FER_NO_STDIO               no file functions (memory-buffer load/save only)
+       FER_NO_SIMD                scalar reference kernels only (no intrinsics)
+       FER_NO_THREADS             no pthreads: parallel loops run on the calling thread
+       FER_NO_STB_IMAGE           no image decoding (you hand fer.h pixels yourself)
+
+   CONTENTS
+
+       1. Configuration and platform
+       2. Public API: results, tensors and layout, kernels, layers (forward/backward
+          pairs), graph and blocks, model zoo, inference, model file
+       3. Implementation in the same order
+
+   LAYOUT: every activation is float32 NCHW (batch, channel, row, column), rows
+   contiguous. Conv weights are [cout][cin/groups][kh][kw], dense weights [out][in],
+   exactly as PyTorch stores them, so weights convert without transposes.
+
+   CHANGELOG
+       0.1.0 (2026-11-23)  engine: layers, blocks, zoo, SIMD kernels, .fer format v1
+
+   LICENSE: see the end of this file.
+*/
+#ifndef FER_H
+#define FER_H
+
+#define FER_VERSION_MAJOR 0
+#define FER_VERSION_MINOR 1
+#define FER_VERSION_PATCH 0
+
+/* ==========================================================================
+   1. Configuration and platform
+   Linkage, the fixed limits of the graph, and the list of instruction sets.
+   ========================================================================== */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef FERDEF
+#if defined(FER_STATIC) && (defined(__GNUC__) || defined(__clang__))
+#define FERDEF static __attribute__((unused))  /* a static copy need not use every function */
+#elif defined(FER_STATIC)
+#define FERDEF static
+#else
+#define FERDEF extern
+#endif
+#endif
+
+#define FER_MAX_INPUTS   4      /* most inputs a graph node takes (concat)          */
+#define FER_MAX_NODES    4096   /* most nodes in a model (a loaded file is checked)  */
+#define FER_MAX_CLASSES  64
+#define FER_NAME_LEN     32     /* class and architecture names, NUL included       */
+#define FER_MAX_DIM      4096   /* largest height or width of an activation          */
+#define FER_MAX_CHANNELS 65536
+#define FER_INPUT        0      /* node index of the model input                    */
+
+/* Instruction sets, best last. A workspace runs its kernels with one of them. */
+typedef enum fer_isa {
+    FER_ISA_SCALAR = 0,  /* plain C: the reference every other path is tested against */
+    FER_ISA_NEON   = 1,  /* ARM64 Advanced SIMD                                        */
+    FER_ISA_AVX2   = 2,  /* x86-64 AVX2 + FMA                                          */
+    FER_ISA_AVX512 = 3   /* x86-64 AVX-512F                                            */
+} fer_isa;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==========================================================================
+   2. Public API
+   ========================================================================== */
+
+/* --- 2.1 Results ---------------------------------------------------------
+   Every call that can fail returns one of these. The object involved (model or
+   workspace) keeps a message in its `error` field naming the problem. */
+typedef enum fer_result {
+    FER_OK = 0,
+    FER_ERR_ARG,          /* an argument is out of range or inconsistent     */
+    FER_ERR_NOMEM,        /* the allocator returned NULL, or a size overflows */
+    FER_ERR_IO,           /* a file could not be opened, read or written      */
+    FER_ERR_FORMAT,       /* a file or buffer is truncated, corrupt or hostile */
+    FER_ERR_SHAPE,        /* layer shapes do not fit together                 */
+    FER_ERR_UNSUPPORTED,  /* valid but not supported by this build            */
+    FER_ERR_NUMERIC       /* NaN or infinity where a finite number is needed   */
+} fer_result;
+
+FERDEF const char *fer_result_string(fer_result r);
+
+/* --- 2.2 Shapes and instruction sets -------------------------------------- */
+typedef struct fer_shape { int c, h, w; } fer_shape;   /* one sample, NCHW */
+
+FERDEF fer_isa     fer_cpu_best_isa(void);   /* best set this CPU and OS can run */
+FERDEF const char *fer_isa_name(fer_isa isa);
+
+/* --- 2.3 Kernels ---------------------------------------------------------
+   The dense linear algebra under conv and dense layers. `isa` picks the code
+   path; FER_ISA_SCALAR is the plain-C reference. `pack` is caller-owned scratch
+   of fer_gemm_pack_floats() floats (no allocation happens inside). Kernels trust
+   `isa`: pass one that fer_cpu_best_isa() allows (model passes clamp it).
+
+   C[M x N] (+)= op(A)[M x K] * op(B)[K x N], op(X) = X or X^T (trans_x != 0),
+   row-major with leading dimensions lda, ldb, ldc; accumulate != 0 adds to C. */
+FERDEF size_t fer_gemm_pack_floats(void);
+FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
+                     const float *A, int lda, const float *B, int ldb,
+                     float *C, int ldc, int accumulate, float *pack);
+/* Straight triple loop, no packing: the independent reference for fer_gemm. */
+FERDEF void fer_gemm_reference(int trans_a, int trans_b, int M, int N, int K,
+                               const float *A, int lda, const float *B, int ldb,
+                               float *C, int ldc, int accumulate);
+/* y[0..n) += a * x[0..n);  returns sum x[i]*y[i] for fer_dot. */
+FERDEF void  fer_axpy(fer_isa isa, int n, float a, const float *x, float *y);
+FERDEF float fer_dot(fer_isa isa, int n, const float *x, const float *y);
+
+/* --- 2.4 Layers ------------------------------------------------------------
+   Each layer is a forward/backward pair of plain functions over raw buffers.
+   Shapes are written next to every argument; n is the batch. Backward functions
+   ACCUMULATE (+=) into every gradient they produce (din, dw, db, ...), so a
+   tensor read by several layers collects the sum; zero gradients before a pass.
+   Passing NULL for a gradient skips computing it. */
+
+/* Convolution geometry, filled by fer_conv_geom_init. */
+typedef struct fer_conv_geom {
+    int n, cin, h, w;        /* input  [n][cin][h][w]                        */
+    int cout, oh, ow;        /* output [n][cout][oh][ow]                     */
+    int kh, kw, sh, sw, ph, pw, groups;
+} fer_conv_geom;
+
+FERDEF fer_result fer_conv_geom_init(fer_conv_geom *g, int n, int cin, int h, int w,
+                                     int cout, int kh, int kw, int sh, int sw,
+                                     int ph, int pw, int groups);
+/* Floats of scratch the conv functions need for geometry g (im2col + GEMM packing). */
+FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g);
+/* out[n][cout][oh][ow] = conv(in[n][cin][h][w], w[cout][cin/g][kh][kw]) + b[cout] (b may be NULL) */
+FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
+                               const float *w, const float *b, float *scratch);
+FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw,
+                                float *db, const float *dout, const float *in, const float *w,
+                                float *scratch);
+
+/* Batch norm over [n][c][hw]. Training: normalise with the batch statistics and
+   write them to mean[c], var[c] (biased) and invstd[c] = 1/sqrt(var+eps);
+   inference: pass running mean and var, which are only read. */
+FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, float *invstd,
+                                        const float *in,
+                                        const float *gamma, const float *beta,
+                                        int n, int c, int hw, float eps);
+FERDEF void fer_batchnorm_forward_infer(float *out, const float *in, const float *gamma,
+                                        const float *beta, const float *rmean, const float *rvar,
+                                        int n, int c, int hw, float eps);
+FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                   const float *in, const float *mean, const float *invstd,
+                                   const float *gamma, int n, int c, int hw);
+/* Inference-mode backward (statistics are constants): used by frozen-BN fine-tuning. */
+FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta,
+                                         const float *dout, const float *in, const float *gamma,
+                                         const float *rmean, const float *rvar,
+                                         int n, int c, int hw, float eps);
+
+/* Element-wise activations over len floats. `out` may alias `in` in forward.
+   Backward reads the forward OUTPUT for relu/relu6/sigmoid (cheaper, exact) and
+   the forward INPUT for leaky/prelu. */
+FERDEF void fer_relu_forward(float *out, const float *in, size_t len);
+FERDEF void fer_relu_backward(float *din, const float *dout, const float *out, size_t len);
+FERDEF void fer_relu6_forward(float *out, const float *in, size_t len);
+FERDEF void fer_relu6_backward(float *din, const float *dout, const float *out, size_t len);
+FERDEF void fer_leaky_relu_forward(float *out, const float *in, size_t len, float slope);
+FERDEF void fer_leaky_relu_backward(float *din, const float *dout, const float *in, size_t len,
+                                    float slope);
+FERDEF void fer_sigmoid_forward(float *out, const float *in, size_t len);
+FERDEF void fer_sigmoid_backward(float *din, const float *dout, const float *out, size_t len);
+/* PReLU with one learned slope per channel: in/out [n][c][hw], slope[c]. */
+FERDEF void fer_prelu_forward(float *out, const float *in, const float *slope, int n, int c, int hw);
+FERDEF void fer_prelu_backward(float *din, float *dslope, const float *dout, const float *in,
+                               const float *slope, int n, int c, int hw);
+/* Softmax over c for each of n*hw positions: in/out [n][c][hw]. */
+FERDEF void fer_softmax_forward(float *out, const float *in, int n, int c, int hw);
+FERDEF void fer_softmax_backward(float *din, const float *dout, const float *out, int n, int c, int hw);
+
+/* Pooling over [n][c][h][w] -> [n][c][oh][ow] with a k x k window, stride s, pad p
+   (padding never wins a max; average pooling divides by k*k, padding included,
+   as PyTorch's default). Max pooling records argmax[n*c*oh*ow] for backward. */
+FERDEF void fer_maxpool_forward(float *out, int32_t *argmax, const float *in, int n, int c,
+                                int h, int w, int k, int s, int p);
+FERDEF void fer_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
+                                 int n, int c, int h, int w, int oh, int ow);
+FERDEF void fer_avgpool_forward(float *out, const float *in, int n, int c, int h, int w,
+                                int k, int s, int p);
+FERDEF void fer_avgpool_backward(float *din, const float *dout, int n, int c, int h, int w,
+                                 int k, int s, int p);
+/* Global pools: [n][c][hw] -> [n][c]. */
+FERDEF void fer_gap_forward(float *out, const float *in, int n, int c, int hw);
+FERDEF void fer_gap_backward(float *din, const float *dout, int n, int c, int hw);
+FERDEF void fer_gmp_forward(float *out, int32_t *argmax, const float *in, int n, int c, int hw);
+FERDEF void fer_gmp_backward(float *din, const float *dout, const int32_t *argmax, int n, int c, int hw);
+
+/* Dense: out[n][nout] = in[n][nin] * w[nout][nin]^T + b[nout] (b may be NULL). */
+FERDEF void fer_dense_forward(fer_isa isa, float *out, const float *in, const float *w,
+                              const float *b, int n, int nin, int nout, float *pack);
+FERDEF void fer_dense_backward(fer_isa isa, float *din, float *dw, float *db, const float *dout,
+                               const float *in, const float *w, int n, int nin, int nout,
+                               float *pack);
+
+/* Inverted dropout with keep-mask mask[len] (0 or 1/(1-p)), drawn from seed. */
+FERDEF void fer_dropout_forward(float *out, float *mask, const float *in, size_t len, float p,
+                                uint64_t seed);
+FERDEF void fer_dropout_backward(float *din, const float *dout, const float *mask, size_t len);
+
+/* Element-wise add: out = a + b over len floats. */
+FERDEF void fer_add_forward(float *out, const float *a, const float *b, size_t len);
+FERDEF void fer_add_backward(float *da, float *db, const float *dout, size_t len);
+/* Channel-wise multiply: out[n][c][hw] = x[n][c][hw] * s[n][c]. */
+FERDEF void fer_cmul_forward(float *out, const float *x, const float *s, int n, int c, int hw);
+FERDEF void fer_cmul_backward(float *dx, float *ds, const float *dout, const float *x,
+                              const float *s, int n, int c, int hw);
+/* Spatial multiply: out[n][c][hw] = x[n][c][hw] * s[n][hw]. */
+FERDEF void fer_smul_forward(float *out, const float *x, const float *s, int n, int c, int hw);
+FERDEF void fer_smul_backward(float *dx, float *ds, const float *dout, const float *x,
+                              const float *s, int n, int c, int hw);
+/* Channel pool (CBAM): out[n][2][hw] = { mean over c, max over c } of in[n][c][hw]. */
+FERDEF void fer_chanpool_forward(float *out, int32_t *argmax, const float *in, int n, int c, int hw);
+FERDEF void fer_chanpool_backward(float *din, const float *dout, const int32_t *argmax,
+                                  int n, int c, int hw);
+
+/* --- 2.5 The graph, blocks and the model -----------------------------------
+   A model is a list of nodes in execution order; node i reads earlier nodes.
+   Builder calls take the node index of their input and return the index of the
+   new node, or -1 on error (the message is in m->error). A -1 input makes the
+   next call return -1 too, so a whole network is built and checked once, at
+   fer_model_finalize. Blocks are built from the primitives, so their backward
+   is exactly the reverse of their forward. */
+typedef enum fer_op {
+    FER_OP_INPUT = 0, FER_OP_CONV, FER_OP_BN, FER_OP_RELU, FER_OP_RELU6, FER_OP_LEAKY_RELU,
+    FER_OP_PRELU, FER_OP_SIGMOID, FER_OP_SOFTMAX, FER_OP_MAXPOOL, FER_OP_AVGPOOL, FER_OP_GAP,
+    FER_OP_GMP, FER_OP_DENSE, FER_OP_DROPOUT, FER_OP_FLATTEN, FER_OP_ADD, FER_OP_CMUL,
+    FER_OP_SMUL, FER_OP_CONCAT, FER_OP_CHANPOOL, FER_OP_IDENTITY,
+    FER_OP_COUNT
+} fer_op;
+
+typedef struct fer_node {
+    int op;                      /* fer_op                                         */
+    int n_in, in[FER_MAX_INPUTS];/* producing nodes, all earlier than this one     */
+    fer_shape out;               /* per-sample output shape                        */
+    int kh, kw, sh, sw, ph, pw;  /* conv and pooling window, stride, padding      */
+    int groups;                  /* conv groups (cin for depthwise)                */
+    int bias;                    /* conv/dense: 1 if the bias is used              */
+    int act;                     /* conv: fused activation (FER_OP_RELU/RELU6, 0)  */
+    int share;                   /* node whose parameters this one uses, or -1     */
+    float alpha;                 /* leaky slope, dropout rate                      */
+    float eps, momentum;         /* batch norm                                     */
+    size_t p_off, p_len;         /* trainable parameters in the model arena        */
+    size_t b_off, b_len;         /* buffers (BN running mean, var) in the arena    */
+} fer_node;
+
+/* Input preprocessing, stored in the model file. */
+typedef enum fer_norm { FER_NORM_UNIT = 0,      /* x/255 in [0,1]            */
+                        FER_NORM_SIGNED = 1,    /* x/127.5 - 1 in [-1,1]     */
+                        FER_NORM_MEANSTD = 2    /* (x/255 - mean) / std      */ } fer_norm;
+typedef struct fer_preproc {
+    int norm;                    /* fer_norm                                       */
+    float mean, std;             /* for FER_NORM_MEANSTD                           */
+    int crop_h, crop_w;          /* centre crop from the stored size, 0 = none     */
+    int store_h, store_w;        /* size images are resized to before the crop    */
+    float temperature;           /* logits are divided by it (1 = none)            */
+} fer_preproc;
+
+typedef struct fer_model {
+    fer_node *nodes; int n_nodes, cap_nodes;
+    float *arena;                /* params, then buffers: one allocation           */
+    float *params; size_t n_params;
+    float *buffers; size_t n_buffers;
+    fer_shape input;
+    int n_classes;
+    char class_names[FER_MAX_CLASSES][FER_NAME_LEN];
+    char arch[FER_NAME_LEN];
+    fer_preproc pre;
+    int finalized;
+    fer_result status;           /* first builder error, sticky until finalize     */
+    char error[256];
+    void *alloc_ctx;
+} fer_model;
+
+FERDEF fer_result fer_model_init(fer_model *m, int c, int h, int w, int n_classes, void *alloc_ctx);
+FERDEF void       fer_model_free(fer_model *m);
+/* Allocates the parameter arena and initialises it (He-uniform weights, zero
+   biases, BN gamma 1 beta 0, running var 1) from seed. */
+FERDEF fer_result fer_model_finalize(fer_model *m, uint64_t seed);
+FERDEF size_t     fer_model_param_count(const fer_model *m);   /* parameters in use */
+FERDEF double     fer_model_macs(const fer_model *m);          /* multiply-adds per sample */
+FERDEF int        fer_model_output(const fer_model *m);        /* the last node     */
+/* Folds each batch norm that follows a conv into the conv's weights and bias,
+   and fuses a following ReLU/ReLU6. The result computes the same function in
+   inference mode, faster, and cannot be trained further. */
+FERDEF fer_result fer_model_fold_bn(fer_model *m);
+
+/* primitives */
+FERDEF int fer_conv(fer_model *m, int x, int cout, int kh, int kw, int stride, int pad,
+                    int groups, int bias);
+FERDEF int fer_bn(fer_model *m, int x);
+FERDEF int fer_act(fer_model *m, int x, fer_op op);    /* RELU, RELU6, SIGMOID, PRELU, IDENTITY */
+FERDEF int fer_leaky_relu(fer_model *m, int x, float slope);
+FERDEF int fer_softmax(fer_model *m, int x);
+FERDEF int fer_maxpool(fer_model *m, int x, int k, int stride, int pad);
+FERDEF int fer_avgpool(fer_model *m, int x, int k, int stride, int pad);
+FERDEF int fer_gap(fer_model *m, int x);
+FERDEF int fer_gmp(fer_model *m, int x);
+FERDEF int fer_dense(fer_model *m, int x, int nout, int bias);
+FERDEF int fer_dropout(fer_model *m, int x, float p);
+FERDEF int fer_flatten(fer_model *m, int x);
+FERDEF int fer_add(fer_model *m, int a, int b);
+FERDEF int fer_cmul(fer_model *m, int x, int s);        /* s: [c][1][1]             */
+FERDEF int fer_smul(fer_model *m, int x, int s);        /* s: [1][h][w]             */
+FERDEF int fer_concat(fer_model *m, int n, const int *xs);
+FERDEF int fer_chanpool(fer_model *m, int x);
+/* Like fer_dense / fer_conv but sharing the parameters of node `owner`. */
+FERDEF int fer_dense_shared(fer_model *m, int x, int owner);
+
+/* blocks */
+/* conv k x k ("same" padding) -> BN -> activation (act 0 for none) */
+FERDEF int fer_conv_bn_act(fer_model *m, int x, int cout, int k, int stride, fer_op act);
+/* depthwise k x k -> pointwise 1x1 (no biases): the separable conv of Xception/MobileNet */
+FERDEF int fer_sepconv(fer_model *m, int x, int cout, int k, int stride);
+/* ResNet BasicBlock: conv3-BN-ReLU-conv3-BN + shortcut (1x1 conv + BN when shape changes), ReLU */
+FERDEF int fer_block_basic(fer_model *m, int x, int cout, int stride);
+/* light residual block: as BasicBlock at stride 1, then max pool 2x2 and dropout p */
+FERDEF int fer_block_light_residual(fer_model *m, int x, int cout, float p);
+/* Xception module: sepconv-BN-ReLU-sepconv-BN-maxpool(3,2,1) + (1x1 stride-2 conv + BN) */
+FERDEF int fer_block_xception(fer_model *m, int x, int cout);
+/* MobileNetV2 inverted residual: 1x1 expand (t x) -BN-ReLU6, 3x3 depthwise -BN-ReLU6,
+   1x1 project -BN (linear bottleneck); identity shortcut at stride 1 when cin == cout */
+FERDEF int fer_block_inverted_residual(fer_model *m, int x, int cout, int expand, int stride);
+/* Squeeze-and-Excitation (Hu et al. 2018): x * sigmoid(W2 relu(W1 gap(x))), hidden c/r */
+FERDEF int fer_block_se(fer_model *m, int x, int reduction);
+/* CBAM (Woo et al. 2018): channel attention with a shared MLP over gap and gmp,
+   then spatial attention: 7x7 conv over [mean_c, max_c], sigmoid */
+FERDEF int fer_block_cbam(fer_model *m, int x, int reduction);
+/* residual depthwise-separable block of vgg16_dsc_cbam: sepconv3-BN-PReLU-CBAM + shortcut */
+FERDEF int fer_block_dsc_cbam(fer_model *m, int x, int cout);
+
+/* --- 2.6 Model zoo -------------------------------------------------------- */
+FERDEF int         fer_zoo_count(void);
+FERDEF const char *fer_zoo_name(int i);
+FERDEF const char *fer_zoo_description(int i);
+/* Builds and finalizes architecture `name` for c x h x w input and n_classes outputs. */
+FERDEF fer_result  fer_zoo_build(fer_model *m, const char *name, int c, int h, int w,
+                                 int n_classes, uint64_t seed, void *alloc_ctx);
+
+/* --- 2.7 Inference and training passes --------------------------------------
+   A workspace holds everything one thread needs to run a model on up to
+   max_batch samples: activations, their gradients and the parameter gradients
+   (when training), and scratch. It never modifies the model, so many workspaces
+   can share one model across threads. fer_forward and fer_backward allocate
+   nothing. */
+typedef struct fer_workspace {
+    int max_batch, training, n;  /* n: batch of the last forward                    */
+    fer_isa isa;                 /* kernels used; defaults to fer_cpu_best_isa()     */
+    int n_nodes;
+    size_t *act_off;             /* node i's activation: act + act_off[i]          */
+    size_t *aux_off;             /* node i's saved statistics: aux + aux_off[i]    */
+    size_t *iaux_off;            /* node i's argmax indices: iaux + iaux_off[i]    */
+    float *act, *grad;           /* activations and their gradients, same offsets */
+    float *aux;                  /* BN batch mean/invstd, dropout masks            */
+    int32_t *iaux;
+    float *pgrad;                /* parameter gradients, same layout as params     */
+    float *scratch; size_t scratch_len;
+    uint64_t dropout_seed;       /* masks are a pure function of it: set per step */
+    int last_training;           /* the last forward ran in training mode          */
+    void *mem;                   /* the one allocation behind all of the above     */
+    void *alloc_ctx;
+    char error[256];
+} fer_workspace;
+
+FERDEF fer_result   fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
+                                       int training);
+FERDEF void         fer_workspace_free(fer_workspace *ws);
+/* input: n x C x H x W floats. training != 0: batch statistics, dropout on. */
+FERDEF fer_result   fer_forward(const fer_model *m, fer_workspace *ws, const float *input, int n,
+                                int training);
+FERDEF const float *fer_output(const fer_model *m, const fer_workspace *ws);   /* n x n_classes */
+FERDEF const float *fer_node_output(const fer_workspace *ws, int node);
+/* Back-propagates dout (n x output shape) through the last training forward,
+   accumulating into ws->pgrad (and ws->grad). Zero them with fer_zero_grad. */
+FERDEF fer_result   fer_backward(const fer_model *m, fer_workspace *ws, const float *dout);
+FERDEF void         fer_zero_grad(const fer_model *m, fer_workspace *ws);
+/* After a training forward: running = (1-momentum)*running + momentum*batch
+   (unbiased variance) for every batch norm, as PyTorch does. */
+FERDEF void         fer_bn_update_running(fer_model *m, const fer_workspace *ws);
+
+/* --- 2.8 Model file (.fer) ----------------------------------------------------
+   Little-endian, versioned, self-describing: the graph (so a file alone rebuilds
+   the model), parameters, BN statistics, class names, input size, preprocessing
+   and a CRC-32. Loading checks every field before use and rejects truncated,
+   corrupt or hostile input with FER_ERR_FORMAT and a message. */
+FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, void *alloc_ctx);
+FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, void *alloc_ctx);
+#ifndef FER_NO_STDIO
+/* Writes path.tmp, checks every write, then renames it over path. */
+FERDEF fer_result fer_model_save(fer_model *m, const char *path);
+FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx);
+#endif
+FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FER_H */
+
+/* ==========================================================================
+   3. Implementation
+   ========================================================================== */
+#ifdef FER_IMPLEMENTATION
+#ifndef FER_IMPLEMENTATION_DONE
+#define FER_IMPLEMENTATION_DONE
+
+/* --- 3.1 Configuration and platform -------------------------------------- */
+#include <string.h>
+#include <math.h>
+#include <float.h>
+#include <limits.h>
+#include <stdarg.h>
+#ifndef FER_NO_STDIO
+#include <stdio.h>
+#endif
+
+#if defined(FER_MALLOC) && defined(FER_FREE)
+#elif !defined(FER_MALLOC) && !defined(FER_FREE)
+#include <stdlib.h>
+#define FER_MALLOC(sz, ctx) ((void)(ctx), malloc(sz))
+#define FER_FREE(p, ctx)    ((void)(ctx), free(p))
+#else
+#error "fer.h: define both FER_MALLOC and FER_FREE, or neither"
+#endif
+
+#ifndef FER_ASSERT
+#include <assert.h>
+#define FER_ASSERT(x) assert(x)
+#endif
+
+#if !defined(FER_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(_M_X64))
+#define FER__X86 1
+#include <immintrin.h>
+#include <cpuid.h>
+#define FER__AVX2   __attribute__((target("avx2,fma")))
+#define FER__AVX512 __attribute__((target("avx512f")))
+#endif
+#if !defined(FER_NO_SIMD) && (defined(__aarch64__) || defined(_M_ARM64))
+#define FER__NEON 1
+#include <arm_neon.h>
+#endif
+
+/* Private helpers. fer__err formats a message into a caller's error buffer. */
+static void fer__err(char *buf, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+#ifndef FER_NO_STDIO
+    vsnprintf(buf, 256, fmt, ap);
+#else
+    { size_t i = 0; while (fmt[i] && i < 255) { buf[i] = fmt[i]; i++; } buf[i] = 0; }
+#endif
+    va_end(ap);
+}
+
+/* a*b (+c) in size_t, or SIZE_MAX when it overflows: every size computed from
+   untrusted numbers goes through these before it reaches an allocator. */
+static size_t fer__mul(size_t a, size_t b)
+{
+    if (a && b > SIZE_MAX / a) return SIZE_MAX;
+    return a * b;
+}
+static size_t fer__add(size_t a, size_t b) { return (a > SIZE_MAX - b) ? SIZE_MAX : a + b; }
+
+/* splitmix64: the project's one random number generator (seeded, no state hidden). */
+static uint64_t fer__mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float fer__uniform(uint64_t *state)        /* [0,1) with 24 random bits */
+{
+    *state += 0x9E3779B97F4A7C15ull;
+    return (float)(fer__mix64(*state) >> 40) * (1.0f / 16777216.0f);
+}
+
+FERDEF const char *fer_result_string(fer_result r)
+{
+    switch (r) {
+    case FER_OK: return "ok";
+    case FER_ERR_ARG: return "invalid argument";
+    case FER_ERR_NOMEM: return "out of memory";
+    case FER_ERR_IO: return "input/output error";
+    case FER_ERR_FORMAT: return "bad file format";
+    case FER_ERR_SHAPE: return "shape mismatch";
+    case FER_ERR_UNSUPPORTED: return "unsupported";
+    case FER_ERR_NUMERIC: return "non-finite number";
+    }
+    return "unknown result";
+}
+
+FERDEF const char *fer_isa_name(fer_isa isa)
+{
+    switch (isa) {
+    case FER_ISA_SCALAR: return "scalar";
+    case FER_ISA_NEON: return "neon";
+    case FER_ISA_AVX2: return "avx2";
+    case FER_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+/* CPUID says what the core has; XGETBV says whether the OS saves the wider
+   registers on a context switch. Both must agree before a path is used. */
+FERDEF fer_isa fer_cpu_best_isa(void)
+{
+#if defined(FER__X86)
+    unsigned a, b, c, d, xlo, xhi;
+    int osxsave, avx2 = 0, fma, avx512 = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return FER_ISA_SCALAR;
+    osxsave = (c >> 27) & 1;
+    fma = (c >> 12) & 1;
+    if (!osxsave) return FER_ISA_SCALAR;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    if ((xlo & 6u) != 6u) return FER_ISA_SCALAR;              /* XMM and YMM state */
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        avx2 = (b >> 5) & 1;
+        avx512 = (b >> 16) & 1;
+    }
+    if (avx512 && (xlo & 0xE6u) == 0xE6u) return FER_ISA_AVX512; /* + opmask, ZMM */
+    if (avx2 && fma) return FER_ISA_AVX2;
+    return FER_ISA_SCALAR;
+#elif defined(FER__NEON)
+    return FER_ISA_NEON;
+#else
+    return FER_ISA_SCALAR;
+#endif
+}
+
+/* An isa that this build and CPU can run, at most the one asked for. */
+static fer_isa fer__isa_clamp(fer_isa isa)
+{
+    fer_isa best = fer_cpu_best_isa();
+    if (isa > best) isa = best;
+#if !defined(FER__NEON)
+    if (isa == FER_ISA_NEON) isa = FER_ISA_SCALAR;
+#endif
+    return isa;
+}
+
+/* --- 3.3 Kernels: GEMM ----------------------------------------------------
+   Goto-style blocked GEMM. B is packed into KC x NR column strips, A into
+   MR x KC row strips, zero-padded at the edges, and a register-blocked
+   micro-kernel computes each MR x NR tile of C. The packing reads A and B
+   transposed or not, so conv backward (W^T * dY, dY * X^T) needs no copies.
+   Each ISA has its micro-kernel and tile size; the scalar one is plain C. */
+#define FER__KC 256
+#define FER__MC 192
+#define FER__NC 1024
+#define FER__MRMAX 12
+#define FER__NRMAX 32
+
+FERDEF size_t fer_gemm_pack_floats(void)
+{
+    return (size_t)FER__KC * (FER__NC + FER__NRMAX) + (size_t)(FER__MC + FER__MRMAX) * FER__KC;
+}
+
+FERDEF void fer_gemm_reference(int trans_a, int trans_b, int M, int N, int K,
+                               const float *A, int lda, const float *B, int ldb,
+                               float *C, int ldc, int accumulate)
+{
+    int i, j, p;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            double s = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (p = 0; p < K; p++) {
+                float a = trans_a ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
+                float b = trans_b ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
+                s += (double)a * b;
+            }
+            C[(size_t)i * ldc + j] = (float)s;
+        }
+}
+
+/* dst: ceil(mc/mr) strips, each kc x mr (k-major). A(i,p) = trans ? A[p][i] : A[i][p] */
+static void fer__pack_a(int mr, int mc, int kc, const float *A, int lda, int trans, float *dst)
+{
+    int ib, i, p;
+    for (ib = 0; ib < mc; ib += mr) {
+        int rows = mc - ib < mr ? mc - ib : mr;
+        for (p = 0; p < kc; p++) {
+            for (i = 0; i < rows; i++)
+                dst[i] = trans ? A[(size_t)p * lda + ib + i] : A[(size_t)(ib + i) * lda + p];
+            for (; i < mr; i++) dst[i] = 0.0f;
+            dst += mr;
+        }
+    }
+}
+
+/* dst: ceil(nc/nr) strips, each kc x nr (k-major). B(p,j) = trans ? B[j][p] : B[p][j] */
+static void fer__pack_b(int nr, int nc, int kc, const float *B, int ldb, int trans, float *dst)
+{
+    int jb, j, p;
+    for (jb = 0; jb < nc; jb += nr) {
+        int cols = nc - jb < nr ? nc - jb : nr;
+        if (!trans && cols == nr) {
+            for (p = 0; p < kc; p++) {
+                memcpy(dst, B + (size_t)p * ldb + jb, sizeof(float) * (size_t)nr);
+                dst += nr;
+            }
+            continue;
+        }
+        for (p = 0; p < kc; p++) {
+            for (j = 0; j < cols; j++)
+                dst[j] = trans ? B[(size_t)(jb + j) * ldb + p] : B[(size_t)p * ldb + jb + j];
+            for (; j < nr; j++) dst[j] = 0.0f;
+            dst += nr;
+        }
+    }
+}
+
+/* Writes an mr x nr tile held in t (row stride nr) to C, rows x cols of it. */
+static void fer__store_tile(const float *t, int nr, float *C, int ldc, int rows, int cols, int acc)
+{
+    int i, j;
+    for (i = 0; i < rows; i++)
+        for (j = 0; j < cols; j++)
+            C[(size_t)i * ldc + j] = acc ? C[(size_t)i * ldc + j] + t[i * nr + j] : t[i * nr + j];
+}
+
+#define FER__MR_SCALAR 4
+#define FER__NR_SCALAR 8
+static void fer__kernel_scalar(int kc, const float *pa, const float *pb, float *C, int ldc,
+                               int rows, int cols, int acc)
+{
+    float t[FER__MR_SCALAR * FER__NR_SCALAR];
+    int i, j, p;
+    for (i = 0; i < FER__MR_SCALAR * FER__NR_SCALAR; i++) t[i] = 0.0f;
+    for (p = 0; p < kc; p++) {
+        for (i = 0; i < FER__MR_SCALAR; i++) {
+            float a = pa[i];
+            for (j = 0; j < FER__NR_SCALAR; j++) t[i * FER__NR_SCALAR + j] += a * pb[j];
+        }
+        pa += FER__MR_SCALAR;
+        pb += FER__NR_SCALAR;
+    }
+    fer__store_tile(t, FER__NR_SCALAR, C, ldc, rows, cols, acc);
+}
+
+#if defined(FER__X86)
+#define FER__MR_AVX2 6
+#define FER__NR_AVX2 16
+FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb, float *C,
+                                       int ldc, int rows, int cols, int acc)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    int p;
+    for (p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8), a;
+        a = _mm256_broadcast_ss(pa + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(pa + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(pa + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(pa + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(pa + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(pa + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        pa += FER__MR_AVX2;
+        pb += FER__NR_AVX2;
+    }
+    if (rows == FER__MR_AVX2 && cols == FER__NR_AVX2) {
+        __m256 *r[FER__MR_AVX2 * 2];
+        int i;
+        r[0] = &c00; r[1] = &c01; r[2] = &c10; r[3] = &c11; r[4] = &c20; r[5] = &c21;
+        r[6] = &c30; r[7] = &c31; r[8] = &c40; r[9] = &c41; r[10] = &c50; r[11] = &c51;
+        for (i = 0; i < FER__MR_AVX2; i++) {
+            float *c = C + (size_t)i * ldc;
+            __m256 v0 = *r[2 * i], v1 = *r[2 * i + 1];
+            if (acc) { v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c)); v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c + 8)); }
+            _mm256_storeu_ps(c, v0);
+            _mm256_storeu_ps(c + 8, v1);
+        }
+    } else {
+        float t[FER__MR_AVX2 * FER__NR_AVX2];
+        _mm256_storeu_ps(t + 0, c00);  _mm256_storeu_ps(t + 8, c01);
+        _mm256_storeu_ps(t + 16, c10); _mm256_storeu_ps(t + 24, c11);
+        _mm256_storeu_ps(t + 32, c20); _mm256_storeu_ps(t + 40, c21);
+        _mm256_storeu_ps(t + 48, c30); _mm256_storeu_ps(t + 56, c31);
+        _mm256_storeu_ps(t + 64, c40); _mm256_storeu_ps(t + 72, c41);
+        _mm256_storeu_ps(t + 80, c50); _mm256_storeu_ps(t + 88, c51);
+        fer__store_tile(t, FER__NR_AVX2, C, ldc, rows, cols, acc);
+    }
+}
+
+#define FER__MR_AVX512 12
+#define FER__NR_AVX512 32
+FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, float *C,
+                                           int ldc, int rows, int cols, int acc)
+{
+    /* 12 x 32 tile: 24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm */
+    __m512 c[FER__MR_AVX512][2];
+    int i, p;
+    for (i = 0; i < FER__MR_AVX512; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
+        for (i = 0; i < FER__MR_AVX512; i++) {
+            __m512 a = _mm512_set1_ps(pa[i]);
+            c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+        }
+        pa += FER__MR_AVX512;
+        pb += FER__NR_AVX512;
+    }
+    if (cols == FER__NR_AVX512) {
+        for (i = 0; i < rows; i++) {
+            float *cp = C + (size_t)i * ldc;
+            __m512 v0 = c[i][0], v1 = c[i][1];
+            if (acc) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cp)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cp + 16)); }
+            _mm512_storeu_ps(cp, v0);
+            _mm512_storeu_ps(cp + 16, v1);
+        }
+    } else {
+        /* partial columns: masked loads and stores, no temporary tile */
+        __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : ((1u << cols) - 1u));
+        __mmask16 m1 = (__mmask16)(cols <= 16 ? 0 : ((1u << (cols - 16)) - 1u));
+        for (i = 0; i < rows; i++) {
+            float *cp = C + (size_t)i * ldc;
+            __m512 v0 = c[i][0], v1 = c[i][1];
+            if (acc) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cp));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cp + 16));
+            }
+            _mm512_mask_storeu_ps(cp, m0, v0);
+            _mm512_mask_storeu_ps(cp + 16, m1, v1);
+        }
+    }
+}
+#endif /* FER__X86 */
+
+#if defined(FER__NEON)
+#define FER__MR_NEON 6
+#define FER__NR_NEON 16
+static void fer__kernel_neon(int kc, const float *pa, const float *pb, float *C, int ldc,
+                             int rows, int cols, int acc)
+{
+    float32x4_t c[FER__MR_NEON][4];
+    int i, j, p;
+    for (i = 0; i < FER__MR_NEON; i++)
+        for (j = 0; j < 4; j++) c[i][j] = vdupq_n_f32(0.0f);
+    for (p = 0; p < kc; p++) {
+        float32x4_t b0 = vld1q_f32(pb), b1 = vld1q_f32(pb + 4);
+        float32x4_t b2 = vld1q_f32(pb + 8), b3 = vld1q_f32(pb + 12);
+        for (i = 0; i < FER__MR_NEON; i++) {
+            float a = pa[i];
+            c[i][0] = vfmaq_n_f32(c[i][0], b0, a);
+            c[i][1] = vfmaq_n_f32(c[i][1], b1, a);
+            c[i][2] = vfmaq_n_f32(c[i][2], b2, a);
+            c[i][3] = vfmaq_n_f32(c[i][3], b3, a);
+        }
+        pa += FER__MR_NEON;
+        pb += FER__NR_NEON;
+    }
+    if (rows == FER__MR_NEON && cols == FER__NR_NEON) {
+        for (i = 0; i < FER__MR_NEON; i++) {
+            float *cp = C + (size_t)i * ldc;
+            for (j = 0; j < 4; j++) {
+                float32x4_t v = c[i][j];
+                if (acc) v = vaddq_f32(v, vld1q_f32(cp + 4 * j));
+                vst1q_f32(cp + 4 * j, v);
+            }
+        }
+    } else {
+        float t[FER__MR_NEON * FER__NR_NEON];
+        for (i = 0; i < FER__MR_NEON; i++)
+            for (j = 0; j < 4; j++) vst1q_f32(t + i * FER__NR_NEON + 4 * j, c[i][j]);
+        fer__store_tile(t, FER__NR_NEON, C, ldc, rows, cols, acc);
+    }
+}
+#endif /* FER__NEON */
+
+typedef void (*fer__kernel_fn)(int kc, const float *pa, const float *pb, float *C, int ldc,
+                               int rows, int cols, int acc);
+
+FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
+                     const float *A, int lda, const float *B, int ldb,
+                     float *C, int ldc, int accumulate, float *pack)
+{
+    fer__kernel_fn kern = fer__kernel_scalar;
+    int mr = FER__MR_SCALAR, nr = FER__NR_SCALAR;
+    int jc, pc, ic, jr, ir;
+    float *pb = pack, *pa = pack + (size_t)FER__KC * (FER__NC + FER__NRMAX);
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { kern = fer__kernel_avx512; mr = FER__MR_AVX512; nr = FER__NR_AVX512; }
+    else if (isa == FER_ISA_AVX2) { kern = fer__kernel_avx2; mr = FER__MR_AVX2; nr = FER__NR_AVX2; }
+#elif defined(FER__NEON)
+    if (isa == FER_ISA_NEON) { kern = fer__kernel_neon; mr = FER__MR_NEON; nr = FER__NR_NEON; }
+#endif
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (ir = 0; ir < M; ir++) memset(C + (size_t)ir * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+    for (jc = 0; jc < N; jc += FER__NC) {
+        int nc = N - jc < FER__NC ? N - jc : FER__NC;
+        for (pc = 0; pc < K; pc += FER__KC) {
+            int kc = K - pc < FER__KC ? K - pc : FER__KC;
+            int acc = accumulate || pc > 0;
+            fer__pack_b(nr, nc, kc, trans_b ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
+                        ldb, trans_b, pb);
+            for (ic = 0; ic < M; ic += FER__MC) {
+                int mc = M - ic < FER__MC ? M - ic : FER__MC;
+                fer__pack_a(mr, mc, kc, trans_a ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
+                            lda, trans_a, pa);
+                for (jr = 0; jr < nc; jr += nr) {
+                    int cols = nc - jr < nr ? nc - jr : nr;
+                    for (ir = 0; ir < mc; ir += mr) {
+                        int rows = mc - ir < mr ? mc - ir : mr;
+                        kern(kc, pa + (size_t)ir * kc, pb + (size_t)jr * kc,
+                             C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* --- 3.3 Kernels: vector helpers (depthwise conv, dense rows) ------------- */
+#if defined(FER__X86)
+FER__AVX512 static void fer__axpy_avx512(int n, float a, const float *x, float *y)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
+                                                         _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+FER__AVX512 static float fer__dot_avx512(int n, const float *x, const float *y)
+{
+    __m512 s = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), s);
+    }
+    return _mm512_reduce_add_ps(s);
+}
+FER__AVX2 static void fer__axpy_avx2(int n, float a, const float *x, float *y)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+FER__AVX2 static float fer__dot_avx2(int n, const float *x, const float *y)
+{
+    __m256 s = _mm256_setzero_ps();
+    __m128 h;
+    float r;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s);
+    h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r += x[i] * y[i];
+    return r;
+}
+#endif
+#if defined(FER__NEON)
+static void fer__axpy_neon(int n, float a, const float *x, float *y)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+static float fer__dot_neon(int n, const float *x, const float *y)
+{
+    float32x4_t s = vdupq_n_f32(0.0f);
+    float r;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) s = vfmaq_f32(s, vld1q_f32(x + i), vld1q_f32(y + i));
+    r = vaddvq_f32(s);
+    for (; i < n; i++) r += x[i] * y[i];
+    return r;
+}
+#endif
+
+FERDEF void fer_axpy(fer_isa isa, int n, float a, const float *x, float *y)
+{
+    int i;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__axpy_avx512(n, a, x, y); return; }
+    if (isa == FER_ISA_AVX2) { fer__axpy_avx2(n, a, x, y); return; }
+#elif defined(FER__NEON)
+    if (isa == FER_ISA_NEON) { fer__axpy_neon(n, a, x, y); return; }
+#endif
+    (void)isa;
+    for (i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+FERDEF float fer_dot(fer_isa isa, int n, const float *x, const float *y)
+{
+    float s = 0.0f;
+    int i;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) return fer__dot_avx512(n, x, y);
+    if (isa == FER_ISA_AVX2) return fer__dot_avx2(n, x, y);
+#elif defined(FER__NEON)
+    if (isa == FER_ISA_NEON) return fer__dot_neon(n, x, y);
+#endif
+    (void)isa;
+    for (i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* --- 3.4 Layers -------------------------------------------------------------
+   Forward and backward of each layer side by side. Conv goes through im2col +
+   GEMM (a 1x1 stride-1 conv reads its input directly); depthwise conv has its
+   own kernel over zero-padded planes, vectorised along rows. */
+
+FERDEF fer_result fer_conv_geom_init(fer_conv_geom *g, int n, int cin, int h, int w,
+                                     int cout, int kh, int kw, int sh, int sw,
+                                     int ph, int pw, int groups)
+{
+    memset(g, 0, sizeof(*g));
+    if (n < 1 || cin < 1 || h < 1 || w < 1 || cout < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 ||
+        ph < 0 || pw < 0 || groups < 1 || cin % groups || cout % groups ||
+        cin > FER_MAX_CHANNELS || cout > FER_MAX_CHANNELS || h > FER_MAX_DIM || w > FER_MAX_DIM ||
+        kh > FER_MAX_DIM || kw > FER_MAX_DIM || sh > FER_MAX_DIM || sw > FER_MAX_DIM ||
+        ph >= kh || pw >= kw || h + 2 * ph < kh || w + 2 * pw < kw)
+        return FER_ERR_SHAPE;
+    g->n = n; g->cin = cin; g->h = h; g->w = w; g->cout = cout;
+    g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw; g->groups = groups;
+    g->oh = (h + 2 * ph - kh) / sh + 1;
+    g->ow = (w + 2 * pw - kw) / sw + 1;
+    return FER_OK;
+}
+
+static int fer__conv_is_dw(const fer_conv_geom *g)
+{
+    return g->groups > 1 && g->groups == g->cin && g->cout == g->cin;
+}
+static int fer__conv_is_pointwise(const fer_conv_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
+{
+    size_t col;
+    if (fer__conv_is_dw(g))
+        return fer__mul(2, fer__mul((size_t)(g->h + 2 * g->ph), (size_t)(g->w + 2 * g->pw)));
+    col = fer__conv_is_pointwise(g) ? 0 :
+          fer__mul(fer__mul((size_t)(g->cin / g->groups), (size_t)g->kh * g->kw),
+                   (size_t)g->oh * g->ow);
+    return fer__add(col, fer_gemm_pack_floats());
+}
+
+/* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside */
+static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *col)
+{
+    int c, ky, kx, oy, ox, ohw = g->oh * g->ow;
+    for (c = 0; c < cg; c++)
+        for (ky = 0; ky < g->kh; ky++)
+            for (kx = 0; kx < g->kw; kx++) {
+                float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ohw;
+                const float *plane = in + (size_t)c * g->h * g->w;
+                for (oy = 0; oy < g->oh; oy++) {
+                    int iy = oy * g->sh - g->ph + ky;
+                    float *r = row + oy * g->ow;
+                    if (iy < 0 || iy >= g->h) { memset(r, 0, sizeof(float) * (size_t)g->ow); continue; }
+                    for (ox = 0; ox < g->ow; ox++) {
+                        int ix = ox * g->sw - g->pw + kx;
+                        r[ox] = (ix >= 0 && ix < g->w) ? plane[iy * g->w + ix] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* the adjoint of fer__im2col: din[c][iy][ix] += col[...] */
+static void fer__col2im(const fer_conv_geom *g, int cg, const float *col, float *din)
+{
+    int c, ky, kx, oy, ox, ohw = g->oh * g->ow;
+    for (c = 0; c < cg; c++)
+        for (ky = 0; ky < g->kh; ky++)
+            for (kx = 0; kx < g->kw; kx++) {
+                const float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ohw;
+                float *plane = din + (size_t)c * g->h * g->w;
+                for (oy = 0; oy < g->oh; oy++) {
+                    int iy = oy * g->sh - g->ph + ky;
+                    const float *r = row + oy * g->ow;
+                    if (iy < 0 || iy >= g->h) continue;
+                    for (ox = 0; ox < g->ow; ox++) {
+                        int ix = ox * g->sw - g->pw + kx;
+                        if (ix >= 0 && ix < g->w) plane[iy * g->w + ix] += r[ox];
+                    }
+                }
+            }
+}
+
+/* Copies plane [h][w] into the middle of a zeroed [h+2ph][w+2pw] plane. */
+static void fer__pad_plane(const fer_conv_geom *g, const float *in, float *pad)
+{
+    int y, pwid = g->w + 2 * g->pw;
+    memset(pad, 0, sizeof(float) * (size_t)(g->h + 2 * g->ph) * pwid);
+    for (y = 0; y < g->h; y++)
+        memcpy(pad + (size_t)(y + g->ph) * pwid + g->pw, in + (size_t)y * g->w, sizeof(float) * (size_t)g->w);
+}
+
+/* Depthwise: out[c] = in[c] (*) w[c] for each channel, one k x k filter each.
+   At stride 1 each tap is one vector axpy along an output row. */
+static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
+                            const float *w, const float *b, float *scratch)
+{
+    int s, c, oy, ox, ky, kx, pwid = g->w + 2 * g->pw;
+    for (s = 0; s < g->n; s++)
+        for (c = 0; c < g->cin; c++) {
+            const float *wc = w + (size_t)c * g->kh * g->kw;
+            float *o = out + ((size_t)s * g->cout + c) * g->oh * g->ow;
+            fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
+            for (oy = 0; oy < g->oh; oy++) {
+                float *orow = o + (size_t)oy * g->ow, bias = b ? b[c] : 0.0f;
+                for (ox = 0; ox < g->ow; ox++) orow[ox] = bias;
+                for (ky = 0; ky < g->kh; ky++) {
+                    const float *prow = scratch + (size_t)(oy * g->sh + ky) * pwid;
+                    for (kx = 0; kx < g->kw; kx++) {
+                        float wv = wc[ky * g->kw + kx];
+                        if (g->sw == 1) fer_axpy(isa, g->ow, wv, prow + kx, orow);
+                        else for (ox = 0; ox < g->ow; ox++) orow[ox] += wv * prow[ox * g->sw + kx];
+                    }
+                }
+            }
+        }
+}
+
+static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
+                             const float *dout, const float *in, const float *w, float *scratch)
+{
+    int s, c, y, oy, ox, ky, kx, pwid = g->w + 2 * g->pw;
+    size_t plane = (size_t)(g->h + 2 * g->ph) * pwid;
+    float *pin = scratch, *pdin = scratch + plane;
+    for (s = 0; s < g->n; s++)
+        for (c = 0; c < g->cin; c++) {
+            const float *wc = w + (size_t)c * g->kh * g->kw;
+            const float *d = dout + ((size_t)s * g->cout + c) * g->oh * g->ow;
+            float *dwc = dw ? dw + (size_t)c * g->kh * g->kw : NULL;
+            if (db) for (ox = 0; ox < g->oh * g->ow; ox++) db[c] += d[ox];
+            if (dw) fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pin);
+            if (din) memset(pdin, 0, sizeof(float) * plane);
+            for (oy = 0; oy < g->oh; oy++) {
+                const float *drow = d + (size_t)oy * g->ow;
+                for (ky = 0; ky < g->kh; ky++) {
+                    size_t roff = (size_t)(oy * g->sh + ky) * pwid;
+                    for (kx = 0; kx < g->kw; kx++) {
+                        if (g->sw == 1) {
+                            if (dw) dwc[ky * g->kw + kx] += fer_dot(isa, g->ow, drow, pin + roff + kx);
+                            if (din) fer_axpy(isa, g->ow, wc[ky * g->kw + kx], drow, pdin + roff + kx);
+                        } else {
+                            for (ox = 0; ox < g->ow; ox++) {
+                                size_t at = roff + (size_t)ox * g->sw + kx;
+                                if (dw) dwc[ky * g->kw + kx] += drow[ox] * pin[at];
+                                if (din) pdin[at] += wc[ky * g->kw + kx] * drow[ox];
+                            }
+                        }
+                    }
+                }
+            }
+            if (din) {
+                float *dc = din + ((size_t)s * g->cin + c) * g->h * g->w;
+                for (y = 0; y < g->h; y++)
+                    fer_axpy(FER_ISA_SCALAR, g->w, 1.0f, pdin + (size_t)(y + g->ph) * pwid + g->pw,
+                             dc + (size_t)y * g->w);
+            }
+        }
+}
+
+FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
+                               const float *w, const float *b, float *scratch)
+{
+    int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
+    int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g);
+    float *col = scratch, *pack = scratch + (pointwise ? 0 : (size_t)K * ohw);
+    if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, b, scratch); return; }
+    for (s = 0; s < g->n; s++) {
+        for (gi = 0; gi < g->groups; gi++) {
+            const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
+            float *outg = out + ((size_t)s * g->cout + (size_t)gi * og) * ohw;
+            if (!pointwise) fer__im2col(g, cg, ing, col);
+            fer_gemm(isa, 0, 0, og, ohw, K, w + (size_t)gi * og * K, K, pointwise ? ing : col, ohw,
+                     outg, ohw, 0, pack);
+        }
+        if (b) {
+            int c, i;
+            for (c = 0; c < g->cout; c++) {
+                float *o = out + ((size_t)s * g->cout + c) * ohw;
+                for (i = 0; i < ohw; i++) o[i] += b[c];
+            }
+        }
+    }
+}
+
+FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw,
+                                float *db, const float *dout, const float *in, const float *w,
+                                float *scratch)
+{
+    int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
+    int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g);
+    float *col = scratch, *pack = scratch + (pointwise ? 0 : (size_t)K * ohw);
+    if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch); return; }
+    for (s = 0; s < g->n; s++)
+        for (gi = 0; gi < g->groups; gi++) {
+            const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
+            const float *dg = dout + ((size_t)s * g->cout + (size_t)gi * og) * ohw;
+            float *ding = din ? din + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w : NULL;
+            const float *wg = w + (size_t)gi * og * K;
+            if (db) {
+                int c, i;
+                for (c = 0; c < og; c++) {
+                    float acc = 0.0f;
+                    for (i = 0; i < ohw; i++) acc += dg[(size_t)c * ohw + i];
+                    db[gi * og + c] += acc;
+                }
+            }
+            if (dw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
+                if (!pointwise) fer__im2col(g, cg, ing, col);
+                fer_gemm(isa, 0, 1, og, K, ohw, dg, ohw, pointwise ? ing : col, ohw,
+                         dw + (size_t)gi * og * K, K, 1, pack);
+            }
+            if (ding) { /* dcol[K][ohw] = W[og][K]^T * dY[og][ohw], then scatter back */
+                if (pointwise) {
+                    fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, ding, ohw, 1, pack);
+                } else {
+                    fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, col, ohw, 0, pack);
+                    fer__col2im(g, cg, col, ding);
+                }
+            }
+        }
+}
+
+FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, float *invstd,
+                                        const float *in,
+                                        const float *gamma, const float *beta,
+                                        int n, int c, int hw, float eps)
+{
+    int s, ch, i;
+    double cnt = (double)n * hw;
+    for (ch = 0; ch < c; ch++) {
+        double sum = 0.0, sq = 0.0, mu;
+        float m, is, gm = gamma[ch], bt = beta[ch];
+        for (s = 0; s < n; s++) {
+            const float *x = in + ((size_t)s * c + ch) * hw;
+            for (i = 0; i < hw; i++) sum += x[i];
+        }
+        mu = sum / cnt;
+        for (s = 0; s < n; s++) {
+            const float *x = in + ((size_t)s * c + ch) * hw;
+            for (i = 0; i < hw; i++) { double d = x[i] - mu; sq += d * d; }
+        }
+        m = (float)mu;
+        var[ch] = (float)(sq / cnt);
+        is = (float)(1.0 / sqrt(sq / cnt + eps));
+        mean[ch] = m;
+        invstd[ch] = is;
+        for (s = 0; s < n; s++) {
+            const float *x = in + ((size_t)s * c + ch) * hw;
+            float *y = out + ((size_t)s * c + ch) * hw;
+            for (i = 0; i < hw; i++) y[i] = (x[i] - m) * is * gm + bt;
+        }
+    }
+}
+
+FERDEF void fer_batchnorm_forward_infer(float *out, const float *in, const float *gamma,
+                                        const float *beta, const float *rmean, const float *rvar,
+                                        int n, int c, int hw, float eps)
+{
+    int s, ch, i;
+    for (s = 0; s < n; s++)
+        for (ch = 0; ch < c; ch++) {
+            float sc = gamma[ch] / sqrtf(rvar[ch] + eps), sh = beta[ch] - rmean[ch] * sc;
+            const float *x = in + ((size_t)s * c + ch) * hw;
+            float *y = out + ((size_t)s * c + ch) * hw;
+            for (i = 0; i < hw; i++) y[i] = x[i] * sc + sh;
+        }
+}
+
+/* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)), m = n*hw */
+FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                   const float *in, const float *mean, const float *invstd,
+                                   const float *gamma, int n, int c, int hw)
+{
+    int s, ch, i;
+    double cnt = (double)n * hw;
+    for (ch = 0; ch < c; ch++) {
+        double sdy = 0.0, sdyx = 0.0;
+        float m = mean[ch], is = invstd[ch], k1, k2, k3;
+        for (s = 0; s < n; s++) {
+            const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
+            for (i = 0; i < hw; i++) { sdy += dy[i]; sdyx += (double)dy[i] * (x[i] - m) * is; }
+        }
+        if (dgamma) dgamma[ch] += (float)sdyx;
+        if (dbeta) dbeta[ch] += (float)sdy;
+        if (!din) continue;
+        k1 = gamma[ch] * is;
+        k2 = (float)(sdy / cnt);
+        k3 = (float)(sdyx / cnt);
+        for (s = 0; s < n; s++) {
+            const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
+            float *dx = din + ((size_t)s * c + ch) * hw;
+            for (i = 0; i < hw; i++) dx[i] += k1 * (dy[i] - k2 - (x[i] - m) * is * k3);
+        }
+    }
+}
+
+FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta,
+                                         const float *dout, const float *in, const float *gamma,
+                                         const float *rmean, const float *rvar,
+                                         int n, int c, int hw, float eps)
+{
+    int s, ch, i;
+    for (ch = 0; ch < c; ch++) {
+        float is = 1.0f / sqrtf(rvar[ch] + eps), m = rmean[ch];
+        double sdy = 0.0, sdyx = 0.0;
+        for (s = 0; s < n; s++) {
+            const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
+            float *dx = din ? din + ((size_t)s * c + ch) * hw : NULL;
+            for (i = 0; i < hw; i++) {
+                sdy += dy[i];
+                sdyx += (double)dy[i] * (x[i] - m) * is;
+                if (dx) dx[i] += dy[i] * gamma[ch] * is;
+            }
+        }
+        if (dgamma) dgamma[ch] += (float)sdyx;
+        if (dbeta) dbeta[ch] += (float)sdy;
+    }
+}
+
+FERDEF void fer_relu_forward(float *out, const float *in, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+FERDEF void fer_relu_backward(float *din, const float *dout, const float *out, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) if (out[i] > 0.0f) din[i] += dout[i];
+}
+FERDEF void fer_relu6_forward(float *out, const float *in, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) out[i] = in[i] < 0.0f ? 0.0f : (in[i] > 6.0f ? 6.0f : in[i]);
+}
+FERDEF void fer_relu6_backward(float *din, const float *dout, const float *out, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) if (out[i] > 0.0f && out[i] < 6.0f) din[i] += dout[i];
+}
+FERDEF void fer_leaky_relu_forward(float *out, const float *in, size_t len, float slope)
+{
+    size_t i;
+    for (i = 0; i < len; i++) out[i] = in[i] > 0.0f ? in[i] : slope * in[i];
+}
+FERDEF void fer_leaky_relu_backward(float *din, const float *dout, const float *in, size_t len,
+                                    float slope)
+{
+    size_t i;
+    for (i = 0; i < len; i++) din[i] += in[i] > 0.0f ? dout[i] : slope * dout[i];
+}
+FERDEF void fer_sigmoid_forward(float *out, const float *in, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        float x = in[i];   /* two branches keep exp() from overflowing */
+        if (x >= 0.0f) out[i] = 1.0f / (1.0f + expf(-x));
+        else { float e = expf(x); out[i] = e / (1.0f + e); }
+    }
+}
+FERDEF void fer_sigmoid_backward(float *din, const float *dout, const float *out, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) din[i] += dout[i] * out[i] * (1.0f - out[i]);
+}
+FERDEF void fer_prelu_forward(float *out, const float *in, const float *slope, int n, int c, int hw)
+{
+    int s, ch, i;
+    for (s = 0; s < n; s++)
+        for (ch = 0; ch < c; ch++) {
+            const float *x = in + ((size_t)s * c + ch) * hw;
+            float *y = out + ((size_t)s * c + ch) * hw, a = slope[ch];
+            for (i = 0; i < hw; i++) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+        }
+}
+FERDEF void fer_prelu_backward(float *din, float *dslope, const float *dout, const float *in,
+                               const float *slope, int n, int c, int hw)
+{
+    int s, ch, i;
+    for (s = 0; s < n; s++)
+        for (ch = 0; ch < c; ch++) {
+            const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
+            float *dx = din ? din + ((size_t)s * c + ch) * hw : NULL, a = slope[ch], ds = 0.0f;
+            for (i = 0; i < hw; i++) {
+                if (x[i] > 0.0f) { if (dx) dx[i] += dy[i]; }
+                else { if (dx) dx[i] += a * dy[i]; ds += x[i] * dy[i]; }
+            }
+            if (dslope) dslope[ch] += ds;
+        }
+}
+
+FERDEF void fer_softmax_forward(float *out, const float *in, int n, int c, int hw)
+{
+    int s, ch, i;
+    for (s = 0; s < n; s++)
+        for (i = 0; i < hw; i++) {
+            const float *x = in + (size_t)s * c * hw + i;
+            float *y = out + (size_t)s * c * hw + i, mx = -FLT_MAX;
+            double sum = 0.0;
+            for (ch = 0; ch < c; ch++) if (x[(size_t)ch * hw] > mx) mx = x[(size_t)ch * hw];
+            for (ch = 0; ch < c; ch++) { y[(size_t)ch * hw] = expf(x[(size_t)ch * hw] - mx); sum += y[(size_t)ch * hw]; }
+            for (ch = 0; ch < c; ch++) y[(size_t)ch * hw] = (float)(y[(size_t)ch * hw] / sum);
+        }
+}
+/* dx_j = y_j * (dy_j - sum_k dy_k y_k) */
+FERDEF void fer_softmax_backward(float *din, const float *dout, const float *out, int n, int c, int hw)
+{
+    int s, ch, i;
+    for (s = 0; s < n; s++)
+        for (i = 0; i < hw; i++) {
+            const float *y = out + (size_t)s * c * hw + i, *dy = dout + (size_t)s * c * hw + i;
+            float *dx = din + (size_t)s * c * hw + i;
+            double dot = 0.0;
+            for (ch = 0; ch < c; ch++) dot += (double)dy[(size_t)ch * hw] * y[(size_t)ch * hw];
+            for (ch = 0; ch < c; ch++)
+                dx[(size_t)ch * hw] += y[(size_t)ch * hw] * (dy[(size_t)ch * hw] - (float)dot);
+        }
+}
+
+static int fer__pool_out(int h, int k, int s, int p) { return (h + 2 * p - k) / s + 1; }
+
+FERDEF void fer_maxpool_forward(float *out, int32_t *argmax, const float *in, int n, int c,
+                                int h, int w, int k, int s, int p)
+{
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, ox, ky, kx;
+    for (pl = 0; pl < n * c; pl++) {
+        const float *x = in + (size_t)pl * h * w;
+        float *y = out + (size_t)pl * oh * ow;
+        int32_t *am = argmax + (size_t)pl * oh * ow;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float best = -FLT_MAX;
+                int32_t bi = -1;
+                for (ky = 0; ky < k; ky++) {
+                    int iy = oy * s - p + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    for (kx = 0; kx < k; kx++) {
+                        int ix = ox * s - p + kx;
+                        if (ix < 0 || ix >= w) continue;
+                        if (bi < 0 || x[iy * w + ix] > best) { best = x[iy * w + ix]; bi = iy * w + ix; }
+                    }
+                }
+                y[oy * ow + ox] = bi < 0 ? 0.0f : best;
+                am[oy * ow + ox] = bi;
+            }
+    }
+}
+FERDEF void fer_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
+                                 int n, int c, int h, int w, int oh, int ow)
+{
+    int pl, i;
+    for (pl = 0; pl < n * c; pl++) {
+        float *dx = din + (size_t)pl * h * w;
+        const float *dy = dout + (size_t)pl * oh * ow;
+        const int32_t *am = argmax + (size_t)pl * oh * ow;
+        for (i = 0; i < oh * ow; i++) if (am[i] >= 0) dx[am[i]] += dy[i];
+    }
+}
+FERDEF void fer_avgpool_forward(float *out, const float *in, int n, int c, int h, int w,
+                                int k, int s, int p)
+{
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, ox, ky, kx;
+    float inv = 1.0f / (float)(k * k);
+    for (pl = 0; pl < n * c; pl++) {
+        const float *x = in + (size_t)pl * h * w;
+        float *y = out + (size_t)pl * oh * ow;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float acc = 0.0f;
+                for (ky = 0; ky < k; ky++) {
+                    int iy = oy * s - p + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    for (kx = 0; kx < k; kx++) {
+                        int ix = ox * s - p + kx;
+                        if (ix >= 0 && ix < w) acc += x[iy * w + ix];
+                    }
+                }
+                y[oy * ow + ox] = acc * inv;
+            }
+    }
+}
+FERDEF void fer_avgpool_backward(float *din, const float *dout, int n, int c, int h, int w,
+                                 int k, int s, int p)
+{
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, ox, ky, kx;
+    float inv = 1.0f / (float)(k * k);
+    for (pl = 0; pl < n * c; pl++) {
+        float *dx = din + (size_t)pl * h * w;
+        const float *dy = dout + (size_t)pl * oh * ow;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float g = dy[oy * ow + ox] * inv;
+                for (ky = 0; ky < k; ky++) {
+                    int iy = oy * s - p + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    for (kx = 0; kx < k; kx++) {
+                        int ix = ox * s - p + kx;
+                        if (ix >= 0 && ix < w) dx[iy * w + ix] += g;
+                    }
+                }
+            }
+    }
+}
+FERDEF void fer_gap_forward(float *out, const float *in, int n, int c, int hw)
+{
+    int pl, i;
+    for (pl = 0; pl < n * c; pl++) {
+        const float *x = in + (size_t)pl * hw;
+        float acc = 0.0f;
+        for (i = 0; i < hw; i++) acc += x[i];
+        out[pl] = acc / (float)hw;
+    }
+}
+FERDEF void fer_gap_backward(float *din, const float *dout, int n, int c, int hw)
+{
+    int pl, i;
+    for (pl = 0; pl < n * c; pl++) {
+        float g = dout[pl] / (float)hw, *dx = din + (size_t)pl * hw;
+        for (i = 0; i < hw; i++) dx[i] += g;
+    }
+}
+FERDEF void fer_gmp_forward(float *out, int32_t *argmax, const float *in, int n, int c, int hw)
+{
+    int pl, i;
+    for (pl = 0; pl < n * c; pl++) {
+        const float *x = in + (size_t)pl * hw;
+        int32_t bi = 0;
+        for (i = 1; i < hw; i++) if (x[i] > x[bi]) bi = i;
+        out[pl] = x[bi];
+        argmax[pl] = bi;
+    }
+}
+FERDEF void fer_gmp_backward(float *din, const float *dout, const int32_t *argmax, int n, int c, int hw)
+{
+    int pl;
+    for (pl = 0; pl < n * c; pl++) din[(size_t)pl * hw + argmax[pl]] += dout[pl];
+}
+
+FERDEF void fer_dense_forward(fer_isa isa, float *out, const float *in, const float *w,
+                              const float *b, int n, int nin, int nout, float *pack)
+{
+    int s, j;
+    if (n < 4) {   /* a matrix-vector product: packing W would cost more than it saves */
+        for (s = 0; s < n; s++)
+            for (j = 0; j < nout; j++)
+                out[(size_t)s * nout + j] = fer_dot(isa, nin, in + (size_t)s * nin, w + (size_t)j * nin);
+    } else {
+        fer_gemm(isa, 0, 1, n, nout, nin, in, nin, w, nin, out, nout, 0, pack);
+    }
+    if (b) for (s = 0; s < n; s++) for (j = 0; j < nout; j++) out[(size_t)s * nout + j] += b[j];
+}
+FERDEF void fer_dense_backward(fer_isa isa, float *din, float *dw, float *db, const float *dout,
+                               const float *in, const float *w, int n, int nin, int nout,
+                               float *pack)
+{
+    int s, j;
+    if (db) for (s = 0; s < n; s++) for (j = 0; j < nout; j++) db[j] += dout[(size_t)s * nout + j];
+    if (dw) fer_gemm(isa, 1, 0, nout, nin, n, dout, nout, in, nin, dw, nin, 1, pack);
+    if (din) fer_gemm(isa, 0, 0, n, nin, nout, dout, nout, w, nin, din, nin, 1, pack);
+}
+
+FERDEF void fer_dropout_forward(float *out, float *mask, const float *in, size_t len, float p,
+                                uint64_t seed)
+{
+    size_t i;
+    float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (i = 0; i < len; i++) {
+        float u = (float)(fer__mix64(seed ^ (0xD1B54A32D192ED03ull * (i + 1))) >> 40) * (1.0f / 16777216.0f);
+        mask[i] = u < p ? 0.0f : keep;
+        out[i] = in[i] * mask[i];
+    }
+}
+FERDEF void fer_dropout_backward(float *din, const float *dout, const float *mask, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) din[i] += dout[i] * mask[i];
+}
+
+FERDEF void fer_add_forward(float *out, const float *a, const float *b, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) out[i] = a[i] + b[i];
+}
+FERDEF void fer_add_backward(float *da, float *db, const float *dout, size_t len)
+{
+    size_t i;
+    if (da) for (i = 0; i < len; i++) da[i] += dout[i];
+    if (db) for (i = 0; i < len; i++) db[i] += dout[i];
+}
+FERDEF void fer_cmul_forward(float *out, const float *x, const float *s, int n, int c, int hw)
+{
+    int pl, i;
+    for (pl = 0; pl < n * c; pl++)
+        for (i = 0; i < hw; i++) out[(size_t)pl * hw + i] = x[(size_t)pl * hw + i] * s[pl];
+}
+FERDEF void fer_cmul_backward(float *dx, float *ds, const float *dout, const float *x,
+                              const float *s, int n, int c, int hw)
+{
+    int pl, i;
+    for (pl = 0; pl < n * c; pl++) {
+        const float *dy = dout + (size_t)pl * hw, *xp = x + (size_t)pl * hw;
+        float acc = 0.0f;
+        for (i = 0; i < hw; i++) {
+            if (dx) dx[(size_t)pl * hw + i] += dy[i] * s[pl];
+            acc += dy[i] * xp[i];
+        }
+        if (ds) ds[pl] += acc;
+    }
+}
+FERDEF void fer_smul_forward(float *out, const float *x, const float *s, int n, int c, int hw)
+{
+    int b, ch, i;
+    for (b = 0; b < n; b++)
+        for (ch = 0; ch < c; ch++) {
+            const float *xp = x + ((size_t)b * c + ch) * hw, *sp = s + (size_t)b * hw;
+            float *y = out + ((size_t)b * c + ch) * hw;
+            for (i = 0; i < hw; i++) y[i] = xp[i] * sp[i];
+        }
+}
+FERDEF void fer_smul_backward(float *dx, float *ds, const float *dout, const float *x,
+                              const float *s, int n, int c, int hw)
+{
+    int b, ch, i;
+    for (b = 0; b < n; b++)
+        for (ch = 0; ch < c; ch++) {
+            const float *xp = x + ((size_t)b * c + ch) * hw, *sp = s + (size_t)b * hw;
+            const float *dy = dout + ((size_t)b * c + ch) * hw;
+            for (i = 0; i < hw; i++) {
+                if (dx) dx[((size_t)b * c + ch) * hw + i] += dy[i] * sp[i];
+                if (ds) ds[(size_t)b * hw + i] += dy[i] * xp[i];
+            }
+        }
+}
+FERDEF void fer_chanpool_forward(float *out, int32_t *argmax, const float *in, int n, int c, int hw)
+{
+    int b, ch, i;
+    for (b = 0; b < n; b++) {
+        float *mean = out + (size_t)b * 2 * hw, *mx = mean + hw;
+        int32_t *am = argmax + (size_t)b * hw;
+        const float *x = in + (size_t)b * c * hw;
+        for (i = 0; i < hw; i++) { mean[i] = x[i]; mx[i] = x[i]; am[i] = 0; }
+        for (ch = 1; ch < c; ch++)
+            for (i = 0; i < hw; i++) {
+                float v = x[(size_t)ch * hw + i];
+                mean[i] += v;
+                if (v > mx[i]) { mx[i] = v; am[i] = ch; }
+            }
+        for (i = 0; i < hw; i++) mean[i] /= (float)c;
+    }
+}
+FERDEF void fer_chanpool_backward(float *din, const float *dout, const int32_t *argmax,
+                                  int n, int c, int hw)
+{
+    int b, ch, i;
+    for (b = 0; b < n; b++) {
+        const float *dmean = dout + (size_t)b * 2 * hw, *dmax = dmean + hw;
+        const int32_t *am = argmax + (size_t)b * hw;
+        float *dx = din + (size_t)b * c * hw;
+        for (ch = 0; ch < c; ch++)
+            for (i = 0; i < hw; i++) dx[(size_t)ch * hw + i] += dmean[i] / (float)c;
+        for (i = 0; i < hw; i++) dx[(size_t)am[i] * hw + i] += dmax[i];
+    }
+}
+
+/* --- 3.5 The graph, blocks and the model ---------------------------------- */
+
+static int fer__fail(fer_model *m, fer_result r, const char *fmt, ...)
+{
+    va_list ap;
+    if (m->status != FER_OK) return -1;    /* keep the first error: it is the cause */
+    m->status = r;
+    va_start(ap, fmt);
+#ifndef FER_NO_STDIO
+    vsnprintf(m->error, sizeof(m->error), fmt, ap);
+#else
+    fer__err(m->error, fmt);
+#endif
+    va_end(ap);
+    return -1;
+}
+
+static size_t fer__shape_size(fer_shape s) { return (size_t)s.c * s.h * s.w; }
+
+static const char *fer__op_names[FER_OP_COUNT] = {
+    "input", "conv", "batchnorm", "relu", "relu6", "leaky_relu", "prelu", "sigmoid", "softmax",
+    "maxpool", "avgpool", "gap", "gmp", "dense", "dropout", "flatten", "add", "cmul", "smul",
+    "concat", "chanpool", "identity"
+};
+
+/* Appends a node of type op reading in[0..n_in); its output shape starts as in[0]'s. */
+static int fer__node_new(fer_model *m, int op, int n_in, const int *in)
+{
+    fer_node *nd;
+    int i;
+    if (m->status != FER_OK) return -1;
+    if (m->finalized) return fer__fail(m, FER_ERR_ARG, "%s: the model is already finalized", fer__op_names[op]);
+    for (i = 0; i < n_in; i++)
+        if (in[i] < 0 || in[i] >= m->n_nodes)
+            return fer__fail(m, FER_ERR_ARG, "node %d (%s): input %d is not an existing node",
+                             m->n_nodes, fer__op_names[op], in[i]);
+    if (m->n_nodes == m->cap_nodes) {
+        int cap = m->cap_nodes ? m->cap_nodes * 2 : 64;
+        fer_node *nn;
+        if (cap > FER_MAX_NODES) cap = FER_MAX_NODES;
+        if (m->n_nodes >= cap) return fer__fail(m, FER_ERR_ARG, "more than %d nodes", FER_MAX_NODES);
+        nn = (fer_node *)FER_MALLOC(sizeof(fer_node) * (size_t)cap, m->alloc_ctx);
+        if (!nn) return fer__fail(m, FER_ERR_NOMEM, "out of memory growing the graph");
+        if (m->nodes) memcpy(nn, m->nodes, sizeof(fer_node) * (size_t)m->n_nodes);
+        if (m->nodes) FER_FREE(m->nodes, m->alloc_ctx);
+        m->nodes = nn;
+        m->cap_nodes = cap;
+    }
+    nd = &m->nodes[m->n_nodes];
+    memset(nd, 0, sizeof(*nd));
+    nd->op = op;
+    nd->n_in = n_in;
+    for (i = 0; i < n_in; i++) nd->in[i] = in[i];
+    nd->share = -1;
+    nd->groups = 1;
+    if (n_in > 0) nd->out = m->nodes[in[0]].out;
+    return m->n_nodes++;
+}
+
+/* Checks a new node's output shape and reserves p parameters and b buffer floats. */
+static int fer__node_done(fer_model *m, int id, size_t p, size_t b)
+{
+    fer_node *nd = &m->nodes[id];
+    fer_shape s = nd->out;
+    if (s.c < 1 || s.h < 1 || s.w < 1 || s.c > FER_MAX_CHANNELS * 64 || s.h > FER_MAX_DIM ||
+        s.w > FER_MAX_DIM || fer__shape_size(s) > ((size_t)1 << 28)) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (%s): output shape %dx%dx%d is empty or too large",
+                         id, fer__op_names[nd->op], s.c, s.h, s.w);
+    }
+    if (p > ((size_t)1 << 31) || m->n_params > ((size_t)1 << 34) ||
+        b > ((size_t)1 << 31) || m->n_buffers > ((size_t)1 << 34)) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (%s): too many parameters", id, fer__op_names[nd->op]);
+    }
+    nd->p_off = m->n_params; nd->p_len = p; m->n_params += p;
+    nd->b_off = m->n_buffers; nd->b_len = b; m->n_buffers += b;
+    return id;
+}
+
+static const char *fer__fer2013_names[7] = { "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral" };
+
+FERDEF fer_result fer_model_init(fer_model *m, int c, int h, int w, int n_classes, void *alloc_ctx)
+{
+    int i, id;
+    memset(m, 0, sizeof(*m));
+    m->alloc_ctx = alloc_ctx;
+    m->pre.temperature = 1.0f;
+    m->pre.store_h = h;
+    m->pre.store_w = w;
+    if (c < 1 || h < 1 || w < 1 || c > FER_MAX_CHANNELS || h > FER_MAX_DIM || w > FER_MAX_DIM) {
+        fer__fail(m, FER_ERR_ARG, "input shape %dx%dx%d is out of range", c, h, w);
+        return m->status;
+    }
+    if (n_classes < 1 || n_classes > FER_MAX_CLASSES) {
+        fer__fail(m, FER_ERR_ARG, "%d classes: expected 1 to %d", n_classes, FER_MAX_CLASSES);
+        return m->status;
+    }
+    m->input.c = c; m->input.h = h; m->input.w = w;
+    m->n_classes = n_classes;
+    for (i = 0; i < n_classes; i++) {
+        const char *nm = n_classes == 7 ? fer__fer2013_names[i] : NULL;
+        if (nm) memcpy(m->class_names[i], nm, strlen(nm) + 1);
+        else { m->class_names[i][0] = 'c'; m->class_names[i][1] = (char)('0' + i / 10);
+               m->class_names[i][2] = (char)('0' + i % 10); m->class_names[i][3] = 0; }
+    }
+    memcpy(m->arch, "custom", 7);
+    id = fer__node_new(m, FER_OP_INPUT, 0, NULL);
+    if (id >= 0) { m->nodes[id].out = m->input; fer__node_done(m, id, 0, 0); }
+    return m->status;
+}
+
+FERDEF void fer_model_free(fer_model *m)
+{
+    if (m->nodes) FER_FREE(m->nodes, m->alloc_ctx);
+    if (m->arena) FER_FREE(m->arena, m->alloc_ctx);
+    m->nodes = NULL; m->arena = NULL; m->params = m->buffers = NULL;
+    m->n_nodes = m->cap_nodes = 0;
+    m->finalized = 0;
+}
+
+static int fer__conv_full(fer_model *m, int x, int cout, int kh, int kw, int sh, int sw,
+                          int ph, int pw, int groups, int bias)
+{
+    fer_conv_geom g;
+    fer_shape in;
+    int id = fer__node_new(m, FER_OP_CONV, 1, &x);
+    if (id < 0) return -1;
+    in = m->nodes[x].out;
+    if (fer_conv_geom_init(&g, 1, in.c, in.h, in.w, cout, kh, kw, sh, sw, ph, pw, groups) != FER_OK) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (conv): %dx%dx%d input, %d outputs, kernel %dx%d, "
+                         "stride %dx%d, pad %dx%d, groups %d do not fit", id, in.c, in.h, in.w, cout,
+                         kh, kw, sh, sw, ph, pw, groups);
+    }
+    {
+        fer_node *nd = &m->nodes[id];
+        nd->kh = kh; nd->kw = kw; nd->sh = sh; nd->sw = sw; nd->ph = ph; nd->pw = pw;
+        nd->groups = groups; nd->bias = bias != 0;
+        nd->out.c = cout; nd->out.h = g.oh; nd->out.w = g.ow;
+    }
+    /* the bias slot is always reserved, so folding BN later needs no new arena */
+    return fer__node_done(m, id, (size_t)cout * (size_t)(in.c / groups) * kh * kw + (size_t)cout, 0);
+}
+
+FERDEF int fer_conv(fer_model *m, int x, int cout, int kh, int kw, int stride, int pad,
+                    int groups, int bias)
+{
+    int ph = pad < 0 ? kh / 2 : pad, pw = pad < 0 ? kw / 2 : pad;   /* pad -1: "same" */
+    return fer__conv_full(m, x, cout, kh, kw, stride, stride, ph, pw, groups, bias);
+}
+
+FERDEF int fer_bn(fer_model *m, int x)
+{
+    int id = fer__node_new(m, FER_OP_BN, 1, &x);
+    if (id < 0) return -1;
+    m->nodes[id].eps = 1e-5f;
+    m->nodes[id].momentum = 0.1f;
+    return fer__node_done(m, id, 2 * (size_t)m->nodes[id].out.c, 2 * (size_t)m->nodes[id].out.c);
+}
+
+FERDEF int fer_act(fer_model *m, int x, fer_op op)
+{
+    int id;
+    if (op != FER_OP_RELU && op != FER_OP_RELU6 && op != FER_OP_SIGMOID && op != FER_OP_PRELU &&
+        op != FER_OP_IDENTITY && op != FER_OP_LEAKY_RELU)
+        return fer__fail(m, FER_ERR_ARG, "fer_act: op %d is not an activation", (int)op);
+    id = fer__node_new(m, op, 1, &x);
+    if (id < 0) return -1;
+    if (op == FER_OP_LEAKY_RELU) m->nodes[id].alpha = 0.01f;
+    return fer__node_done(m, id, op == FER_OP_PRELU ? (size_t)m->nodes[id].out.c : 0, 0);
+}
+
+FERDEF int fer_leaky_relu(fer_model *m, int x, float slope)
+{
+    int id = fer_act(m, x, FER_OP_LEAKY_RELU);
+    if (id >= 0) m->nodes[id].alpha = slope;
+    return id;
+}
+
+FERDEF int fer_softmax(fer_model *m, int x)
+{
+    int id = fer__node_new(m, FER_OP_SOFTMAX, 1, &x);
+    return id < 0 ? -1 : fer__node_done(m, id, 0, 0);
+}
+
+static int fer__pool(fer_model *m, int op, int x, int k, int s, int p)
+{
+    fer_shape in;
+    int id = fer__node_new(m, op, 1, &x);
+    if (id < 0) return -1;
+    in = m->nodes[x].out;
+    if (k < 1 || s < 1 || p < 0 || 2 * p > k || k > FER_MAX_DIM || s > FER_MAX_DIM ||
+        in.h + 2 * p < k || in.w + 2 * p < k) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (%s): window %d, stride %d, pad %d do not fit %dx%d",
+                         id, fer__op_names[op], k, s, p, in.h, in.w);
+    }
+    m->nodes[id].kh = m->nodes[id].kw = k;
+    m->nodes[id].sh = m->nodes[id].sw = s;
+    m->nodes[id].ph = m->nodes[id].pw = p;
+    m->nodes[id].out.h = fer__pool_out(in.h, k, s, p);
+    m->nodes[id].out.w = fer__pool_out(in.w, k, s, p);
+    return fer__node_done(m, id, 0, 0);
+}
+FERDEF int fer_maxpool(fer_model *m, int x, int k, int stride, int pad) { return fer__pool(m, FER_OP_MAXPOOL, x, k, stride, pad); }
+FERDEF int fer_avgpool(fer_model *m, int x, int k, int stride, int pad) { return fer__pool(m, FER_OP_AVGPOOL, x, k, stride, pad); }
+
+static int fer__global_pool(fer_model *m, int op, int x)
+{
+    int id = fer__node_new(m, op, 1, &x);
+    if (id < 0) return -1;
+    m->nodes[id].out.h = m->nodes[id].out.w = 1;
+    return fer__node_done(m, id, 0, 0);
+}
+FERDEF int fer_gap(fer_model *m, int x) { return fer__global_pool(m, FER_OP_GAP, x); }
+FERDEF int fer_gmp(fer_model *m, int x) { return fer__global_pool(m, FER_OP_GMP, x); }
+
+FERDEF int fer_dense(fer_model *m, int x, int nout, int bias)
+{
+    size_t nin;
+    int id = fer__node_new(m, FER_OP_DENSE, 1, &x);
+    if (id < 0) return -1;
+    nin = fer__shape_size(m->nodes[x].out);
+    if (nout < 1 || nout > FER_MAX_CHANNELS * 64) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (dense): %d outputs is out of range", id, nout);
+    }
+    m->nodes[id].out.c = nout; m->nodes[id].out.h = m->nodes[id].out.w = 1;
+    m->nodes[id].bias = bias != 0;
+    return fer__node_done(m, id, fer__add(fer__mul(nin, (size_t)nout), (size_t)nout), 0);
+}
+
+FERDEF int fer_dense_shared(fer_model *m, int x, int owner)
+{
+    int id = fer__node_new(m, FER_OP_DENSE, 1, &x);
+    const fer_node *o;
+    if (id < 0) return -1;
+    o = (owner >= 0 && owner < id) ? &m->nodes[owner] : NULL;
+    if (!o || o->op != FER_OP_DENSE || o->share >= 0 ||
+        fer__shape_size(m->nodes[o->in[0]].out) != fer__shape_size(m->nodes[x].out)) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (dense): node %d is not a dense layer of the same "
+                         "input size to share", id, owner);
+    }
+    m->nodes[id].share = owner;
+    m->nodes[id].out = o->out;
+    m->nodes[id].bias = o->bias;
+    return fer__node_done(m, id, 0, 0);
+}
+
+FERDEF int fer_dropout(fer_model *m, int x, float p)
+{
+    int id;
+    if (!(p >= 0.0f && p < 1.0f)) return fer__fail(m, FER_ERR_ARG, "dropout rate %g is not in [0,1)", (double)p);
+    id = fer__node_new(m, FER_OP_DROPOUT, 1, &x);
+    if (id < 0) return -1;
+    m->nodes[id].alpha = p;
+    return fer__node_done(m, id, 0, 0);
+}
+
+FERDEF int fer_flatten(fer_model *m, int x)
+{
+    int id = fer__node_new(m, FER_OP_FLATTEN, 1, &x);
+    if (id < 0) return -1;
+    m->nodes[id].out.c = (int)fer__shape_size(m->nodes[x].out);
+    m->nodes[id].out.h = m->nodes[id].out.w = 1;
+    return fer__node_done(m, id, 0, 0);
+}
+
+/* Two-input nodes check that the second input's shape fits the first's. */
+static int fer__binary(fer_model *m, int op, int a, int b)
+{
+    int in[2], id;
+    fer_shape sa, sb;
+    in[0] = a; in[1] = b;
+    id = fer__node_new(m, op, 2, in);
+    if (id < 0) return -1;
+    sa = m->nodes[a].out; sb = m->nodes[b].out;
+    if ((op == FER_OP_ADD && (sa.c != sb.c || sa.h != sb.h || sa.w != sb.w)) ||
+        (op == FER_OP_CMUL && (sa.c != sb.c || sb.h != 1 || sb.w != 1)) ||
+        (op == FER_OP_SMUL && (sb.c != 1 || sa.h != sb.h || sa.w != sb.w))) {
+        m->n_nodes--;
+        return fer__fail(m, FER_ERR_SHAPE, "node %d (%s): shapes %dx%dx%d and %dx%dx%d do not fit",
+                         id, fer__op_names[op], sa.c, sa.h, sa.w, sb.c, sb.h, sb.w);
+    }
+    return fer__node_done(m, id, 0, 0);
+}
+FERDEF int fer_add(fer_model *m, int a, int b) { return fer__binary(m, FER_OP_ADD, a, b); }
+FERDEF int fer_cmul(fer_model *m, int x, int s) { return fer__binary(m, FER_OP_CMUL, x, s); }
+FERDEF int fer_smul(fer_model *m, int x, int s) { return fer__binary(m, FER_OP_SMUL, x, s); }
+
+FERDEF int fer_concat(fer_model *m, int n, const int *xs)
+{
+    int id, i, c = 0;
+    if (n < 1 || n > FER_MAX_INPUTS) return fer__fail(m, FER_ERR_ARG, "concat of %d inputs: 1 to %d allowed", n, FER_MAX_INPUTS);
+    id = fer__node_new(m, FER_OP_CONCAT, n, xs);
+    if (id < 0) return -1;
+    for (i = 0; i < n; i++) {
+        fer_shape s = m->nodes[xs[i]].out;
+        if (s.h != m->nodes[xs[0]].out.h || s.w != m->nodes[xs[0]].out.w) {
+            m->n_nodes--;
+            return fer__fail(m, FER_ERR_SHAPE, "node %d (concat): input %d is %dx%d, input 0 is %dx%d",
+                             id, i, s.h, s.w, m->nodes[xs[0]].out.h, m->nodes[xs[0]].out.w);
+        }
+        c += s.c;
+    }
+    m->nodes[id].out.c = c;
+    return fer__node_done(m, id, 0, 0);
+}
+
+FERDEF int fer_chanpool(fer_model *m, int x)
+{
+    int id = fer__node_new(m, FER_OP_CHANPOOL, 1, &x);
+    if (id < 0) return -1;
+    m->nodes[id].out.c = 2;
+    return fer__node_done(m, id, 0, 0);
+}
+
+/* ---- blocks: compositions of the primitives above ---- */
+
+static int fer__cin(const fer_model *m, int x) { return (x >= 0 && x < m->n_nodes) ? m->nodes[x].out.c : 0; }
+
+FERDEF int fer_conv_bn_act(fer_model *m, int x, int cout, int k, int stride, fer_op act)
+{
+    x = fer_conv(m, x, cout, k, k, stride, -1, 1, 0);
+    x = fer_bn(m, x);
+    return act ? fer_act(m, x, act) : x;
+}
+
+FERDEF int fer_sepconv(fer_model *m, int x, int cout, int k, int stride)
+{
+    int cin = fer__cin(m, x);
+    x = fer_conv(m, x, cin, k, k, stride, -1, cin, 0);   /* depthwise */
+    return fer_conv(m, x, cout, 1, 1, 1, 0, 1, 0);       /* pointwise */
+}
+
+FERDEF int fer_block_basic(fer_model *m, int x, int cout, int stride)
+{
+    int y, sc = x;
+    y = fer_conv_bn_act(m, x, cout, 3, stride, FER_OP_RELU);
+    y = fer_conv_bn_act(m, y, cout, 3, 1, (fer_op)0);
+    if (stride != 1 || fer__cin(m, x) != cout) sc = fer_bn(m, fer_conv(m, x, cout, 1, 1, stride, 0, 1, 0));
+    return fer_act(m, fer_add(m, y, sc), FER_OP_RELU);
+}
+
+FERDEF int fer_block_light_residual(fer_model *m, int x, int cout, float p)
+{
+    x = fer_block_basic(m, x, cout, 1);
+    x = fer_maxpool(m, x, 2, 2, 0);
+    return fer_dropout(m, x, p);
+}
+
+FERDEF int fer_block_xception(fer_model *m, int x, int cout)
+{
+    int res = fer_bn(m, fer_conv(m, x, cout, 1, 1, 2, 0, 1, 0)), y;
+    y = fer_act(m, fer_bn(m, fer_sepconv(m, x, cout, 3, 1)), FER_OP_RELU);
+    y = fer_bn(m, fer_sepconv(m, y, cout, 3, 1));
+    y = fer_maxpool(m, y, 3, 2, 1);
+    return fer_add(m, y, res);
+}
+
+FERDEF int fer_block_inverted_residual(fer_model *m, int x, int cout, int expand, int stride)
+{
+    int cin = fer__cin(m, x), hid = cin * expand, y = x;
+    if (expand < 1) return fer__fail(m, FER_ERR_ARG, "inverted residual: expansion %d < 1", expand);
+    if (expand != 1) y = fer_conv_bn_act(m, y, hid, 1, 1, FER_OP_RELU6);
+    y = fer_act(m, fer_bn(m, fer_conv(m, y, hid, 3, 3, stride, 1, hid, 0)), FER_OP_RELU6);
+    y = fer_bn(m, fer_conv(m, y, cout, 1, 1, 1, 0, 1, 0));
+    return (stride == 1 && cin == cout) ? fer_add(m, x, y) : y;
+}
+
+FERDEF int fer_block_se(fer_model *m, int x, int reduction)
+{
+    int c = fer__cin(m, x), hid = reduction > 0 && c / reduction > 0 ? c / reduction : 1, s;
+    s = fer_gap(m, x);
+    s = fer_act(m, fer_dense(m, s, hid, 1), FER_OP_RELU);
+    s = fer_act(m, fer_dense(m, s, c, 1), FER_OP_SIGMOID);
+    return fer_cmul(m, x, s);
+}
+
+FERDEF int fer_block_cbam(fer_model *m, int x, int reduction)
+{
+    int c = fer__cin(m, x), hid = reduction > 0 && c / reduction > 0 ? c / reduction : 1;
+    int a1, a2, b1, b2, s, y, sp;
+    /* channel attention: one MLP applied to both pooled vectors */
+    a1 = fer_dense(m, fer_gap(m, x), hid, 1);
+    a2 = fer_dense(m, fer_act(m, a1, FER_OP_RELU), c, 1);
+    b1 = fer_dense_shared(m, fer_gmp(m, x), a1);
+    b2 = fer_dense_shared(m, fer_act(m, b1, FER_OP_RELU), a2);
+    s = fer_act(m, fer_add(m, a2, b2), FER_OP_SIGMOID);
+    y = fer_cmul(m, x, s);
+    /* spatial attention */
+    sp = fer_conv(m, fer_chanpool(m, y), 1, 7, 7, 1, 3, 1, 0);
+    sp = fer_act(m, sp, FER_OP_SIGMOID);
+    return fer_smul(m, y, sp);
+}
+
+FERDEF int fer_block_dsc_cbam(fer_model *m, int x, int cout)
+{
+    int y, sc = x;
+    y = fer_act(m, fer_bn(m, fer_sepconv(m, x, cout, 3, 1)), FER_OP_PRELU);
+    y = fer_block_cbam(m, y, 16);
+    if (fer__cin(m, x) != cout) sc = fer_bn(m, fer_conv(m, x, cout, 1, 1, 1, 0, 1, 0));
+    return fer_add(m, y, sc);
+}
+
+/* ---- finalize, counts, folding ---- */
+
+FERDEF int fer_model_output(const fer_model *m) { return m->n_nodes - 1; }
+
+static void fer__init_params(fer_model *m, uint64_t seed)
+{
+    int i;
+    size_t k;
+    uint64_t st = seed;
+    memset(m->arena, 0, sizeof(float) * (m->n_params + m->n_buffers));
+    for (i = 0; i < m->n_nodes; i++) {
+        fer_node *nd = &m->nodes[i];
+        float *p = m->params + nd->p_off, *b = m->buffers + nd->b_off;
+        if (nd->op == FER_OP_CONV || (nd->op == FER_OP_DENSE && nd->share < 0)) {
+            size_t nw = nd->p_len - (size_t)nd->out.c, fan_in = nw / (size_t)nd->out.c;
+            /* He-uniform for convs (they feed ReLUs); Glorot-uniform for dense layers */
+            double bound = nd->op == FER_OP_CONV ? sqrt(6.0 / (double)fan_in)
+                                                 : sqrt(6.0 / (double)(fan_in + (size_t)nd->out.c));
+            for (k = 0; k < nw; k++) p[k] = (float)((2.0 * fer__uniform(&st) - 1.0) * bound);
+        } else if (nd->op == FER_OP_BN) {
+            for (k = 0; k < (size_t)nd->out.c; k++) { p[k] = 1.0f; b[nd->out.c + k] = 1.0f; }
+        } else if (nd->op == FER_OP_PRELU) {
+            for (k = 0; k < nd->p_len; k++) p[k] = 0.25f;
+        }
+    }
+}
+
+FERDEF fer_result fer_model_finalize(fer_model *m, uint64_t seed)
+{
+    size_t total;
+    int last;
+    if (m->status != FER_OK) return m->status;
+    if (m->finalized) { fer__fail(m, FER_ERR_ARG, "the model is already finalized"); return m->status; }
+    last = m->n_nodes - 1;
+    if (last < 1) { fer__fail(m, FER_ERR_ARG, "the model has no layers"); return m->status; }
+    if (fer__shape_size(m->nodes[last].out) != (size_t)m->n_classes) {
+        fer_shape s = m->nodes[last].out;
+        fer__fail(m, FER_ERR_SHAPE, "the last node gives %dx%dx%d values for %d classes",
+                  s.c, s.h, s.w, m->n_classes);
+        return m->status;
+    }
+    total = fer__add(m->n_params, m->n_buffers);
+    if (total == 0) total = 1;
+    if (fer__mul(total, sizeof(float)) == SIZE_MAX ||
+        !(m->arena = (float *)FER_MALLOC(total * sizeof(float), m->alloc_ctx))) {
+        fer__fail(m, FER_ERR_NOMEM, "cannot allocate %zu parameters", total);
+        return m->status;
+    }
+    m->params = m->arena;
+    m->buffers = m->arena + m->n_params;
+    fer__init_params(m, seed);
+    m->finalized = 1;
+    return FER_OK;
+}
+
+FERDEF size_t fer_model_param_count(const fer_model *m)
+{
+    size_t n = 0;
+    int i;
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        n += nd->p_len;
+        if ((nd->op == FER_OP_CONV || nd->op == FER_OP_DENSE) && nd->share < 0 && !nd->bias)
+            n -= (size_t)nd->out.c;   /* the reserved, unused bias slot */
+    }
+    return n;
+}
+
+FERDEF double fer_model_macs(const fer_model *m)
+{
+    double macs = 0.0;
+    int i;
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        fer_shape in = nd->n_in ? m->nodes[nd->in[0]].out : nd->out;
+        if (nd->op == FER_OP_CONV)
+            macs += (double)fer__shape_size(nd->out) * (in.c / nd->groups) * nd->kh * nd->kw;
+        else if (nd->op == FER_OP_DENSE)
+            macs += (double)fer__shape_size(in) * nd->out.c;
+    }
+    return macs;
+}
+
+static int fer__consumers(const fer_model *m, int id)
+{
+    int i, j, n = 0;
+    for (i = id + 1; i < m->n_nodes; i++)
+        for (j = 0; j < m->nodes[i].n_in; j++) n += m->nodes[i].in[j] == id;
+    return n;
+}
+
+FERDEF fer_result fer_model_fold_bn(fer_model *m)
+{
+    int i;
+    if (!m->finalized) { fer__fail(m, FER_ERR_ARG, "fold_bn: the model is not finalized"); return m->status; }
+    for (i = 1; i < m->n_nodes; i++) {
+        fer_node *bn = &m->nodes[i], *cv;
+        int c, k, per;
+        if (bn->op != FER_OP_BN) continue;
+        cv = &m->nodes[bn->in[0]];
+        if (cv->op != FER_OP_CONV || cv->act || fer__consumers(m, bn->in[0]) != 1) continue;
+        per = (int)((cv->p_len - (size_t)cv->out.c) / (size_t)cv->out.c);
+        for (c = 0; c < cv->out.c; c++) {
+            const float *g = m->params + bn->p_off, *be = g + bn->out.c;
+            const float *rm = m->buffers + bn->b_off, *rv = rm + bn->out.c;
+            float *w = m->params + cv->p_off + (size_t)c * per;
+            float *b = m->params + cv->p_off + (size_t)per * cv->out.c + c;
+            float sc = g[c] / sqrtf(rv[c] + bn->eps);
+            for (k = 0; k < per; k++) w[k] *= sc;
+            *b = ((cv->bias ? *b : 0.0f) - rm[c]) * sc + be[c];
+        }
+        cv->bias = 1;
+        bn->op = FER_OP_IDENTITY;
+    }
+    /* fuse a ReLU/ReLU6 that is the only reader of a (folded) conv */
+    for (i = 1; i < m->n_nodes; i++) {
+        fer_node *a = &m->nodes[i];
+        int src = a->n_in ? a->in[0] : -1;
+        if (a->op != FER_OP_RELU && a->op != FER_OP_RELU6) continue;
+        while (src > 0 && m->nodes[src].op == FER_OP_IDENTITY && fer__consumers(m, src) == 1)
+            src = m->nodes[src].in[0];
+        if (src <= 0 || m->nodes[src].op != FER_OP_CONV || m->nodes[src].act ||
+            fer__consumers(m, src) != 1)
+            continue;
+        m->nodes[src].act = a->op;
+        a->op = FER_OP_IDENTITY;
+    }
+    return FER_OK;
+}
+
+/* --- 3.6 Model zoo -------------------------------------------------------------
+   Each architecture as published for FER2013 (48x48 grey faces, 7 classes),
+   written for any input size and class count. Shapes below are for 1x48x48. */
+
+static int fer__cbr_bias(fer_model *m, int x, int cout)      /* conv3x3(+bias)-BN-ReLU */
+{
+    return fer_act(m, fer_bn(m, fer_conv(m, x, cout, 3, 3, 1, 1, 1, 1)), FER_OP_RELU);
+}
+
+/* baseline_cnn: the plain VGG-like FER baseline. 32,64 @48 -> pool -> 128,128 @24 ->
+   pool -> 256,256 @12 -> pool -> 256x6x6 -> Dense256-ReLU-Dropout(0.5)-Dense(k). ~3.49M */
+static int fer__zoo_baseline_cnn(fer_model *m, int k)
+{
+    int x = FER_INPUT;
+    x = fer__cbr_bias(m, x, 32);  x = fer__cbr_bias(m, x, 64);  x = fer_maxpool(m, x, 2, 2, 0);
+    x = fer__cbr_bias(m, x, 128); x = fer__cbr_bias(m, x, 128); x = fer_maxpool(m, x, 2, 2, 0);
+    x = fer__cbr_bias(m, x, 256); x = fer__cbr_bias(m, x, 256); x = fer_maxpool(m, x, 2, 2, 0);
+    x = fer_act(m, fer_dense(m, fer_flatten(m, x), 256, 1), FER_OP_RELU);
+    x = fer_dropout(m, x, 0.5f);
+    return fer_dense(m, x, k, 1);
+}
+
+/* mini_xception (Arriaga et al. 2017): conv3x3 8-BN-ReLU twice @48, four Xception
+   modules of 16/32/64/128 channels (each halves the size: 24, 12, 6, 3), a 3x3
+   conv to k channels and global average pooling. ~57k */
+static int fer__zoo_mini_xception(fer_model *m, int k)
+{
+    int x = FER_INPUT;
+    x = fer_conv_bn_act(m, x, 8, 3, 1, FER_OP_RELU);
+    x = fer_conv_bn_act(m, x, 8, 3, 1, FER_OP_RELU);
+    x = fer_block_xception(m, x, 16);
+    x = fer_block_xception(m, x, 32);
+    x = fer_block_xception(m, x, 64);
+    x = fer_block_xception(m, x, 128);
+    x = fer_conv(m, x, k, 3, 3, 1, 1, 1, 1);
+    return fer_gap(m, x);
+}
+
+/* resnet_lite: conv3x3 32-BN-ReLU @48, light residual block 64 (-> pool 24, dropout
+   0.25), light residual block 128 (-> pool 12, dropout 0.25), flatten, Dense(k). ~417k */
+static int fer__zoo_resnet_lite(fer_model *m, int k)
+{
+    int x = FER_INPUT;
+    x = fer_conv_bn_act(m, x, 32, 3, 1, FER_OP_RELU);
+    x = fer_block_light_residual(m, x, 64, 0.25f);
+    x = fer_block_light_residual(m, x, 128, 0.25f);
+    return fer_dense(m, fer_flatten(m, x), k, 1);
+}
+
+/* mobilenetv2_lite: MobileNetV2 for 48x48 without the early stride-2 layers: stem
+   conv3x3 16 at stride 1, inverted residuals (t,c,n,s) = (1,16,1,1) (6,24,1,2)
+   (6,32,2,2) (6,64,1,2) (6,96,1,1) -> 96x6x6, 1x1 conv to 128, GAP, dropout 0.2,
+   Dense(k). ~130k */
+static int fer__zoo_mobilenetv2_lite(fer_model *m, int k)
+{
+    static const int cfg[5][4] = { {1, 16, 1, 1}, {6, 24, 1, 2}, {6, 32, 2, 2}, {6, 64, 1, 2}, {6, 96, 1, 1} };
+    int x = FER_INPUT, i, j;
+    x = fer_conv_bn_act(m, x, 16, 3, 1, FER_OP_RELU6);
+    for (i = 0; i < 5; i++)
+        for (j = 0; j < cfg[i][2]; j++)
+            x = fer_block_inverted_residual(m, x, cfg[i][1], cfg[i][0], j == 0 ? cfg[i][3] : 1);
+    x = fer_conv_bn_act(m, x, 128, 1, 1, FER_OP_RELU6);
+    x = fer_dropout(m, fer_gap(m, x), 0.2f);
+    return fer_dense(m, x, k, 1);
+}
+
+/* VGG with BN (Simonyan & Zisserman 2015) for 48x48: the five conv stages (0 = max
+   pool), then Dense512-ReLU-Dropout(0.5) twice and Dense(k). */
+static int fer__vgg(fer_model *m, int k, const int *cfg, int n)
+{
+    int x = FER_INPUT, i;
+    for (i = 0; i < n; i++) x = cfg[i] ? fer__cbr_bias(m, x, cfg[i]) : fer_maxpool(m, x, 2, 2, 0);
+    x = fer_flatten(m, x);
+    x = fer_dropout(m, fer_act(m, fer_dense(m, x, 512, 1), FER_OP_RELU), 0.5f);
+    x = fer_dropout(m, fer_act(m, fer_dense(m, x, 512, 1), FER_OP_RELU), 0.5f);
+    return fer_dense(m, x, k, 1);
+}
+static int fer__zoo_vgg16_bn(fer_model *m, int k)
+{
+    static const int cfg[] = { 64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0 };
+    return fer__vgg(m, k, cfg, (int)(sizeof(cfg) / sizeof(cfg[0])));
+}
+static int fer__zoo_vgg19_bn(fer_model *m, int k)
+{
+    static const int cfg[] = { 64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0,
+                               512, 512, 512, 512, 0 };
+    return fer__vgg(m, k, cfg, (int)(sizeof(cfg) / sizeof(cfg[0])));
+}
+
+/* resnet18 (He et al. 2016), CIFAR-style: conv3x3 64 stem, no max pool, stages
+   64/128/256/512 of two BasicBlocks (stride 2 at the first of stages 2-4), GAP, Dense(k). ~11.2M */
+static int fer__zoo_resnet18(fer_model *m, int k)
+{
+    int x = FER_INPUT, s;
+    static const int width[4] = { 64, 128, 256, 512 };
+    x = fer_conv_bn_act(m, x, 64, 3, 1, FER_OP_RELU);
+    for (s = 0; s < 4; s++) {
+        x = fer_block_basic(m, x, width[s], s ? 2 : 1);
+        x = fer_block_basic(m, x, width[s], 1);
+    }
+    return fer_dense(m, fer_gap(m, x), k, 1);
+}
+
+/* dcm_net: VGG16's five conv groups (64x2, 128x2, 256x3, 512x3, 512x3), each wrapped
+   by a residual shortcut (1x1 conv + BN where the width changes) and followed by max
+   pool for groups 1-4 (48 -> 3); two refinement stages (conv3x3 512 and 256, BN,
+   ReLU); global average pooling; hierarchical head Dense512-ReLU-Dropout(0.4)-
+   Dense256-ReLU-Dropout(0.4)-Dense(k). */
+static int fer__zoo_dcm_net(fer_model *m, int k)
+{
+    static const int width[5] = { 64, 128, 256, 512, 512 }, depth[5] = { 2, 2, 3, 3, 3 };
+    int x = FER_INPUT, g, i;
+    for (g = 0; g < 5; g++) {
+        int y = x, sc = x;
+        for (i = 0; i < depth[g]; i++)
+            y = fer_conv_bn_act(m, y, width[g], 3, 1, i + 1 < depth[g] ? FER_OP_RELU : (fer_op)0);
+        if (fer__cin(m, x) != width[g]) sc = fer_bn(m, fer_conv(m, x, width[g], 1, 1, 1, 0, 1, 0));
+        x = fer_act(m, fer_add(m, y, sc), FER_OP_RELU);
+        if (g < 4) x = fer_maxpool(m, x, 2, 2, 0);
+    }
+    x = fer_conv_bn_act(m, x, 512, 3, 1, FER_OP_RELU);
+    x = fer_conv_bn_act(m, x, 256, 3, 1, FER_OP_RELU);
+    x = fer_gap(m, x);
+    x = fer_dropout(m, fer_act(m, fer_dense(m, x, 512, 1), FER_OP_RELU), 0.4f);
+    x = fer_dropout(m, fer_act(m, fer_dense(m, x, 256, 1), FER_OP_RELU), 0.4f);
+    return fer_dense(m, x, k, 1);
+}
+
+/* vgg16_dsc_cbam: VGG16 with every conv of the five stages replaced by a residual
+   depthwise-separable block (sepconv3x3-BN-PReLU-CBAM + shortcut), max pool after
+   each stage (48 -> 1), GAP, Dense512-PReLU-Dropout(0.5)-Dense(k). */
+static int fer__zoo_vgg16_dsc_cbam(fer_model *m, int k)
+{
+    static const int width[5] = { 64, 128, 256, 512, 512 }, depth[5] = { 2, 2, 3, 3, 3 };
+    int x = FER_INPUT, g, i;
+    for (g = 0; g < 5; g++) {
+        for (i = 0; i < depth[g]; i++) x = fer_block_dsc_cbam(m, x, width[g]);
+        x = fer_maxpool(m, x, 2, 2, 0);
+    }
+    x = fer_gap(m, x);
+    x = fer_dropout(m, fer_act(m, fer_dense(m, x, 512, 1), FER_OP_PRELU), 0.5f);
+    return fer_dense(m, x, k, 1);
+}
+
+typedef struct fer__zoo_entry {
+    const char *name, *desc;
+    int (*build)(fer_model *m, int k);
+} fer__zoo_entry;
+
+static const fer__zoo_entry fer__zoo[] = {
+    { "baseline_cnn", "VGG-like baseline: 6 conv3x3+BN+ReLU, 3 pools, Dense256, Dense", fer__zoo_baseline_cnn },
+    { "mini_xception", "two conv3x3 8, four Xception residual modules 16-128, conv to classes, GAP", fer__zoo_mini_xception },
+    { "resnet_lite", "stem conv 32, two light residual blocks 64/128 with pool+dropout, Dense", fer__zoo_resnet_lite },
+    { "mobilenetv2_lite", "MobileNetV2 inverted residuals to width 96, no early stride, 1x1 to 128, GAP", fer__zoo_mobilenetv2_lite },
+    { "vgg16_bn", "VGG16 with BN, 512-wide classifier", fer__zoo_vgg16_bn },
+    { "vgg19_bn", "VGG19 with BN, 512-wide classifier", fer__zoo_vgg19_bn },
+    { "resnet18", "ResNet-18, CIFAR-style stem, BasicBlocks 64-512", fer__zoo_resnet18 },
+    { "dcm_net", "DCM-Net: residual VGG16 groups, two refinement convs, avg pool, hierarchical head", fer__zoo_dcm_net },
+    { "vgg16_dsc_cbam", "VGG16 of residual depthwise-separable+PReLU+CBAM blocks, GAP, Dense512-PReLU", fer__zoo_vgg16_dsc_cbam }
+};
+
+FERDEF int fer_zoo_count(void) { return (int)(sizeof(fer__zoo) / sizeof(fer__zoo[0])); }
+FERDEF const char *fer_zoo_name(int i) { return i >= 0 && i < fer_zoo_count() ? fer__zoo[i].name : NULL; }
+FERDEF const char *fer_zoo_description(int i) { return i >= 0 && i < fer_zoo_count() ? fer__zoo[i].desc : NULL; }
+
+FERDEF fer_result fer_zoo_build(fer_model *m, const char *name, int c, int h, int w,
+                                int n_classes, uint64_t seed, void *alloc_ctx)
+{
+    int i;
+    fer_result r = fer_model_init(m, c, h, w, n_classes, alloc_ctx);
+    if (r != FER_OK) return r;
+    for (i = 0; i < fer_zoo_count(); i++)
+        if (name && strcmp(name, fer__zoo[i].name) == 0) {
+            memcpy(m->arch, fer__zoo[i].name, strlen(fer__zoo[i].name) + 1);
+            fer__zoo[i].build(m, n_classes);
+            return fer_model_finalize(m, seed);
+        }
+    fer__fail(m, FER_ERR_ARG, "unknown architecture '%.64s' (see fer_zoo_name)", name ? name : "(null)");
+    return m->status;
+}
+
+/* --- 3.7 Inference and training passes ------------------------------------------
+   The workspace is carved out of one allocation. Identity and flatten nodes (and
+   dropout at inference) alias their input's activation instead of copying it;
+   their gradients then alias too, which keeps the accumulation exact. */
+
+static int fer__aliases(const fer_node *nd, int training)
+{
+    return nd->op == FER_OP_IDENTITY || nd->op == FER_OP_FLATTEN ||
+           (nd->op == FER_OP_DROPOUT && !training);
+}
+
+FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
+                                     int training)
+{
+    size_t act = 0, aux = 0, iaux = 0, scratch = fer_gemm_pack_floats(), nb, total, floats, idx;
+    int i;
+    memset(ws, 0, sizeof(*ws));
+    ws->alloc_ctx = m->alloc_ctx;
+    if (!m->finalized) { fer__err(ws->error, "workspace: the model is not finalized"); return FER_ERR_ARG; }
+    if (max_batch < 1 || max_batch > 65536) {
+        fer__err(ws->error, "workspace: batch %d is not in 1..65536", max_batch);
+        return FER_ERR_ARG;
+    }
+    nb = (size_t)max_batch;
+    /* pass 1: sizes (each node's regions are reserved in node order) */
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        size_t sz = fer__mul(nb, fer__shape_size(nd->out));
+        if (!fer__aliases(nd, training)) act = fer__add(act, sz);
+        if (nd->op == FER_OP_BN) aux = fer__add(aux, 3 * (size_t)nd->out.c);
+        if (nd->op == FER_OP_DROPOUT && training) aux = fer__add(aux, sz);
+        if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux = fer__add(iaux, sz);
+        if (nd->op == FER_OP_CHANPOOL) iaux = fer__add(iaux, fer__mul(nb, (size_t)nd->out.h * nd->out.w));
+        if (nd->op == FER_OP_CONV) {
+            fer_conv_geom g;
+            fer_shape in = m->nodes[nd->in[0]].out;
+            size_t s;
+            fer_conv_geom_init(&g, 1, in.c, in.h, in.w, nd->out.c, nd->kh, nd->kw, nd->sh, nd->sw,
+                               nd->ph, nd->pw, nd->groups);
+            s = fer_conv_scratch_floats(&g);
+            if (s > scratch) scratch = s;
+        }
+    }
+    floats = fer__add(fer__add(fer__mul(act, training ? 2 : 1), aux),
+                      fer__add(training ? m->n_params : 0, scratch));
+    total = fer__add(fer__add(fer__mul(floats, sizeof(float)), fer__mul(iaux, sizeof(int32_t))),
+                     fer__mul((size_t)m->n_nodes * 3, sizeof(size_t)));
+    if (total == SIZE_MAX || !(ws->mem = FER_MALLOC(total, ws->alloc_ctx))) {
+        fer__err(ws->error, "workspace: cannot allocate %zu bytes for batch %d", total, max_batch);
+        return FER_ERR_NOMEM;
+    }
+    /* pass 2: carve (size_t arrays first, then floats, then int32: alignment holds) */
+    ws->act_off = (size_t *)ws->mem;
+    ws->aux_off = ws->act_off + m->n_nodes;
+    ws->iaux_off = ws->aux_off + m->n_nodes;
+    ws->act = (float *)(ws->iaux_off + m->n_nodes);
+    ws->grad = training ? ws->act + act : NULL;
+    ws->aux = ws->act + act * (training ? 2 : 1);
+    ws->pgrad = training ? ws->aux + aux : NULL;
+    ws->scratch = ws->aux + aux + (training ? m->n_params : 0);
+    ws->scratch_len = scratch;
+    ws->iaux = (int32_t *)(ws->scratch + scratch);
+    act = aux = iaux = 0;
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        size_t sz = nb * fer__shape_size(nd->out);
+        if (fer__aliases(nd, training)) ws->act_off[i] = ws->act_off[nd->in[0]];
+        else { ws->act_off[i] = act; act += sz; }
+        ws->aux_off[i] = aux;
+        if (nd->op == FER_OP_BN) aux += 3 * (size_t)nd->out.c;
+        if (nd->op == FER_OP_DROPOUT && training) aux += sz;
+        ws->iaux_off[i] = iaux;
+        if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux += sz;
+        if (nd->op == FER_OP_CHANPOOL) iaux += nb * (size_t)nd->out.h * nd->out.w;
+    }
+    for (idx = 0; idx < iaux; idx++) ws->iaux[idx] = 0;
+    ws->max_batch = max_batch;
+    ws->training = training != 0;
+    ws->n_nodes = m->n_nodes;
+    ws->isa = fer_cpu_best_isa();
+    if (training) memset(ws->pgrad, 0, sizeof(float) * m->n_params);
+    return FER_OK;
+}
+
+FERDEF void fer_workspace_free(fer_workspace *ws)
+{
+    if (ws->mem) FER_FREE(ws->mem, ws->alloc_ctx);
+    memset(ws, 0, sizeof(*ws));
+}
+
+static const float *fer__p(const fer_model *m, const fer_node *nd)
+{
+    return m->params + (nd->share >= 0 ? m->nodes[nd->share].p_off : nd->p_off);
+}
+static float *fer__dp(const fer_model *m, const fer_workspace *ws, const fer_node *nd)
+{
+    return ws->pgrad + (nd->share >= 0 ? m->nodes[nd->share].p_off : nd->p_off);
+}
+
+static fer_result fer__geom(const fer_model *m, const fer_node *nd, int n, fer_conv_geom *g)
+{
+    fer_shape in = m->nodes[nd->in[0]].out;
+    return fer_conv_geom_init(g, n, in.c, in.h, in.w, nd->out.c, nd->kh, nd->kw, nd->sh, nd->sw,
+                              nd->ph, nd->pw, nd->groups);
+}
+
+static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa, int i, int n,
+                              int training)
+{
+    const fer_node *nd = &m->nodes[i];
+    fer_shape in = m->nodes[nd->in[0]].out, o = nd->out;
+    const float *X = ws->act + ws->act_off[nd->in[0]], *P = fer__p(m, nd);
+    float *Y = ws->act + ws->act_off[i], *A = ws->aux + ws->aux_off[i];
+    int32_t *I = ws->iaux + ws->iaux_off[i];
+    int hw = in.h * in.w;
+    size_t len = (size_t)n * fer__shape_size(o);
+    switch (nd->op) {
+    case FER_OP_CONV: {
+        fer_conv_geom g;
+        size_t nw = (size_t)o.c * (in.c / nd->groups) * nd->kh * nd->kw;
+        fer__geom(m, nd, n, &g);
+        fer_conv2d_forward(isa, &g, Y, X, P, nd->bias ? P + nw : NULL, ws->scratch);
+        if (nd->act == FER_OP_RELU) fer_relu_forward(Y, Y, len);
+        else if (nd->act == FER_OP_RELU6) fer_relu6_forward(Y, Y, len);
+        break;
+    }
+    case FER_OP_BN:
+        if (training)
+            fer_batchnorm_forward_train(Y, A, A + o.c, A + 2 * o.c, X, P, P + o.c, n, o.c, hw, nd->eps);
+        else
+            fer_batchnorm_forward_infer(Y, X, P, P + o.c, m->buffers + nd->b_off,
+                                        m->buffers + nd->b_off + o.c, n, o.c, hw, nd->eps);
+        break;
+    case FER_OP_RELU: fer_relu_forward(Y, X, len); break;
+    case FER_OP_RELU6: fer_relu6_forward(Y, X, len); break;
+    case FER_OP_LEAKY_RELU: fer_leaky_relu_forward(Y, X, len, nd->alpha); break;
+    case FER_OP_PRELU: fer_prelu_forward(Y, X, P, n, o.c, hw); break;
+    case FER_OP_SIGMOID: fer_sigmoid_forward(Y, X, len); break;
+    case FER_OP_SOFTMAX: fer_softmax_forward(Y, X, n, o.c, hw); break;
+    case FER_OP_MAXPOOL: fer_maxpool_forward(Y, I, X, n, in.c, in.h, in.w, nd->kh, nd->sh, nd->ph); break;
+    case FER_OP_AVGPOOL: fer_avgpool_forward(Y, X, n, in.c, in.h, in.w, nd->kh, nd->sh, nd->ph); break;
+    case FER_OP_GAP: fer_gap_forward(Y, X, n, in.c, hw); break;
+    case FER_OP_GMP: fer_gmp_forward(Y, I, X, n, in.c, hw); break;
+    case FER_OP_DENSE: {
+        int nin = (int)fer__shape_size(in);
+        fer_dense_forward(isa, Y, X, P, nd->bias ? P + (size_t)nin * o.c : NULL, n, nin, o.c, ws->scratch);
+        break;
+    }
+    case FER_OP_DROPOUT:
+        if (training && nd->alpha > 0.0f)
+            fer_dropout_forward(Y, A, X, len, nd->alpha, fer__mix64(ws->dropout_seed ^ (uint64_t)i));
+        else if (Y != X) memcpy(Y, X, sizeof(float) * len);
+        if (training && nd->alpha <= 0.0f) { size_t k; for (k = 0; k < len; k++) A[k] = 1.0f; }
+        break;
+    case FER_OP_FLATTEN: case FER_OP_IDENTITY:
+        break;   /* aliased: Y == X */
+    case FER_OP_ADD:
+        fer_add_forward(Y, X, ws->act + ws->act_off[nd->in[1]], len); break;
+    case FER_OP_CMUL:
+        fer_cmul_forward(Y, X, ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
+    case FER_OP_SMUL:
+        fer_smul_forward(Y, X, ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
+    case FER_OP_CONCAT: {
+        int s, k, c0 = 0;
+        for (k = 0; k < nd->n_in; k++) {
+            fer_shape sk = m->nodes[nd->in[k]].out;
+            const float *Xk = ws->act + ws->act_off[nd->in[k]];
+            for (s = 0; s < n; s++)
+                memcpy(Y + ((size_t)s * o.c + c0) * hw, Xk + (size_t)s * sk.c * hw, sizeof(float) * (size_t)sk.c * hw);
+            c0 += sk.c;
+        }
+        break;
+    }
+    case FER_OP_CHANPOOL: fer_chanpool_forward(Y, I, X, n, in.c, hw); break;
+    default: FER_ASSERT(0);
+    }
+}
+
+FERDEF fer_result fer_forward(const fer_model *m, fer_workspace *ws, const float *input, int n,
+                              int training)
+{
+    int i;
+    fer_isa isa = fer__isa_clamp(ws->isa);
+    if (!m->finalized || ws->n_nodes != m->n_nodes) {
+        fer__err(ws->error, "forward: the workspace was not made for this finalized model");
+        return FER_ERR_ARG;
+    }
+    if (n < 1 || n > ws->max_batch) {
+        fer__err(ws->error, "forward: batch %d is not in 1..%d", n, ws->max_batch);
+        return FER_ERR_ARG;
+    }
+    if (training && !ws->training) {
+        fer__err(ws->error, "forward: training needs a workspace made with training=1");
+        return FER_ERR_ARG;
+    }
+    memcpy(ws->act + ws->act_off[0], input, sizeof(float) * (size_t)n * fer__shape_size(m->input));
+    for (i = 1; i < m->n_nodes; i++) fer__node_forward(m, ws, isa, i, n, training);
+    ws->n = n;
+    ws->last_training = training != 0;
+    return FER_OK;
+}
+
+FERDEF const float *fer_output(const fer_model *m, const fer_workspace *ws)
+{
+    return ws->act + ws->act_off[m->n_nodes - 1];
+}
+FERDEF const float *fer_node_output(const fer_workspace *ws, int node)
+{
+    return (node >= 0 && node < ws->n_nodes) ? ws->act + ws->act_off[node] : NULL;
+}
+
+FERDEF void fer_zero_grad(const fer_model *m, fer_workspace *ws)
+{
+    if (ws->pgrad) memset(ws->pgrad, 0, sizeof(float) * m->n_params);
+}
+
+static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa isa, int i, int n)
+{
+    const fer_node *nd = &m->nodes[i];
+    fer_shape in = m->nodes[nd->in[0]].out, o = nd->out;
+    const float *X = ws->act + ws->act_off[nd->in[0]], *Y = ws->act + ws->act_off[i];
+    const float *P = fer__p(m, nd), *A = ws->aux + ws->aux_off[i];
+    const int32_t *I = ws->iaux + ws->iaux_off[i];
+    float *dY = ws->grad + ws->act_off[i], *dX = ws->grad + ws->act_off[nd->in[0]];
+    float *dP = fer__dp(m, ws, nd);
+    int hw = in.h * in.w;
+    size_t len = (size_t)n * fer__shape_size(o), k;
+    switch (nd->op) {
+    case FER_OP_CONV: {
+        fer_conv_geom g;
+        size_t nw = (size_t)o.c * (in.c / nd->groups) * nd->kh * nd->kw;
+        if (nd->act == FER_OP_RELU) for (k = 0; k < len; k++) dY[k] = Y[k] > 0.0f ? dY[k] : 0.0f;
+        if (nd->act == FER_OP_RELU6) for (k = 0; k < len; k++) dY[k] = Y[k] > 0.0f && Y[k] < 6.0f ? dY[k] : 0.0f;
+        fer__geom(m, nd, n, &g);
+        fer_conv2d_backward(isa, &g, dX, dP, nd->bias ? dP + nw : NULL, dY, X, P, ws->scratch);
+        break;
+    }
+    case FER_OP_BN:
+        fer_batchnorm_backward(dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw);
+        break;
+    case FER_OP_RELU: fer_relu_backward(dX, dY, Y, len); break;
+    case FER_OP_RELU6: fer_relu6_backward(dX, dY, Y, len); break;
+    case FER_OP_LEAKY_RELU: fer_leaky_relu_backward(dX, dY, X, len, nd->alpha); break;
+    case FER_OP_PRELU: fer_prelu_backward(dX, dP, dY, X, P, n, o.c, hw); break;
+    case FER_OP_SIGMOID: fer_sigmoid_backward(dX, dY, Y, len); break;
+    case FER_OP_SOFTMAX: fer_softmax_backward(dX, dY, Y, n, o.c, hw); break;
+    case FER_OP_MAXPOOL: fer_maxpool_backward(dX, dY, I, n, in.c, in.h, in.w, o.h, o.w); break;
+    case FER_OP_AVGPOOL: fer_avgpool_backward(dX, dY, n, in.c, in.h, in.w, nd->kh, nd->sh, nd->ph); break;
+    case FER_OP_GAP: fer_gap_backward(dX, dY, n, in.c, hw); break;
+    case FER_OP_GMP: fer_gmp_backward(dX, dY, I, n, in.c, hw); break;
+    case FER_OP_DENSE: {
+        int nin = (int)fer__shape_size(in);
+        fer_dense_backward(isa, dX, dP, nd->bias ? dP + (size_t)nin * o.c : NULL, dY, X, P, n, nin,
+                           o.c, ws->scratch);
+        break;
+    }
+    case FER_OP_DROPOUT: fer_dropout_backward(dX, dY, A, len); break;
+    case FER_OP_FLATTEN: case FER_OP_IDENTITY:
+        break;   /* aliased: dY is dX */
+    case FER_OP_ADD:
+        fer_add_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, len); break;
+    case FER_OP_CMUL:
+        fer_cmul_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, X,
+                          ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
+    case FER_OP_SMUL:
+        fer_smul_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, X,
+                          ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
+    case FER_OP_CONCAT: {
+        int s, j, c0 = 0;
+        for (j = 0; j < nd->n_in; j++) {
+            fer_shape sj = m->nodes[nd->in[j]].out;
+            float *dXj = ws->grad + ws->act_off[nd->in[j]];
+            for (s = 0; s < n; s++)
+                fer_axpy(FER_ISA_SCALAR, sj.c * hw, 1.0f, dY + ((size_t)s * o.c + c0) * hw, dXj + (size_t)s * sj.c * hw);
+            c0 += sj.c;
+        }
+        break;
+    }
+    case FER_OP_CHANPOOL: fer_chanpool_backward(dX, dY, I, n, in.c, hw); break;
+    default: FER_ASSERT(0);
+    }
+}
+
+FERDEF fer_result fer_backward(const fer_model *m, fer_workspace *ws, const float *dout)
+{
+    int i, last = m->n_nodes - 1;
+    fer_isa isa = fer__isa_clamp(ws->isa);
+    size_t act_len = 0;
+    if (!ws->training || !ws->last_training || ws->n_nodes != m->n_nodes) {
+        fer__err(ws->error, "backward: needs a training forward on a training workspace first");
+        return FER_ERR_ARG;
+    }
+    for (i = 0; i < m->n_nodes; i++)
+        if (!fer__aliases(&m->nodes[i], 1)) act_len += (size_t)ws->max_batch * fer__shape_size(m->nodes[i].out);
+    memset(ws->grad, 0, sizeof(float) * act_len);
+    memcpy(ws->grad + ws->act_off[last], dout, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[last].out));
+    for (i = last; i >= 1; i--) fer__node_backward(m, ws, isa, i, ws->n);
+    return FER_OK;
+}
+
+FERDEF void fer_bn_update_running(fer_model *m, const fer_workspace *ws)
+{
+    int i, c;
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        const float *A = ws->aux + ws->aux_off[i];
+        float *rm = m->buffers + nd->b_off, *rv = rm + nd->out.c, mo = nd->momentum;
+        double cnt = (double)ws->n * m->nodes[nd->in[0]].out.h * m->nodes[nd->in[0]].out.w;
+        if (nd->op != FER_OP_BN || !ws->last_training) continue;
+        for (c = 0; c < nd->out.c; c++) {
+            float unbiased = cnt > 1.0 ? (float)(A[nd->out.c + c] * cnt / (cnt - 1.0)) : A[nd->out.c + c];
+            rm[c] = (1.0f - mo) * rm[c] + mo * A[c];
+            rv[c] = (1.0f - mo) * rv[c] + mo * unbiased;
+        }
+    }
+}
+
+/* --- 3.8 Model file (.fer) --------------------------------------------------------
+   Version 1 layout, all fields little-endian:
+     0   "FERM"                    magic
+     4   u32 version (1)
+     8   u32 n_nodes, u32 n_classes, u32 in_c, in_h, in_w
+     28  u64 n_params, u64 n_buffers
+     44  char arch[32]
+     76  preprocessing: u32 norm, f32 mean, f32 std, u32 crop_h, crop_w, store_h,
+         store_w, f32 temperature                                      (32 bytes)
+     108 char class_names[n_classes][32]
+         nodes[n_nodes], 20 x u32 each: op, n_in, in[4], units, kh, kw, sh, sw, ph, pw,
+           groups, bias, act, share (i32), alpha, eps, momentum (f32 bits)
+         f32 params[n_params], f32 buffers[n_buffers]
+         u32 CRC-32 (IEEE) of every byte before it
+   The loader rebuilds the graph through the builder calls, so a file gets exactly
+   the shape checks a program gets, then checks the parameter count matches. */
+
+#define FER__FILE_VERSION 1u
+#define FER__HDR_BYTES 108u
+#define FER__NODE_FIELDS 20u
+
+FERDEF uint32_t fer_crc32(const void *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    uint32_t crc = 0xFFFFFFFFu;
+    size_t i;
+    int k;
+    for (i = 0; i < len; i++) {
+        crc ^= p[i];
+        for (k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+static void fer__put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+static uint32_t fer__get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint32_t fer__fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float fer__bitsf(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static size_t fer__file_size(size_t n_nodes, size_t n_classes, size_t n_params, size_t n_buffers)
+{
+    size_t s = FER__HDR_BYTES;
+    s = fer__add(s, fer__mul(n_classes, FER_NAME_LEN));
+    s = fer__add(s, fer__mul(n_nodes, 4 * FER__NODE_FIELDS));
+    s = fer__add(s, fer__mul(fer__add(n_params, n_buffers), 4));
+    return fer__add(s, 4);
+}
+
+FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, void *alloc_ctx)
+{
+    size_t len, k, i;
+    unsigned char *b, *p;
+    *out = NULL; *out_len = 0;
+    if (!m->finalized) { fer__err(m->error, "save: the model is not finalized"); return FER_ERR_ARG; }
+    for (k = 0; k < m->n_params + m->n_buffers; k++)
+        if (!(m->arena[k] == m->arena[k]) || m->arena[k] > FLT_MAX || m->arena[k] < -FLT_MAX) {
+            fer__err(m->error, "save: parameter %zu is not finite; refusing to write it", k);
+            return FER_ERR_NUMERIC;
+        }
+    len = fer__file_size((size_t)m->n_nodes, (size_t)m->n_classes, m->n_params, m->n_buffers);
+    if (len == SIZE_MAX || !(b = (unsigned char *)FER_MALLOC(len, alloc_ctx))) {
+        fer__err(m->error, "save: cannot allocate %zu bytes", len);
+        return FER_ERR_NOMEM;
+    }
+    memset(b, 0, len);
+    memcpy(b, "FERM", 4);
+    fer__put32(b + 4, FER__FILE_VERSION);
+    fer__put32(b + 8, (uint32_t)m->n_nodes);
+    fer__put32(b + 12, (uint32_t)m->n_classes);
+    fer__put32(b + 16, (uint32_t)m->input.c);
+    fer__put32(b + 20, (uint32_t)m->input.h);
+    fer__put32(b + 24, (uint32_t)m->input.w);
+    fer__put32(b + 28, (uint32_t)(m->n_params & 0xFFFFFFFFu));
+    fer__put32(b + 32, (uint32_t)((uint64_t)m->n_params >> 32));
+    fer__put32(b + 36, (uint32_t)(m->n_buffers & 0xFFFFFFFFu));
+    fer__put32(b + 40, (uint32_t)((uint64_t)m->n_buffers >> 32));
+    memcpy(b + 44, m->arch, FER_NAME_LEN);
+    b[44 + FER_NAME_LEN - 1] = 0;
+    fer__put32(b + 76, (uint32_t)m->pre.norm);
+    fer__put32(b + 80, fer__fbits(m->pre.mean));
+    fer__put32(b + 84, fer__fbits(m->pre.std));
+    fer__put32(b + 88, (uint32_t)m->pre.crop_h);
+    fer__put32(b + 92, (uint32_t)m->pre.crop_w);
+    fer__put32(b + 96, (uint32_t)m->pre.store_h);
+    fer__put32(b + 100, (uint32_t)m->pre.store_w);
+    fer__put32(b + 104, fer__fbits(m->pre.temperature));
+    p = b + FER__HDR_BYTES;
+    for (i = 0; i < (size_t)m->n_classes; i++, p += FER_NAME_LEN) {
+        memcpy(p, m->class_names[i], FER_NAME_LEN);
+        p[FER_NAME_LEN - 1] = 0;
+    }
+    for (i = 0; i < (size_t)m->n_nodes; i++, p += 4 * FER__NODE_FIELDS) {
+        const fer_node *nd = &m->nodes[i];
+        uint32_t f[FER__NODE_FIELDS];
+        int j;
+        f[0] = (uint32_t)nd->op; f[1] = (uint32_t)nd->n_in;
+        for (j = 0; j < FER_MAX_INPUTS; j++) f[2 + j] = (uint32_t)(j < nd->n_in ? nd->in[j] : 0);
+        f[6] = (uint32_t)nd->out.c; f[7] = (uint32_t)nd->kh; f[8] = (uint32_t)nd->kw;
+        f[9] = (uint32_t)nd->sh; f[10] = (uint32_t)nd->sw; f[11] = (uint32_t)nd->ph;
+        f[12] = (uint32_t)nd->pw; f[13] = (uint32_t)nd->groups; f[14] = (uint32_t)nd->bias;
+        f[15] = (uint32_t)nd->act; f[16] = (uint32_t)nd->share; f[17] = fer__fbits(nd->alpha);
+        f[18] = fer__fbits(nd->eps); f[19] = fer__fbits(nd->momentum);
+        for (j = 0; j < (int)FER__NODE_FIELDS; j++) fer__put32(p + 4 * j, f[j]);
+    }
+    for (k = 0; k < m->n_params + m->n_buffers; k++, p += 4) fer__put32(p, fer__fbits(m->arena[k]));
+    fer__put32(p, fer_crc32(b, len - 4));
+    *out = b;
+    *out_len = len;
+    return FER_OK;
+}
+
+static int fer__name_ok(const unsigned char *p)
+{
+    int i;
+    for (i = 0; i < FER_NAME_LEN; i++) if (!p[i]) return 1;
+    return 0;
+}
+
+/* Rebuilds node i from its record; -1 (with m->error set) if the record is invalid. */
+static int fer__load_node(fer_model *m, const uint32_t *f, int i)
+{
+    int op = (int)f[0], n_in = (int)f[1], in[FER_MAX_INPUTS], j, id = -1;
+    int units = (int)f[6], kh = (int)f[7], kw = (int)f[8], sh = (int)f[9], sw = (int)f[10];
+    int ph = (int)f[11], pw = (int)f[12], groups = (int)f[13], bias = (int)f[14], act = (int)f[15];
+    int share = (int)f[16];
+    float alpha = fer__bitsf(f[17]), eps = fer__bitsf(f[18]), mom = fer__bitsf(f[19]);
+    static const signed char arity[FER_OP_COUNT] = { 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, -1, 1, 1 };
+    if (f[0] >= FER_OP_COUNT || op == FER_OP_INPUT)
+        return fer__fail(m, FER_ERR_FORMAT, "node %d: unknown operation %u", i, f[0]);
+    if (f[1] > FER_MAX_INPUTS || n_in < 1 || (arity[op] > 0 && n_in != arity[op]))
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): %u inputs", i, fer__op_names[op], f[1]);
+    for (j = 0; j < n_in; j++) {
+        in[j] = (int)f[2 + j];
+        if (f[2 + j] >= (uint32_t)i)
+            return fer__fail(m, FER_ERR_FORMAT, "node %d: input %u is not an earlier node", i, f[2 + j]);
+    }
+    if ((bias != 0 && bias != 1) || (act != 0 && act != FER_OP_RELU && act != FER_OP_RELU6) ||
+        (act && op != FER_OP_CONV) || (share != -1 && op != FER_OP_DENSE) ||
+        !(alpha == alpha) || !(eps == eps) || !(mom == mom))
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): invalid flags", i, fer__op_names[op]);
+    switch (op) {
+    case FER_OP_CONV:
+        if (kh > FER_MAX_DIM || kw > FER_MAX_DIM || sh > FER_MAX_DIM || sw > FER_MAX_DIM || ph < 0 || pw < 0)
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (conv): window out of range", i);
+        id = fer__conv_full(m, in[0], units, kh, kw, sh, sw, ph, pw, groups, bias);
+        if (id >= 0) m->nodes[id].act = act;
+        break;
+    case FER_OP_BN:
+        if (!(eps > 0.0f && eps < 1.0f) || !(mom >= 0.0f && mom <= 1.0f))
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (batchnorm): eps %g or momentum %g out of range",
+                             i, (double)eps, (double)mom);
+        id = fer_bn(m, in[0]);
+        if (id >= 0) { m->nodes[id].eps = eps; m->nodes[id].momentum = mom; }
+        break;
+    case FER_OP_RELU: case FER_OP_RELU6: case FER_OP_PRELU: case FER_OP_SIGMOID: case FER_OP_IDENTITY:
+        id = fer_act(m, in[0], (fer_op)op); break;
+    case FER_OP_LEAKY_RELU: id = fer_leaky_relu(m, in[0], alpha); break;
+    case FER_OP_SOFTMAX: id = fer_softmax(m, in[0]); break;
+    case FER_OP_MAXPOOL: case FER_OP_AVGPOOL:
+        if (kh != kw || sh != sw || ph != pw)
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): non-square window", i, fer__op_names[op]);
+        id = fer__pool(m, op, in[0], kh, sh, ph); break;
+    case FER_OP_GAP: id = fer_gap(m, in[0]); break;
+    case FER_OP_GMP: id = fer_gmp(m, in[0]); break;
+    case FER_OP_DENSE: id = share >= 0 ? fer_dense_shared(m, in[0], share) : fer_dense(m, in[0], units, bias); break;
+    case FER_OP_DROPOUT: id = fer_dropout(m, in[0], alpha); break;
+    case FER_OP_FLATTEN: id = fer_flatten(m, in[0]); break;
+    case FER_OP_ADD: id = fer_add(m, in[0], in[1]); break;
+    case FER_OP_CMUL: id = fer_cmul(m, in[0], in[1]); break;
+    case FER_OP_SMUL: id = fer_smul(m, in[0], in[1]); break;
+    case FER_OP_CONCAT: id = fer_concat(m, n_in, in); break;
+    case FER_OP_CHANPOOL: id = fer_chanpool(m, in[0]); break;
+    default: break;
+    }
+    if (id >= 0 && m->nodes[id].out.c != units)
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): records %d channels, computes %d", i,
+                         fer__op_names[op], units, m->nodes[id].out.c);
+    return id;
+}
+
+FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, void *alloc_ctx)
+{
+    const unsigned char *b = (const unsigned char *)buf, *p;
+    uint32_t version, n_nodes, n_classes, c, h, w, i;
+    uint64_t n_params, n_buffers;
+    size_t expect, k;
+    fer_model tmp;
+    memset(m, 0, sizeof(*m));
+    m->alloc_ctx = alloc_ctx;
+#define FER__BAD(...) do { fer__fail(m, FER_ERR_FORMAT, __VA_ARGS__); return m->status; } while (0)
+    if (!b || len < FER__HDR_BYTES + 4) FER__BAD("model file: %zu bytes is too short for a header", len);
+    if (memcmp(b, "FERM", 4) != 0) FER__BAD("model file: bad magic (not a .fer file)");
+    version = fer__get32(b + 4);
+    if (version != FER__FILE_VERSION) FER__BAD("model file: version %u, this fer.h reads version %u", version, FER__FILE_VERSION);
+    n_nodes = fer__get32(b + 8); n_classes = fer__get32(b + 12);
+    c = fer__get32(b + 16); h = fer__get32(b + 20); w = fer__get32(b + 24);
+    n_params = fer__get32(b + 28) | ((uint64_t)fer__get32(b + 32) << 32);
+    n_buffers = fer__get32(b + 36) | ((uint64_t)fer__get32(b + 40) << 32);
+    if (n_nodes < 2 || n_nodes > FER_MAX_NODES) FER__BAD("model file: %u nodes (2..%d allowed)", n_nodes, FER_MAX_NODES);
+    if (n_classes < 1 || n_classes > FER_MAX_CLASSES) FER__BAD("model file: %u classes (1..%d allowed)", n_classes, FER_MAX_CLASSES);
+    if (c < 1 || c > FER_MAX_CHANNELS || h < 1 || h > FER_MAX_DIM || w < 1 || w > FER_MAX_DIM)
+        FER__BAD("model file: input %ux%ux%u out of range", c, h, w);
+    if (n_params > ((uint64_t)1 << 34) || n_buffers > ((uint64_t)1 << 34))
+        FER__BAD("model file: %llu parameters is implausible", (unsigned long long)n_params);
+    expect = fer__file_size(n_nodes, n_classes, (size_t)n_params, (size_t)n_buffers);
+    if (expect != len) FER__BAD("model file: %zu bytes, the header describes %zu (truncated or corrupt)", len, expect);
+    if (fer_crc32(b, len - 4) != fer__get32(b + len - 4)) FER__BAD("model file: checksum mismatch (corrupt file)");
+    if (!fer__name_ok(b + 44)) FER__BAD("model file: architecture name is not terminated");
+    /* rebuild the graph into tmp, then move it into m */
+    if (fer_model_init(&tmp, (int)c, (int)h, (int)w, (int)n_classes, alloc_ctx) != FER_OK) {
+        memcpy(m->error, tmp.error, sizeof(m->error)); m->status = tmp.status; fer_model_free(&tmp); return m->status;
+    }
+    memcpy(tmp.arch, b + 44, FER_NAME_LEN);
+    tmp.pre.norm = (int)fer__get32(b + 76);
+    tmp.pre.mean = fer__bitsf(fer__get32(b + 80));
+    tmp.pre.std = fer__bitsf(fer__get32(b + 84));
+    tmp.pre.crop_h = (int)fer__get32(b + 88);
+    tmp.pre.crop_w = (int)fer__get32(b + 92);
+    tmp.pre.store_h = (int)fer__get32(b + 96);
+    tmp.pre.store_w = (int)fer__get32(b + 100);
+    tmp.pre.temperature = fer__bitsf(fer__get32(b + 104));
+    if (fer__get32(b + 76) > FER_NORM_MEANSTD || !(tmp.pre.temperature > 0.0f && tmp.pre.temperature < 1e6f) ||
+        !(tmp.pre.mean > -1e6f && tmp.pre.mean < 1e6f) || !(tmp.pre.std >= 0.0f && tmp.pre.std < 1e6f) ||
+        (tmp.pre.norm == FER_NORM_MEANSTD && !(tmp.pre.std > 0.0f)) ||
+        fer__get32(b + 88) > FER_MAX_DIM || fer__get32(b + 92) > FER_MAX_DIM ||
+        fer__get32(b + 96) > FER_MAX_DIM || fer__get32(b + 100) > FER_MAX_DIM) {
+        fer_model_free(&tmp);
+        FER__BAD("model file: preprocessing fields out of range");
+    }
+    p = b + FER__HDR_BYTES;
+    for (i = 0; i < n_classes; i++, p += FER_NAME_LEN) {
+        if (!fer__name_ok(p)) { fer_model_free(&tmp); FER__BAD("model file: class name %u is not terminated", i); }
+        memcpy(tmp.class_names[i], p, FER_NAME_LEN);
+    }
+    for (i = 1; i < n_nodes; i++) {
+        uint32_t f[FER__NODE_FIELDS];
+        const unsigned char *q = p + (size_t)i * 4 * FER__NODE_FIELDS;
+        int j;
+        for (j = 0; j < (int)FER__NODE_FIELDS; j++) f[j] = fer__get32(q + 4 * j);
+        if (fer__load_node(&tmp, f, (int)i) < 0) {
+            memcpy(m->error, tmp.error, sizeof(m->error));
+            fer_model_free(&tmp);
+            m->status = FER_ERR_FORMAT;
+            return m->status;
+        }
+    }
+    if (fer__get32(p) != FER_OP_INPUT || fer__get32(p + 24) != c) {
+        fer_model_free(&tmp);
+        FER__BAD("model file: node 0 is not the %ux%ux%u input", c, h, w);
+    }
+    p += (size_t)n_nodes * 4 * FER__NODE_FIELDS;
+    if (tmp.n_params != n_params || tmp.n_buffers != n_buffers) {
+        size_t got = tmp.n_params;
+        fer_model_free(&tmp);
+        FER__BAD("model file: the graph needs %zu parameters, the file holds %llu", got, (unsigned long long)n_params);
+    }
+    if (fer_model_finalize(&tmp, 0) != FER_OK) {
+        memcpy(m->error, tmp.error, sizeof(m->error)); m->status = tmp.status == FER_ERR_NOMEM ? FER_ERR_NOMEM : FER_ERR_FORMAT;
+        fer_model_free(&tmp);
+        return m->status;
+    }
+    for (k = 0; k < tmp.n_params + tmp.n_buffers; k++, p += 4) {
+        float v = fer__bitsf(fer__get32(p));
+        if (!(v == v) || v > FLT_MAX || v < -FLT_MAX) {
+            fer_model_free(&tmp);
+            FER__BAD("model file: parameter %zu is not finite", k);
+        }
+        tmp.arena[k] = v;
+    }
+#undef FER__BAD
+    *m = tmp;
+    return FER_OK;
+}
+
+#ifndef FER_NO_STDIO
+FERDEF fer_result fer_model_save(fer_model *m, const char *path)
+{
+    void *buf;
+    size_t len, plen = strlen(path);
+    char tmp[4096];
+    FILE *f;
+    fer_result r;
+    int ok;
+    if (plen + 5 > sizeof(tmp)) { fer__err(m->error, "save: path too long"); return FER_ERR_ARG; }
+    r = fer_model_save_mem(m, &buf, &len, m->alloc_ctx);
+    if (r != FER_OK) return r;
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    f = fopen(tmp, "wb");
+    if (!f) {
+        FER_FREE(buf, m->alloc_ctx);
+        fer__err(m->error, "save: cannot create %.200s", tmp);
+        return FER_ERR_IO;
+    }
+    ok = fwrite(buf, 1, len, f) == len;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    FER_FREE(buf, m->alloc_ctx);
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        fer__err(m->error, "save: writing %.200s failed; the previous file is untouched", path);
+        return FER_ERR_IO;
+    }
+    return FER_OK;
+}
+
+FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx)
+{
+    FILE *f = fopen(path, "rb");
+    long sz;
+    void *buf;
+    fer_result r;
+    memset(m, 0, sizeof(*m));
+    if (!f) { fer__err(m->error, "load: cannot open %.200s", path); m->status = FER_ERR_IO; return FER_ERR_IO; }
+    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        fer__err(m->error, "load: cannot size %.200s", path);
+        m->status = FER_ERR_IO;
+        return FER_ERR_IO;
+    }
+    if (!(buf = FER_MALLOC(sz ? (size_t)sz : 1, alloc_ctx))) {
+        fclose(f);
+        fer__err(m->error, "load: cannot allocate %ld bytes for %.200s", sz, path);
+        m->status = FER_ERR_NOMEM;
+        return FER_ERR_NOMEM;
+    }
+    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        fclose(f);
+        FER_FREE(buf, alloc_ctx);
+        fer__err(m->error, "load: cannot read %.200s", path);
+        m->status = FER_ERR_IO;
+        return FER_ERR_IO;
+    }
+    fclose(f);
+    r = fer_model_load_mem(m, buf, (size_t)sz, alloc_ctx);
+    FER_FREE(buf, alloc_ctx);
+    if (r != FER_OK) {
+        char msg[256];
+        memcpy(msg, m->error, sizeof(msg));
+        msg[200] = 0;
+        fer__err(m->error, "%.200s: %s", path, msg);
+    }
+    return r;
+}
+#endif /* FER_NO_STDIO */
+
+#endif /* FER_IMPLEMENTATION_DONE */
+#endif /* FER_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the fer.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication in recognition of the many individuals who have
+helped make this software what it is.
+------------------------------------------------------------------------------
+*/
