@@ -1,0 +1,43 @@
+# fer.h - build examples, tools and tests. No -march: SIMD is chosen at run time.
+CC      ?= cc
+CXX     ?= c++
+CFLAGS  ?= -O2
+WARN     = -Wall -Wextra -Wpedantic -Werror
+INC      = -I. -I/usr/include/stb
+LDLIBS   = -lm -lpthread
+B        = build
+
+TOOLS    = $(B)/fer-zoo
+EXAMPLES =
+TESTS    = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+
+.PHONY: all test test-sanitize test-arm bench clean
+all: $(TOOLS) $(EXAMPLES)
+
+$(B)/fer-%: tools/fer-%.c fer.h
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) -std=c99 $(WARN) $(INC) $< -o $@ $(LDLIBS)
+
+$(B)/tests/%: tests/%.c fer.h tests/test.h
+	@mkdir -p $(B)/tests
+	$(CC) $(CFLAGS) -std=c99 $(WARN) $(INC) $< -o $@ $(LDLIBS)
+
+# Two translation units with FER_STATIC linked together, and the header as C++.
+$(B)/tests/static2: tests/static_a.c tests/static_b.c fer.h
+	@mkdir -p $(B)/tests
+	$(CC) -std=c99 $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
+$(B)/tests/cxx: tests/static_a.c tests/static_b.c fer.h
+	@mkdir -p $(B)/tests
+	$(CXX) -x c++ $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
+
+test: $(TESTS) $(B)/tests/static2 $(B)/tests/cxx
+	@sh tests/run.sh $(TESTS) $(B)/tests/static2 $(B)/tests/cxx
+
+test-arm:
+	sh tests/run-arm.sh
+
+test-sanitize:
+	$(MAKE) B=build/san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+clean:
+	rm -rf $(B)
