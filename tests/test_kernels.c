@@ -1,0 +1,221 @@
+/* test_kernels: every SIMD path against the scalar reference, on odd sizes.
+   GEMM (all transposes, accumulate, sizes crossing every blocking boundary)
+   against a plain triple loop; axpy/dot; conv forward and backward per ISA
+   against the scalar ISA and against a direct 7-loop convolution; dense; and a
+   whole zoo model per ISA. Only ISAs this CPU runs are tested (the list is printed). */
+#define FER_IMPLEMENTATION
+#include "fer.h"
+#include "test.h"
+
+static float *fa(size_t n) { return (float *)calloc(n ? n : 1, sizeof(float)); }
+
+static double max_rel(const float *a, const float *b, size_t n)
+{
+    double mx = 0.0, ref = 1e-6;
+    size_t i;
+    for (i = 0; i < n; i++) if (fabs(b[i]) > ref) ref = fabs(b[i]);
+    for (i = 0; i < n; i++) if (fabs((double)a[i] - b[i]) > mx) mx = fabs((double)a[i] - b[i]);
+    return mx / ref;
+}
+
+static int n_isas;
+static fer_isa isas[4];
+
+static void test_gemm(void)
+{
+    static const int sz[] = { 1, 3, 7, 17, 33, 100, 193, 300 };
+    float *pack = fa(fer_gemm_pack_floats());
+    int ii, a, b, c, ta, tb, acc;
+    for (ii = 0; ii < n_isas; ii++)
+        for (a = 0; a < 8; a++) for (b = 0; b < 8; b++) for (c = 0; c < 8; c += (a + b) % 3 + 1)
+            for (ta = 0; ta < 2; ta++) for (tb = 0; tb < 2; tb++) {
+                int M = sz[a], N = sz[b], K = sz[c];
+                float *A = fa((size_t)M * K), *B = fa((size_t)K * N), *C = fa((size_t)M * N), *R = fa((size_t)M * N);
+                double e;
+                acc = (a + b + c + ta) & 1;
+                test_fill(A, (size_t)M * K, 1 + a, 1.0f); test_fill(B, (size_t)K * N, 2 + b, 1.0f);
+                test_fill(C, (size_t)M * N, 3, 1.0f); memcpy(R, C, sizeof(float) * (size_t)M * N);
+                fer_gemm(isas[ii], ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, acc, pack);
+                fer_gemm_reference(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, R, N, acc);
+                e = max_rel(C, R, (size_t)M * N);
+                CHECK(e < 1e-5, "gemm %s M=%d N=%d K=%d ta=%d tb=%d acc=%d: rel err %.3g",
+                      fer_isa_name(isas[ii]), M, N, K, ta, tb, acc, e);
+                free(A); free(B); free(C); free(R);
+            }
+    /* N beyond one NC block and K beyond one KC block, with padded leading dimensions */
+    for (ii = 0; ii < n_isas; ii++) {
+        int M = 13, N = 1100, K = 270, lda = K + 3, ldb = N + 5, ldc = N + 7;
+        float *A = fa((size_t)M * lda), *B = fa((size_t)K * ldb), *C = fa((size_t)M * ldc), *R = fa((size_t)M * ldc);
+        test_fill(A, (size_t)M * lda, 5, 1.0f); test_fill(B, (size_t)K * ldb, 6, 1.0f);
+        fer_gemm(isas[ii], 0, 0, M, N, K, A, lda, B, ldb, C, ldc, 0, pack);
+        fer_gemm_reference(0, 0, M, N, K, A, lda, B, ldb, R, ldc, 0);
+        CHECK(max_rel(C, R, (size_t)M * ldc) < 1e-5, "gemm %s large blocks", fer_isa_name(isas[ii]));
+        free(A); free(B); free(C); free(R);
+    }
+    free(pack);
+}
+
+static void test_axpy_dot(void)
+{
+    int ii, n;
+    for (ii = 0; ii < n_isas; ii++)
+        for (n = 0; n <= 70; n += (n < 20 ? 1 : 7)) {
+            float x[80], y[80], r[80], d, dr = 0.0f;
+            int i;
+            test_fill(x, 80, 7 + n, 1.0f); test_fill(y, 80, 8 + n, 1.0f);
+            memcpy(r, y, sizeof r);
+            fer_axpy(isas[ii], n, 0.37f, x, y);
+            for (i = 0; i < n; i++) r[i] += 0.37f * x[i];
+            CHECK(max_rel(y, r, 80) < 1e-6, "axpy %s n=%d", fer_isa_name(isas[ii]), n);
+            d = fer_dot(isas[ii], n, x, y);
+            for (i = 0; i < n; i++) dr += x[i] * y[i];
+            CHECK(fabsf(d - dr) <= 1e-5f * (1.0f + fabsf(dr)), "dot %s n=%d: %g vs %g", fer_isa_name(isas[ii]), n, d, dr);
+        }
+}
+
+/* The definition of convolution, written out. */
+static void conv_direct(const fer_conv_geom *g, float *out, const float *in, const float *w, const float *b)
+{
+    int s, o, c, oy, ox, ky, kx, cg = g->cin / g->groups, og = g->cout / g->groups;
+    for (s = 0; s < g->n; s++) for (o = 0; o < g->cout; o++) for (oy = 0; oy < g->oh; oy++) for (ox = 0; ox < g->ow; ox++) {
+        double acc = b ? b[o] : 0.0;
+        int grp = o / og;
+        for (c = 0; c < cg; c++) for (ky = 0; ky < g->kh; ky++) for (kx = 0; kx < g->kw; kx++) {
+            int iy = oy * g->sh - g->ph + ky, ix = ox * g->sw - g->pw + kx;
+            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) continue;
+            acc += (double)w[((size_t)o * cg + c) * g->kh * g->kw + ky * g->kw + kx] *
+                   in[(((size_t)s * g->cin + grp * cg + c) * g->h + iy) * g->w + ix];
+        }
+        out[(((size_t)s * g->cout + o) * g->oh + oy) * g->ow + ox] = (float)acc;
+    }
+}
+
+static void test_conv(void)
+{
+    /* cin, cout, h, w, k, stride, pad, groups */
+    static const int cfg[][8] = {
+        { 1, 3, 17, 19, 3, 1, 1, 1 }, { 3, 7, 9, 33, 3, 1, 1, 1 }, { 7, 17, 8, 8, 3, 2, 1, 1 },
+        { 17, 33, 5, 21, 1, 1, 0, 1 }, { 33, 1, 6, 17, 1, 2, 0, 1 }, { 3, 5, 12, 12, 5, 2, 2, 1 },
+        { 7, 7, 13, 35, 3, 1, 1, 7 }, { 17, 17, 9, 9, 3, 2, 1, 17 }, { 33, 33, 4, 49, 5, 1, 2, 33 },
+        { 6, 9, 7, 7, 3, 1, 0, 3 }, { 4, 8, 6, 18, 7, 1, 3, 1 }, { 64, 64, 12, 12, 3, 1, 1, 1 },
+        { 1, 1, 1, 1, 1, 1, 0, 1 }, { 16, 16, 48, 48, 3, 1, 1, 16 }
+    };
+    size_t ci;
+    int ii;
+    for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+        const int *c = cfg[ci];
+        fer_conv_geom g;
+        size_t nin, nout, nw, ns;
+        float *in, *w, *b, *out, *ref, *dout, *din0, *dw0, *db0, *scratch;
+        if (fer_conv_geom_init(&g, 2, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
+            CHECK(0, "conv config %zu rejected", ci);
+            continue;
+        }
+        nin = (size_t)2 * c[0] * c[2] * c[3]; nout = (size_t)2 * c[1] * g.oh * g.ow;
+        nw = (size_t)c[1] * (c[0] / c[7]) * c[4] * c[4]; ns = fer_conv_scratch_floats(&g);
+        in = fa(nin); w = fa(nw); b = fa((size_t)c[1]); out = fa(nout); ref = fa(nout); dout = fa(nout);
+        din0 = fa(nin); dw0 = fa(nw); db0 = fa((size_t)c[1]); scratch = fa(ns);
+        test_fill(in, nin, 1, 1.0f); test_fill(w, nw, 2, 0.5f); test_fill(b, (size_t)c[1], 3, 0.5f);
+        test_fill(dout, nout, 4, 1.0f);
+        conv_direct(&g, ref, in, w, b);
+        fer_conv2d_backward(FER_ISA_SCALAR, &g, din0, dw0, db0, dout, in, w, scratch);
+        for (ii = 0; ii < n_isas; ii++) {
+            float *din = fa(nin), *dw = fa(nw), *db = fa((size_t)c[1]);
+            double e;
+            fer_conv2d_forward(isas[ii], &g, out, in, w, b, scratch);
+            e = max_rel(out, ref, nout);
+            CHECK(e < 1e-5, "conv fwd %s cin=%d cout=%d %dx%d k=%d s=%d p=%d g=%d: rel err %.3g",
+                  fer_isa_name(isas[ii]), c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], e);
+            fer_conv2d_backward(isas[ii], &g, din, dw, db, dout, in, w, scratch);
+            CHECK(max_rel(din, din0, nin) < 1e-5 && max_rel(dw, dw0, nw) < 1e-5 && max_rel(db, db0, (size_t)c[1]) < 1e-5,
+                  "conv bwd %s config %zu: din %.3g dw %.3g db %.3g", fer_isa_name(isas[ii]), ci,
+                  max_rel(din, din0, nin), max_rel(dw, dw0, nw), max_rel(db, db0, (size_t)c[1]));
+            free(din); free(dw); free(db);
+        }
+        free(in); free(w); free(b); free(out); free(ref); free(dout); free(din0); free(dw0); free(db0); free(scratch);
+    }
+}
+
+static void test_dense(void)
+{
+    static const int cfg[][3] = { { 1, 17, 7 }, { 3, 33, 1 }, { 5, 100, 13 }, { 64, 300, 7 }, { 2, 1, 1 } };
+    float *pack = fa(fer_gemm_pack_floats());
+    size_t ci;
+    int ii;
+    for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+        int n = cfg[ci][0], nin = cfg[ci][1], nout = cfg[ci][2], i, j, k;
+        float *x = fa((size_t)n * nin), *w = fa((size_t)nin * nout), *b = fa((size_t)nout);
+        float *y = fa((size_t)n * nout), *r = fa((size_t)n * nout), *dy = fa((size_t)n * nout);
+        float *dx0 = fa((size_t)n * nin), *dw0 = fa((size_t)nin * nout);
+        test_fill(x, (size_t)n * nin, 1, 1.0f); test_fill(w, (size_t)nin * nout, 2, 1.0f);
+        test_fill(b, (size_t)nout, 3, 1.0f); test_fill(dy, (size_t)n * nout, 4, 1.0f);
+        for (i = 0; i < n; i++) for (j = 0; j < nout; j++) {
+            double s = b[j];
+            for (k = 0; k < nin; k++) s += (double)x[i * nin + k] * w[j * nin + k];
+            r[i * nout + j] = (float)s;
+        }
+        fer_dense_backward(FER_ISA_SCALAR, dx0, dw0, NULL, dy, x, w, n, nin, nout, pack);
+        for (ii = 0; ii < n_isas; ii++) {
+            float *dx = fa((size_t)n * nin), *dw = fa((size_t)nin * nout);
+            fer_dense_forward(isas[ii], y, x, w, b, n, nin, nout, pack);
+            CHECK(max_rel(y, r, (size_t)n * nout) < 1e-5, "dense fwd %s n=%d nin=%d nout=%d", fer_isa_name(isas[ii]), n, nin, nout);
+            fer_dense_backward(isas[ii], dx, dw, NULL, dy, x, w, n, nin, nout, pack);
+            CHECK(max_rel(dx, dx0, (size_t)n * nin) < 1e-5 && max_rel(dw, dw0, (size_t)nin * nout) < 1e-5,
+                  "dense bwd %s n=%d nin=%d nout=%d", fer_isa_name(isas[ii]), n, nin, nout);
+            free(dx); free(dw);
+        }
+        free(x); free(w); free(b); free(y); free(r); free(dy); free(dx0); free(dw0);
+    }
+    free(pack);
+}
+
+/* whole models: training forward + backward per ISA against the scalar ISA */
+static void test_models(void)
+{
+    static const char *names[] = { "mini_xception", "mobilenetv2_lite", "vgg16_dsc_cbam" };
+    size_t mi;
+    int ii;
+    for (mi = 0; mi < 3; mi++) {
+        fer_model m;
+        fer_workspace ws;
+        float *x = fa(2 * 48 * 48), dy[14], *y0 = fa(14), *g0;
+        if (fer_zoo_build(&m, names[mi], 1, 48, 48, 7, 3, NULL) != FER_OK) { CHECK(0, "%s: %s", names[mi], m.error); continue; }
+        fer_workspace_init(&ws, &m, 2, 1);
+        g0 = fa(m.n_params);
+        test_fill(x, 2 * 48 * 48, 9, 1.0f); test_fill(dy, 14, 10, 1.0f);
+        for (ii = -1; ii < n_isas; ii++) {
+            ws.isa = ii < 0 ? FER_ISA_SCALAR : isas[ii];
+            fer_zero_grad(&m, &ws);
+            fer_forward(&m, &ws, x, 2, 1);
+            fer_backward(&m, &ws, dy);
+            if (ii < 0) { memcpy(y0, fer_output(&m, &ws), sizeof(float) * 14); memcpy(g0, ws.pgrad, sizeof(float) * m.n_params); continue; }
+            CHECK(max_rel(fer_output(&m, &ws), y0, 14) < 1e-4, "%s forward %s: rel err %.3g", names[mi],
+                  fer_isa_name(isas[ii]), max_rel(fer_output(&m, &ws), y0, 14));
+            CHECK(max_rel(ws.pgrad, g0, m.n_params) < 1e-3, "%s backward %s: rel err %.3g", names[mi],
+                  fer_isa_name(isas[ii]), max_rel(ws.pgrad, g0, m.n_params));
+        }
+        free(x); free(y0); free(g0);
+        fer_workspace_free(&ws);
+        fer_model_free(&m);
+    }
+}
+
+int main(void)
+{
+    fer_isa best = fer_cpu_best_isa(), i;
+    for (i = FER_ISA_SCALAR; i <= best; i = (fer_isa)(i + 1)) {
+#if !defined(__aarch64__)
+        if (i == FER_ISA_NEON) continue;
+#endif
+        isas[n_isas++] = i;
+    }
+    printf("ISAs tested:");
+    for (i = (fer_isa)0; (int)i < n_isas; i = (fer_isa)(i + 1)) printf(" %s", fer_isa_name(isas[i]));
+    printf("\n");
+    test_gemm();
+    test_axpy_dot();
+    test_conv();
+    test_dense();
+    test_models();
+    return test_done("test_kernels");
+}
