@@ -30,8 +30,25 @@ $(B)/tests/cxx: tests/static_a.c tests/static_b.c fer.h
 	@mkdir -p $(B)/tests
 	$(CXX) -x c++ $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
 
-test: $(TESTS) $(B)/tests/static2 $(B)/tests/cxx
-	@sh tests/run.sh $(TESTS) $(B)/tests/static2 $(B)/tests/cxx
+# The configuration switches: scalar-only kernels, and no stdio, still build and pass.
+$(B)/tests/nosimd: tests/test_kernels.c fer.h tests/test.h
+	@mkdir -p $(B)/tests
+	$(CC) $(CFLAGS) -std=c99 $(WARN) $(INC) -DFER_NO_SIMD -DFER_NO_THREADS $< -o $@ $(LDLIBS)
+$(B)/tests/nostdio: tests/static_a.c tests/static_b.c fer.h
+	@mkdir -p $(B)/tests
+	$(CC) -std=c99 $(WARN) $(INC) -DFER_STATIC -DFER_NO_STDIO -DFER_NO_STB_IMAGE tests/static_a.c tests/static_b.c -o $@ -lm
+# clang, when installed (.ci/run installs it), with its own warnings
+CLANG   := $(shell command -v clang 2>/dev/null)
+ifneq ($(CLANG),)
+EXTRA_TESTS += $(B)/tests/clang
+endif
+$(B)/tests/clang: tests/static_a.c tests/static_b.c fer.h
+	@mkdir -p $(B)/tests
+	clang -std=c99 $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
+
+ALL_TESTS = $(TESTS) $(B)/tests/static2 $(B)/tests/cxx $(B)/tests/nosimd $(B)/tests/nostdio $(EXTRA_TESTS)
+test: $(ALL_TESTS)
+	@sh tests/run.sh $(ALL_TESTS)
 
 test-arm:
 	sh tests/run-arm.sh

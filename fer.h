@@ -431,6 +431,30 @@ FERDEF void         fer_zero_grad(const fer_model *m, fer_workspace *ws);
    (unbiased variance) for every batch norm, as PyTorch does. */
 FERDEF void         fer_bn_update_running(fer_model *m, const fer_workspace *ws);
 
+/* Inference on several cores: splits n samples over n_ws inference workspaces
+   (each of max_batch >= ceil(n/n_ws)), one thread each (the caller runs the first),
+   and writes the n x n_classes outputs to out. Without threads (FER_NO_THREADS)
+   the slices run one after another. */
+FERDEF fer_result   fer_forward_threads(const fer_model *m, fer_workspace *ws, int n_ws,
+                                        const float *input, int n, float *out);
+
+/* Preprocessing and prediction from 8-bit grey pixels of any size: bilinear resize
+   to m->pre.store_h x store_w, centre crop to the model input, normalisation as
+   m->pre says (grey is repeated over the channels of a multi-channel model).
+   out: C x H x W floats. fer_predict runs the model at batch 1 in ws (no allocation),
+   writes n_classes probabilities (softmax of logits / temperature) and returns the
+   most likely class, or -1 with ws->error set. */
+FERDEF fer_result fer_preprocess(const fer_model *m, const unsigned char *gray, int w, int h,
+                                 int stride, float *out);
+FERDEF int        fer_predict(const fer_model *m, fer_workspace *ws, const unsigned char *gray,
+                              int w, int h, int stride, float *probs);
+#if !defined(FER_NO_STB_IMAGE) && !defined(FER_NO_STDIO)
+/* Decodes an image file (JPEG, PNG, BMP, GIF, PGM, ...) to 8-bit grey with stb_image.
+   Returns NULL and a message in err[256] on failure; free with fer_image_free. */
+FERDEF unsigned char *fer_image_load_gray(const char *path, int *w, int *h, char *err);
+FERDEF void           fer_image_free(unsigned char *pixels);
+#endif
+
 /* --- 2.8 Model file (.fer) ----------------------------------------------------
    Little-endian, versioned, self-describing: the graph (so a file alone rebuilds
    the model), parameters, BN statistics, class names, input size, preprocessing
@@ -463,9 +487,7 @@ FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
 #include <float.h>
 #include <limits.h>
 #include <stdarg.h>
-#ifndef FER_NO_STDIO
-#include <stdio.h>
-#endif
+#include <stdio.h>   /* vsnprintf for messages; FER_NO_STDIO drops only the file functions */
 
 #if defined(FER_MALLOC) && defined(FER_FREE)
 #elif !defined(FER_MALLOC) && !defined(FER_FREE)
@@ -489,7 +511,9 @@ FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
 #define FER__AVX2   __attribute__((target("avx2,fma")))
 #define FER__AVX512 __attribute__((target("avx512f")))
 #endif
-#if !defined(FER_NO_SIMD) && (defined(__aarch64__) || defined(_M_ARM64))
+/* Advanced SIMD is part of every ARMv8-A core, but a build can switch it off
+   (-march=armv8-a+nosimd): then arm_neon.h cannot be used and the scalar path runs. */
+#if !defined(FER_NO_SIMD) && ((defined(__aarch64__) && defined(__ARM_NEON)) || defined(_M_ARM64))
 #define FER__NEON 1
 #include <arm_neon.h>
 #endif
@@ -499,11 +523,7 @@ static void fer__err(char *buf, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-#ifndef FER_NO_STDIO
     vsnprintf(buf, 256, fmt, ap);
-#else
-    { size_t i = 0; while (fmt[i] && i < 255) { buf[i] = fmt[i]; i++; } buf[i] = 0; }
-#endif
     va_end(ap);
 }
 
@@ -836,6 +856,7 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
     int mr = FER__MR_SCALAR, nr = FER__NR_SCALAR;
     int jc, pc, ic, jr, ir;
     float *pb = pack, *pa = pack + (size_t)FER__KC * (FER__NC + FER__NRMAX);
+    (void)isa;
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512) { kern = fer__kernel_avx512; mr = FER__MR_AVX512; nr = FER__NR_AVX512; }
     else if (isa == FER_ISA_AVX2) { kern = fer__kernel_avx2; mr = FER__MR_AVX2; nr = FER__NR_AVX2; }
@@ -1640,11 +1661,7 @@ static int fer__fail(fer_model *m, fer_result r, const char *fmt, ...)
     if (m->status != FER_OK) return -1;    /* keep the first error: it is the cause */
     m->status = r;
     va_start(ap, fmt);
-#ifndef FER_NO_STDIO
     vsnprintf(m->error, sizeof(m->error), fmt, ap);
-#else
-    fer__err(m->error, fmt);
-#endif
     va_end(ap);
     return -1;
 }
@@ -2667,6 +2684,162 @@ FERDEF void fer_bn_update_running(fer_model *m, const fer_workspace *ws)
     }
 }
 
+#if !defined(FER_NO_THREADS)
+#include <pthread.h>
+#endif
+
+typedef struct fer__fwd_job {
+    const fer_model *m;
+    fer_workspace *ws;
+    const float *input;
+    float *out;
+    int n;
+    fer_result r;
+} fer__fwd_job;
+
+static void *fer__fwd_run(void *p)
+{
+    fer__fwd_job *j = (fer__fwd_job *)p;
+    j->r = fer_forward(j->m, j->ws, j->input, j->n, 0);
+    if (j->r == FER_OK)
+        memcpy(j->out, fer_output(j->m, j->ws), sizeof(float) * (size_t)j->n * j->m->n_classes);
+    return NULL;
+}
+
+FERDEF fer_result fer_forward_threads(const fer_model *m, fer_workspace *ws, int n_ws,
+                                      const float *input, int n, float *out)
+{
+    fer__fwd_job jobs[64];
+    int t, start = 0, per, used = 0;
+    size_t in_size = fer__shape_size(m->input);
+    if (n_ws < 1 || n_ws > 64 || n < 1) {
+        if (n_ws >= 1) fer__err(ws[0].error, "forward_threads: %d workspaces, %d samples", n_ws, n);
+        return FER_ERR_ARG;
+    }
+    per = (n + n_ws - 1) / n_ws;
+    for (t = 0; t < n_ws && start < n; t++, used++) {
+        int cnt = n - start < per ? n - start : per;
+        jobs[t].m = m; jobs[t].ws = &ws[t]; jobs[t].n = cnt; jobs[t].r = FER_OK;
+        jobs[t].input = input + (size_t)start * in_size;
+        jobs[t].out = out + (size_t)start * m->n_classes;
+        start += cnt;
+    }
+#if !defined(FER_NO_THREADS)
+    {
+        pthread_t tid[64];
+        int started[64];
+        for (t = 1; t < used; t++) started[t] = pthread_create(&tid[t], NULL, fer__fwd_run, &jobs[t]) == 0;
+        fer__fwd_run(&jobs[0]);
+        for (t = 1; t < used; t++) {
+            if (started[t]) pthread_join(tid[t], NULL);
+            else fer__fwd_run(&jobs[t]);     /* no thread to be had: run it here */
+        }
+    }
+#else
+    for (t = 0; t < used; t++) fer__fwd_run(&jobs[t]);
+#endif
+    for (t = 0; t < used; t++) if (jobs[t].r != FER_OK) return jobs[t].r;
+    return FER_OK;
+}
+
+FERDEF fer_result fer_preprocess(const fer_model *m, const unsigned char *gray, int w, int h,
+                                 int stride, float *out)
+{
+    int H = m->input.h, W = m->input.w, C = m->input.c, sh = m->pre.store_h, sw = m->pre.store_w;
+    int oy0, ox0, y, x, c;
+    float a, b;
+    if (!gray || w < 1 || h < 1 || stride < w) return FER_ERR_ARG;
+    if (sh < H || sw < W) { sh = H; sw = W; }
+    oy0 = (sh - H) / 2; ox0 = (sw - W) / 2;
+    switch (m->pre.norm) {   /* value = pixel * a + b */
+    case FER_NORM_SIGNED: a = 1.0f / 127.5f; b = -1.0f; break;
+    case FER_NORM_MEANSTD: a = 1.0f / (255.0f * m->pre.std); b = -m->pre.mean / m->pre.std; break;
+    default: a = 1.0f / 255.0f; b = 0.0f; break;
+    }
+    for (y = 0; y < H; y++) {
+        /* pixel centres: source = (store + 0.5) * src / store - 0.5, clamped */
+        float fy = ((float)(y + oy0) + 0.5f) * (float)h / (float)sh - 0.5f, wy;
+        int y0, y1;
+        if (fy < 0.0f) fy = 0.0f;
+        y0 = (int)fy; y1 = y0 + 1 < h ? y0 + 1 : h - 1; wy = fy - (float)y0;
+        for (x = 0; x < W; x++) {
+            float fx = ((float)(x + ox0) + 0.5f) * (float)w / (float)sw - 0.5f, wx, v;
+            int x0, x1;
+            const unsigned char *r0 = gray + (size_t)y0 * stride, *r1 = gray + (size_t)y1 * stride;
+            if (fx < 0.0f) fx = 0.0f;
+            x0 = (int)fx; x1 = x0 + 1 < w ? x0 + 1 : w - 1; wx = fx - (float)x0;
+            if (x0 > w - 1) x0 = w - 1;
+            v = (1.0f - wy) * ((1.0f - wx) * r0[x0] + wx * r0[x1]) + wy * ((1.0f - wx) * r1[x0] + wx * r1[x1]);
+            for (c = 0; c < C; c++) out[((size_t)c * H + y) * W + x] = v * a + b;
+        }
+    }
+    return FER_OK;
+}
+
+FERDEF int fer_predict(const fer_model *m, fer_workspace *ws, const unsigned char *gray,
+                       int w, int h, int stride, float *probs)
+{
+    const float *logits;
+    float mx, t = m->pre.temperature > 0.0f ? m->pre.temperature : 1.0f;
+    double sum = 0.0;
+    int k, best = 0;
+    if (!m->finalized || ws->n_nodes != m->n_nodes) { fer__err(ws->error, "predict: workspace and model do not match"); return -1; }
+    if (fer_preprocess(m, gray, w, h, stride, ws->act + ws->act_off[0]) != FER_OK) {
+        fer__err(ws->error, "predict: image %dx%d (stride %d) is empty or inconsistent", w, h, stride);
+        return -1;
+    }
+    {   /* the input is already in place: run the nodes after it */
+        fer_isa isa = fer__isa_clamp(ws->isa);
+        int i;
+        for (i = 1; i < m->n_nodes; i++) fer__node_forward(m, ws, isa, i, 1, 0);
+        ws->n = 1;
+        ws->last_training = 0;
+    }
+    logits = fer_output(m, ws);
+    mx = logits[0] / t;
+    for (k = 1; k < m->n_classes; k++) if (logits[k] / t > mx) { mx = logits[k] / t; best = k; }
+    for (k = 0; k < m->n_classes; k++) { probs[k] = expf(logits[k] / t - mx); sum += probs[k]; }
+    for (k = 0; k < m->n_classes; k++) probs[k] = (float)(probs[k] / sum);
+    return best;
+}
+
+#if !defined(FER_NO_STB_IMAGE) && !defined(FER_NO_STDIO)
+/* stb_image is compiled here as a private (static) copy. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_MALLOC(sz) malloc(sz)
+#define STBI_REALLOC(p, sz) realloc(p, sz)
+#define STBI_FREE(p) free(p)
+#include <stdlib.h>
+#include "stb_image.h"
+#if !defined(STBI_NO_THREAD_LOCALS) && !defined(FER_STB_HAS_UNPREMULTIPLY_THREAD)
+/* Debian's stb_image (2.27 era) declares this but never defines it, which a static
+   copy turns into a warning; define FER_STB_HAS_UNPREMULTIPLY_THREAD with a newer stb. */
+static void stbi_set_unpremultiply_on_load_thread(int flag) { stbi_set_unpremultiply_on_load(flag); }
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+FERDEF unsigned char *fer_image_load_gray(const char *path, int *w, int *h, char *err)
+{
+    int comp;
+    unsigned char *p = stbi_load(path, w, h, &comp, 1);
+    if (!p) { fer__err(err, "%.200s: cannot decode image (%s)", path, stbi_failure_reason()); return NULL; }
+    if (*w < 1 || *h < 1 || *w > 16384 || *h > 16384) {
+        stbi_image_free(p);
+        fer__err(err, "%.200s: image size %dx%d out of range", path, *w, *h);
+        return NULL;
+    }
+    return p;
+}
+FERDEF void fer_image_free(unsigned char *pixels) { stbi_image_free(pixels); }
+#endif
+
 /* --- 3.8 Model file (.fer) --------------------------------------------------------
    Version 1 layout, all fields little-endian:
      0   "FERM"                    magic
@@ -2682,11 +2855,15 @@ FERDEF void fer_bn_update_running(fer_model *m, const fer_workspace *ws)
          f32 params[n_params], f32 buffers[n_buffers]
          u32 CRC-32 (IEEE) of every byte before it
    The loader rebuilds the graph through the builder calls, so a file gets exactly
-   the shape checks a program gets, then checks the parameter count matches. */
+   the shape checks a program gets, then checks the parameter count matches. The
+   parameters (and buffers) are each node's slice in node order, as the rebuilt
+   model lays them out; the saver runs the loader's preprocessing check, so every
+   file it writes loads. */
 
 #define FER__FILE_VERSION 1u
 #define FER__HDR_BYTES 108u
 #define FER__NODE_FIELDS 20u
+#define FER__MAX_VALUES ((uint64_t)1 << 34)    /* params or buffers in a file, as the builder allows */
 
 FERDEF uint32_t fer_crc32(const void *buf, size_t len)
 {
@@ -2712,33 +2889,79 @@ static uint32_t fer__get32(const unsigned char *p)
 }
 static uint32_t fer__fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float fer__bitsf(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static int fer__finite(float v) { return v == v && v <= FLT_MAX && v >= -FLT_MAX; }
 
-static size_t fer__file_size(size_t n_nodes, size_t n_classes, size_t n_params, size_t n_buffers)
+/* File size in 64 bits, so that no count a header can hold overflows it. */
+static uint64_t fer__file_size(uint64_t n_nodes, uint64_t n_classes, uint64_t n_params,
+                               uint64_t n_buffers)
 {
-    size_t s = FER__HDR_BYTES;
-    s = fer__add(s, fer__mul(n_classes, FER_NAME_LEN));
-    s = fer__add(s, fer__mul(n_nodes, 4 * FER__NODE_FIELDS));
-    s = fer__add(s, fer__mul(fer__add(n_params, n_buffers), 4));
-    return fer__add(s, 4);
+    return FER__HDR_BYTES + n_classes * FER_NAME_LEN + n_nodes * 4 * FER__NODE_FIELDS +
+           (n_params + n_buffers) * 4 + 4;
+}
+
+/* The parameters and buffers a node has in a file: what the loader's builder call
+   reserves for it. An identity node that fer_model_fold_bn left in place of a
+   batch norm keeps its old arena slice, but rebuilds with none, so it has none. */
+static size_t fer__file_plen(const fer_node *nd) { return nd->op == FER_OP_IDENTITY ? 0 : nd->p_len; }
+static size_t fer__file_blen(const fer_node *nd) { return nd->op == FER_OP_IDENTITY ? 0 : nd->b_len; }
+
+/* Checks the 32 preprocessing bytes at offset 76. 0 if valid, else 1 with the
+   problem in err (256 bytes). Save and load both run it. */
+static int fer__preproc_bad(const unsigned char *q, char *err)
+{
+    uint32_t norm = fer__get32(q), crop_h = fer__get32(q + 12), crop_w = fer__get32(q + 16);
+    uint32_t store_h = fer__get32(q + 20), store_w = fer__get32(q + 24);
+    float mean = fer__bitsf(fer__get32(q + 4)), sd = fer__bitsf(fer__get32(q + 8));
+    float temp = fer__bitsf(fer__get32(q + 28));
+    if (norm > FER_NORM_MEANSTD)
+        fer__err(err, "preprocessing: norm mode %u (0..%d allowed)", norm, (int)FER_NORM_MEANSTD);
+    else if (!(mean > -1e6f && mean < 1e6f) || !(sd >= 0.0f && sd < 1e6f) ||
+             (norm == FER_NORM_MEANSTD && !(sd > 0.0f)))
+        fer__err(err, "preprocessing: mean %g, std %g out of range (|mean| < 1e6, std in %s1e6)",
+                 (double)mean, (double)sd, norm == FER_NORM_MEANSTD ? "(0, " : "[0, ");
+    else if (!(temp > 0.0f && temp < 1e6f))
+        fer__err(err, "preprocessing: temperature %g is not in (0, 1e6)", (double)temp);
+    else if (store_h > FER_MAX_DIM || store_w > FER_MAX_DIM)
+        fer__err(err, "preprocessing: stored size %ux%u is larger than %d", store_h, store_w, FER_MAX_DIM);
+    else if (crop_h > store_h || crop_w > store_w)
+        fer__err(err, "preprocessing: crop %ux%u is larger than the stored size %ux%u",
+                 crop_h, crop_w, store_h, store_w);
+    else
+        return 0;
+    return 1;
 }
 
 FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, void *alloc_ctx)
 {
-    size_t len, k, i;
+    size_t k, np = 0, nb = 0;
+    uint64_t len64;
     unsigned char *b, *p;
+    int i;
     *out = NULL; *out_len = 0;
     if (!m->finalized) { fer__err(m->error, "save: the model is not finalized"); return FER_ERR_ARG; }
-    for (k = 0; k < m->n_params + m->n_buffers; k++)
-        if (!(m->arena[k] == m->arena[k]) || m->arena[k] > FLT_MAX || m->arena[k] < -FLT_MAX) {
-            fer__err(m->error, "save: parameter %zu is not finite; refusing to write it", k);
-            return FER_ERR_NUMERIC;
-        }
-    len = fer__file_size((size_t)m->n_nodes, (size_t)m->n_classes, m->n_params, m->n_buffers);
-    if (len == SIZE_MAX || !(b = (unsigned char *)FER_MALLOC(len, alloc_ctx))) {
-        fer__err(m->error, "save: cannot allocate %zu bytes", len);
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        for (k = 0; k < fer__file_plen(nd); k++)
+            if (!fer__finite(m->params[nd->p_off + k])) {
+                fer__err(m->error, "save: parameter %zu (node %d, %s) is not finite; refusing to write it",
+                         nd->p_off + k, i, fer__op_names[nd->op]);
+                return FER_ERR_NUMERIC;
+            }
+        for (k = 0; k < fer__file_blen(nd); k++)
+            if (!fer__finite(m->buffers[nd->b_off + k])) {
+                fer__err(m->error, "save: buffer value %zu (node %d, %s) is not finite; refusing to write it",
+                         nd->b_off + k, i, fer__op_names[nd->op]);
+                return FER_ERR_NUMERIC;
+            }
+        np += fer__file_plen(nd);
+        nb += fer__file_blen(nd);
+    }
+    len64 = fer__file_size((uint64_t)m->n_nodes, (uint64_t)m->n_classes, (uint64_t)np, (uint64_t)nb);
+    if (len64 > (uint64_t)SIZE_MAX || !(b = (unsigned char *)FER_MALLOC((size_t)len64, alloc_ctx))) {
+        fer__err(m->error, "save: cannot allocate %llu bytes", (unsigned long long)len64);
         return FER_ERR_NOMEM;
     }
-    memset(b, 0, len);
+    memset(b, 0, (size_t)len64);
     memcpy(b, "FERM", 4);
     fer__put32(b + 4, FER__FILE_VERSION);
     fer__put32(b + 8, (uint32_t)m->n_nodes);
@@ -2746,10 +2969,10 @@ FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, 
     fer__put32(b + 16, (uint32_t)m->input.c);
     fer__put32(b + 20, (uint32_t)m->input.h);
     fer__put32(b + 24, (uint32_t)m->input.w);
-    fer__put32(b + 28, (uint32_t)(m->n_params & 0xFFFFFFFFu));
-    fer__put32(b + 32, (uint32_t)((uint64_t)m->n_params >> 32));
-    fer__put32(b + 36, (uint32_t)(m->n_buffers & 0xFFFFFFFFu));
-    fer__put32(b + 40, (uint32_t)((uint64_t)m->n_buffers >> 32));
+    fer__put32(b + 28, (uint32_t)((uint64_t)np & 0xFFFFFFFFu));
+    fer__put32(b + 32, (uint32_t)((uint64_t)np >> 32));
+    fer__put32(b + 36, (uint32_t)((uint64_t)nb & 0xFFFFFFFFu));
+    fer__put32(b + 40, (uint32_t)((uint64_t)nb >> 32));
     memcpy(b + 44, m->arch, FER_NAME_LEN);
     b[44 + FER_NAME_LEN - 1] = 0;
     fer__put32(b + 76, (uint32_t)m->pre.norm);
@@ -2760,12 +2983,20 @@ FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, 
     fer__put32(b + 96, (uint32_t)m->pre.store_h);
     fer__put32(b + 100, (uint32_t)m->pre.store_w);
     fer__put32(b + 104, fer__fbits(m->pre.temperature));
+    {
+        char why[256];
+        if (fer__preproc_bad(b + 76, why)) {
+            FER_FREE(b, alloc_ctx);
+            fer__err(m->error, "save: %.240s", why);
+            return FER_ERR_ARG;
+        }
+    }
     p = b + FER__HDR_BYTES;
-    for (i = 0; i < (size_t)m->n_classes; i++, p += FER_NAME_LEN) {
+    for (i = 0; i < m->n_classes; i++, p += FER_NAME_LEN) {
         memcpy(p, m->class_names[i], FER_NAME_LEN);
         p[FER_NAME_LEN - 1] = 0;
     }
-    for (i = 0; i < (size_t)m->n_nodes; i++, p += 4 * FER__NODE_FIELDS) {
+    for (i = 0; i < m->n_nodes; i++, p += 4 * FER__NODE_FIELDS) {
         const fer_node *nd = &m->nodes[i];
         uint32_t f[FER__NODE_FIELDS];
         int j;
@@ -2778,10 +3009,15 @@ FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, 
         f[18] = fer__fbits(nd->eps); f[19] = fer__fbits(nd->momentum);
         for (j = 0; j < (int)FER__NODE_FIELDS; j++) fer__put32(p + 4 * j, f[j]);
     }
-    for (k = 0; k < m->n_params + m->n_buffers; k++, p += 4) fer__put32(p, fer__fbits(m->arena[k]));
-    fer__put32(p, fer_crc32(b, len - 4));
+    for (i = 0; i < m->n_nodes; i++)
+        for (k = 0; k < fer__file_plen(&m->nodes[i]); k++, p += 4)
+            fer__put32(p, fer__fbits(m->params[m->nodes[i].p_off + k]));
+    for (i = 0; i < m->n_nodes; i++)
+        for (k = 0; k < fer__file_blen(&m->nodes[i]); k++, p += 4)
+            fer__put32(p, fer__fbits(m->buffers[m->nodes[i].b_off + k]));
+    fer__put32(p, fer_crc32(b, (size_t)len64 - 4));
     *out = b;
-    *out_len = len;
+    *out_len = (size_t)len64;
     return FER_OK;
 }
 
@@ -2792,7 +3028,8 @@ static int fer__name_ok(const unsigned char *p)
     return 0;
 }
 
-/* Rebuilds node i from its record; -1 (with m->error set) if the record is invalid. */
+/* Rebuilds node i from its record; -1 (with m->error set) if the record is invalid.
+   Fields are range-checked here before any builder arithmetic sees them. */
 static int fer__load_node(fer_model *m, const uint32_t *f, int i)
 {
     int op = (int)f[0], n_in = (int)f[1], in[FER_MAX_INPUTS], j, id = -1;
@@ -2801,23 +3038,35 @@ static int fer__load_node(fer_model *m, const uint32_t *f, int i)
     int share = (int)f[16];
     float alpha = fer__bitsf(f[17]), eps = fer__bitsf(f[18]), mom = fer__bitsf(f[19]);
     static const signed char arity[FER_OP_COUNT] = { 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, -1, 1, 1 };
-    if (f[0] >= FER_OP_COUNT || op == FER_OP_INPUT)
+    if (f[0] >= FER_OP_COUNT)
         return fer__fail(m, FER_ERR_FORMAT, "node %d: unknown operation %u", i, f[0]);
+    if (op == FER_OP_INPUT)
+        return fer__fail(m, FER_ERR_FORMAT, "node %d: only node 0 may be the input", i);
     if (f[1] > FER_MAX_INPUTS || n_in < 1 || (arity[op] > 0 && n_in != arity[op]))
-        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): %u inputs", i, fer__op_names[op], f[1]);
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): %u inputs, expected %s%d", i,
+                         fer__op_names[op], f[1], arity[op] > 0 ? "" : "1 to ",
+                         arity[op] > 0 ? arity[op] : FER_MAX_INPUTS);
     for (j = 0; j < n_in; j++) {
         in[j] = (int)f[2 + j];
         if (f[2 + j] >= (uint32_t)i)
-            return fer__fail(m, FER_ERR_FORMAT, "node %d: input %u is not an earlier node", i, f[2 + j]);
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): input %u is not an earlier node", i,
+                             fer__op_names[op], f[2 + j]);
     }
-    if ((bias != 0 && bias != 1) || (act != 0 && act != FER_OP_RELU && act != FER_OP_RELU6) ||
-        (act && op != FER_OP_CONV) || (share != -1 && op != FER_OP_DENSE) ||
-        !(alpha == alpha) || !(eps == eps) || !(mom == mom))
-        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): invalid flags", i, fer__op_names[op]);
+    if (bias != 0 && bias != 1)
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): bias flag %u", i, fer__op_names[op], f[14]);
+    if ((act != 0 && act != FER_OP_RELU && act != FER_OP_RELU6) || (act && op != FER_OP_CONV))
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): fused activation %u", i, fer__op_names[op], f[15]);
+    if (share < -1 || (share != -1 && op != FER_OP_DENSE))
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): shares node %d", i, fer__op_names[op], share);
+    if (!fer__finite(alpha) || !fer__finite(eps) || !fer__finite(mom))
+        return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): alpha %g, eps %g, momentum %g not all finite",
+                         i, fer__op_names[op], (double)alpha, (double)eps, (double)mom);
     switch (op) {
     case FER_OP_CONV:
-        if (kh > FER_MAX_DIM || kw > FER_MAX_DIM || sh > FER_MAX_DIM || sw > FER_MAX_DIM || ph < 0 || pw < 0)
-            return fer__fail(m, FER_ERR_FORMAT, "node %d (conv): window out of range", i);
+        if (kh > FER_MAX_DIM || kw > FER_MAX_DIM || sh > FER_MAX_DIM || sw > FER_MAX_DIM ||
+            ph < 0 || pw < 0 || ph > FER_MAX_DIM || pw > FER_MAX_DIM)
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (conv): kernel %dx%d, stride %dx%d or pad %dx%d "
+                             "out of range", i, kh, kw, sh, sw, ph, pw);
         id = fer__conv_full(m, in[0], units, kh, kw, sh, sw, ph, pw, groups, bias);
         if (id >= 0) m->nodes[id].act = act;
         break;
@@ -2835,6 +3084,9 @@ static int fer__load_node(fer_model *m, const uint32_t *f, int i)
     case FER_OP_MAXPOOL: case FER_OP_AVGPOOL:
         if (kh != kw || sh != sw || ph != pw)
             return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): non-square window", i, fer__op_names[op]);
+        if (kh < 1 || kh > FER_MAX_DIM || sh < 1 || sh > FER_MAX_DIM || ph < 0 || ph > FER_MAX_DIM)
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (%s): window %d, stride %d or pad %d out of range",
+                             i, fer__op_names[op], kh, sh, ph);
         id = fer__pool(m, op, in[0], kh, sh, ph); break;
     case FER_OP_GAP: id = fer_gap(m, in[0]); break;
     case FER_OP_GMP: id = fer_gmp(m, in[0]); break;
@@ -2858,13 +3110,14 @@ FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, 
 {
     const unsigned char *b = (const unsigned char *)buf, *p;
     uint32_t version, n_nodes, n_classes, c, h, w, i;
-    uint64_t n_params, n_buffers;
-    size_t expect, k;
+    uint64_t n_params, n_buffers, expect;
+    size_t k;
     fer_model tmp;
+    char why[256];
     memset(m, 0, sizeof(*m));
     m->alloc_ctx = alloc_ctx;
 #define FER__BAD(...) do { fer__fail(m, FER_ERR_FORMAT, __VA_ARGS__); return m->status; } while (0)
-    if (!b || len < FER__HDR_BYTES + 4) FER__BAD("model file: %zu bytes is too short for a header", len);
+    if (!b || len < FER__HDR_BYTES + 4) FER__BAD("model file: %zu bytes is too short for a header", b ? len : 0);
     if (memcmp(b, "FERM", 4) != 0) FER__BAD("model file: bad magic (not a .fer file)");
     version = fer__get32(b + 4);
     if (version != FER__FILE_VERSION) FER__BAD("model file: version %u, this fer.h reads version %u", version, FER__FILE_VERSION);
@@ -2876,12 +3129,22 @@ FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, 
     if (n_classes < 1 || n_classes > FER_MAX_CLASSES) FER__BAD("model file: %u classes (1..%d allowed)", n_classes, FER_MAX_CLASSES);
     if (c < 1 || c > FER_MAX_CHANNELS || h < 1 || h > FER_MAX_DIM || w < 1 || w > FER_MAX_DIM)
         FER__BAD("model file: input %ux%ux%u out of range", c, h, w);
-    if (n_params > ((uint64_t)1 << 34) || n_buffers > ((uint64_t)1 << 34))
-        FER__BAD("model file: %llu parameters is implausible", (unsigned long long)n_params);
-    expect = fer__file_size(n_nodes, n_classes, (size_t)n_params, (size_t)n_buffers);
-    if (expect != len) FER__BAD("model file: %zu bytes, the header describes %zu (truncated or corrupt)", len, expect);
+    if (n_params > FER__MAX_VALUES || n_buffers > FER__MAX_VALUES)
+        FER__BAD("model file: %llu parameters and %llu buffer values is implausible",
+                 (unsigned long long)n_params, (unsigned long long)n_buffers);
+    expect = fer__file_size(n_nodes, n_classes, n_params, n_buffers);
+    if (expect != (uint64_t)len)
+        FER__BAD("model file: %zu bytes, the header describes %llu (truncated or corrupt)", len,
+                 (unsigned long long)expect);
     if (fer_crc32(b, len - 4) != fer__get32(b + len - 4)) FER__BAD("model file: checksum mismatch (corrupt file)");
     if (!fer__name_ok(b + 44)) FER__BAD("model file: architecture name is not terminated");
+    if (fer__preproc_bad(b + 76, why)) FER__BAD("model file: %.230s", why);
+    p = b + FER__HDR_BYTES;
+    for (i = 0; i < n_classes; i++)
+        if (!fer__name_ok(p + (size_t)i * FER_NAME_LEN)) FER__BAD("model file: class name %u is not terminated", i);
+    p += (size_t)n_classes * FER_NAME_LEN;
+    if (fer__get32(p) != FER_OP_INPUT || fer__get32(p + 4) != 0 || fer__get32(p + 24) != c)
+        FER__BAD("model file: node 0 is not the %ux%ux%u input", c, h, w);
     /* rebuild the graph into tmp, then move it into m */
     if (fer_model_init(&tmp, (int)c, (int)h, (int)w, (int)n_classes, alloc_ctx) != FER_OK) {
         memcpy(m->error, tmp.error, sizeof(m->error)); m->status = tmp.status; fer_model_free(&tmp); return m->status;
@@ -2895,51 +3158,38 @@ FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, 
     tmp.pre.store_h = (int)fer__get32(b + 96);
     tmp.pre.store_w = (int)fer__get32(b + 100);
     tmp.pre.temperature = fer__bitsf(fer__get32(b + 104));
-    if (fer__get32(b + 76) > FER_NORM_MEANSTD || !(tmp.pre.temperature > 0.0f && tmp.pre.temperature < 1e6f) ||
-        !(tmp.pre.mean > -1e6f && tmp.pre.mean < 1e6f) || !(tmp.pre.std >= 0.0f && tmp.pre.std < 1e6f) ||
-        (tmp.pre.norm == FER_NORM_MEANSTD && !(tmp.pre.std > 0.0f)) ||
-        fer__get32(b + 88) > FER_MAX_DIM || fer__get32(b + 92) > FER_MAX_DIM ||
-        fer__get32(b + 96) > FER_MAX_DIM || fer__get32(b + 100) > FER_MAX_DIM) {
-        fer_model_free(&tmp);
-        FER__BAD("model file: preprocessing fields out of range");
-    }
-    p = b + FER__HDR_BYTES;
-    for (i = 0; i < n_classes; i++, p += FER_NAME_LEN) {
-        if (!fer__name_ok(p)) { fer_model_free(&tmp); FER__BAD("model file: class name %u is not terminated", i); }
-        memcpy(tmp.class_names[i], p, FER_NAME_LEN);
-    }
+    for (i = 0; i < n_classes; i++) memcpy(tmp.class_names[i], b + FER__HDR_BYTES + (size_t)i * FER_NAME_LEN, FER_NAME_LEN);
     for (i = 1; i < n_nodes; i++) {
         uint32_t f[FER__NODE_FIELDS];
         const unsigned char *q = p + (size_t)i * 4 * FER__NODE_FIELDS;
         int j;
         for (j = 0; j < (int)FER__NODE_FIELDS; j++) f[j] = fer__get32(q + 4 * j);
         if (fer__load_node(&tmp, f, (int)i) < 0) {
-            memcpy(m->error, tmp.error, sizeof(m->error));
+            fer__err(m->error, "model file: %.230s", tmp.error);
             fer_model_free(&tmp);
             m->status = FER_ERR_FORMAT;
             return m->status;
         }
     }
-    if (fer__get32(p) != FER_OP_INPUT || fer__get32(p + 24) != c) {
-        fer_model_free(&tmp);
-        FER__BAD("model file: node 0 is not the %ux%ux%u input", c, h, w);
-    }
     p += (size_t)n_nodes * 4 * FER__NODE_FIELDS;
     if (tmp.n_params != n_params || tmp.n_buffers != n_buffers) {
-        size_t got = tmp.n_params;
+        size_t gp = tmp.n_params, gb = tmp.n_buffers;
         fer_model_free(&tmp);
-        FER__BAD("model file: the graph needs %zu parameters, the file holds %llu", got, (unsigned long long)n_params);
+        FER__BAD("model file: the graph needs %zu parameters and %zu buffer values, the file holds %llu and %llu",
+                 gp, gb, (unsigned long long)n_params, (unsigned long long)n_buffers);
     }
     if (fer_model_finalize(&tmp, 0) != FER_OK) {
-        memcpy(m->error, tmp.error, sizeof(m->error)); m->status = tmp.status == FER_ERR_NOMEM ? FER_ERR_NOMEM : FER_ERR_FORMAT;
+        fer__err(m->error, "model file: %.230s", tmp.error);
+        m->status = tmp.status == FER_ERR_NOMEM ? FER_ERR_NOMEM : FER_ERR_FORMAT;
         fer_model_free(&tmp);
         return m->status;
     }
     for (k = 0; k < tmp.n_params + tmp.n_buffers; k++, p += 4) {
         float v = fer__bitsf(fer__get32(p));
-        if (!(v == v) || v > FLT_MAX || v < -FLT_MAX) {
+        if (!fer__finite(v)) {
             fer_model_free(&tmp);
-            FER__BAD("model file: parameter %zu is not finite", k);
+            if (k < n_params) FER__BAD("model file: parameter %zu is not finite", k);
+            FER__BAD("model file: buffer value %zu is not finite", k - (size_t)n_params);
         }
         tmp.arena[k] = v;
     }
@@ -2987,14 +3237,29 @@ FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx
     void *buf;
     fer_result r;
     memset(m, 0, sizeof(*m));
+    m->alloc_ctx = alloc_ctx;
     if (!f) { fer__err(m->error, "load: cannot open %.200s", path); m->status = FER_ERR_IO; return FER_ERR_IO; }
+    /* A directory opens but cannot be read (and sizes as 2^63 - 1): read a byte
+       first. No .fer file is larger than the header's counts allow. */
+    if (fgetc(f) == EOF && ferror(f)) {
+        fclose(f);
+        fer__err(m->error, "load: cannot read %.200s", path);
+        m->status = FER_ERR_IO;
+        return FER_ERR_IO;
+    }
     if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
         fer__err(m->error, "load: cannot size %.200s", path);
         m->status = FER_ERR_IO;
         return FER_ERR_IO;
     }
-    if (!(buf = FER_MALLOC(sz ? (size_t)sz : 1, alloc_ctx))) {
+    if ((uint64_t)sz > fer__file_size(FER_MAX_NODES, FER_MAX_CLASSES, FER__MAX_VALUES, FER__MAX_VALUES)) {
+        fclose(f);
+        fer__err(m->error, "load: %.200s is %ld bytes, larger than any .fer file", path, sz);
+        m->status = FER_ERR_FORMAT;
+        return FER_ERR_FORMAT;
+    }
+    if ((uint64_t)sz > (uint64_t)SIZE_MAX || !(buf = FER_MALLOC(sz ? (size_t)sz : 1, alloc_ctx))) {
         fclose(f);
         fer__err(m->error, "load: cannot allocate %ld bytes for %.200s", sz, path);
         m->status = FER_ERR_NOMEM;

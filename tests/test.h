@@ -8,6 +8,12 @@
 #include <string.h>
 #include <math.h>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TEST_UNUSED __attribute__((unused))
+#else
+#define TEST_UNUSED
+#endif
+
 static int test_passed, test_failed;
 
 #define CHECK(cond, ...)                                                   \
@@ -22,14 +28,14 @@ static int test_passed, test_failed;
         }                                                                  \
     } while (0)
 
-static int test_done(const char *name)
+TEST_UNUSED static int test_done(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, test_passed, test_failed);
     return test_failed ? 1 : 0;
 }
 
 /* Deterministic values in [-1, 1): splitmix64 of a counter. */
-static float test_rand(unsigned long long *state)
+TEST_UNUSED static float test_rand(unsigned long long *state)
 {
     unsigned long long z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -37,7 +43,7 @@ static float test_rand(unsigned long long *state)
     z ^= z >> 31;
     return (float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
 }
-static void test_fill(float *x, size_t n, unsigned long long seed, float scale)
+TEST_UNUSED static void test_fill(float *x, size_t n, unsigned long long seed, float scale)
 {
     size_t i;
     for (i = 0; i < n; i++) x[i] = scale * test_rand(&seed);

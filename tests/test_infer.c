@@ -1,0 +1,159 @@
+/* test_infer: image decoding, preprocessing, prediction, multi-threaded batch
+   inference, and that inference never modifies the model. */
+#define FER_IMPLEMENTATION
+#include "fer.h"
+#include "test.h"
+
+static const char *tmpdir(void)
+{
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+static void write_pgm(const char *path, int w, int h, const unsigned char *px)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fprintf(f, "P5\n%d %d\n255\n", w, h);
+    fwrite(px, 1, (size_t)w * h, f);
+    fclose(f);
+}
+
+static void test_image(void)
+{
+    char path[512], err[256];
+    unsigned char px[7 * 5], *img;
+    int i, w = 0, h = 0;
+    FILE *f;
+    for (i = 0; i < 35; i++) px[i] = (unsigned char)(i * 7);
+    snprintf(path, sizeof path, "%s/fer_test_%d.pgm", tmpdir(), (int)sizeof(px));
+    write_pgm(path, 7, 5, px);
+    img = fer_image_load_gray(path, &w, &h, err);
+    CHECK(img != NULL && w == 7 && h == 5, "PGM decodes to 7x5: %s", img ? "" : err);
+    if (img) { CHECK(memcmp(img, px, 35) == 0, "PGM pixels exact"); fer_image_free(img); }
+    f = fopen(path, "wb");
+    if (f) { fputs("this is not an image at all", f); fclose(f); }
+    img = fer_image_load_gray(path, &w, &h, err);
+    CHECK(img == NULL && strstr(err, path) != NULL, "garbage rejected with its path: %s", err);
+    remove(path);
+    img = fer_image_load_gray("/nonexistent/face.png", &w, &h, err);
+    CHECK(img == NULL && strstr(err, "/nonexistent/face.png") != NULL, "missing file named: %s", err);
+}
+
+static void test_preprocess(void)
+{
+    fer_model m;
+    unsigned char px[96 * 96];
+    float out[48 * 48];
+    int i, y, x, ok = 1;
+    fer_zoo_build(&m, "mini_xception", 1, 48, 48, 7, 1, NULL);
+    for (i = 0; i < 48 * 48; i++) px[i] = (unsigned char)((i * 37) & 255);
+    CHECK(fer_preprocess(&m, px, 48, 48, 48, out) == FER_OK, "preprocess 48x48");
+    for (i = 0; i < 48 * 48; i++) ok &= fabsf(out[i] - px[i] / 255.0f) < 1e-6f;
+    CHECK(ok, "same size, unit norm: pixel/255");
+    m.pre.norm = FER_NORM_SIGNED;
+    fer_preprocess(&m, px, 48, 48, 48, out);
+    CHECK(fabsf(out[5] - (px[5] / 127.5f - 1.0f)) < 1e-6f, "signed norm");
+    m.pre.norm = FER_NORM_MEANSTD; m.pre.mean = 0.5f; m.pre.std = 0.25f;
+    fer_preprocess(&m, px, 48, 48, 48, out);
+    CHECK(fabsf(out[9] - (px[9] / 255.0f - 0.5f) / 0.25f) < 1e-5f, "mean/std norm");
+    /* 2x down-sampling of 2x2 constant blocks gives the block values */
+    m.pre.norm = FER_NORM_UNIT;
+    for (y = 0; y < 96; y++) for (x = 0; x < 96; x++) px[y * 96 + x] = (unsigned char)(((y / 2) * 5 + (x / 2) * 3) & 255);
+    fer_preprocess(&m, px, 96, 96, 96, out);
+    ok = 1;
+    for (y = 0; y < 48; y++) for (x = 0; x < 48; x++) ok &= fabsf(out[y * 48 + x] * 255.0f - (float)((y * 5 + x * 3) & 255)) < 1e-3f;
+    CHECK(ok, "2x down-sampling of constant blocks");
+    /* store 52x52 then centre crop 48: offset 2 */
+    m.pre.store_h = m.pre.store_w = 52;
+    for (y = 0; y < 52; y++) for (x = 0; x < 52; x++) px[y * 52 + x] = (unsigned char)(y * 4 + x);
+    fer_preprocess(&m, px, 52, 52, 52, out);
+    CHECK(fabsf(out[0] * 255.0f - (2 * 4 + 2)) < 1e-3f && fabsf(out[47 * 48 + 47] * 255.0f - (49 * 4 + 49)) < 1e-3f,
+          "centre crop 48 of 52");
+    CHECK(fer_preprocess(&m, px, 0, 52, 52, out) == FER_ERR_ARG, "zero width rejected");
+    CHECK(fer_preprocess(&m, px, 52, 52, 10, out) == FER_ERR_ARG, "stride < width rejected");
+    fer_model_free(&m);
+}
+
+static void test_predict_and_threads(void)
+{
+    fer_model m;
+    fer_workspace ws, pool[2];
+    unsigned char px[60 * 50];
+    float probs[7], x[48 * 48], *batch, *out1, *out2;
+    double sum = 0.0;
+    uint32_t crc0;
+    int k, best, ref_best = 0, n = 9;
+    fer_zoo_build(&m, "mobilenetv2_lite", 1, 48, 48, 7, 5, NULL);
+    test_fill(m.buffers, m.n_buffers, 3, 0.2f);
+    for (k = 0; k < (int)m.n_buffers; k++) m.buffers[k] = fabsf(m.buffers[k]) + 0.5f;
+    crc0 = fer_crc32(m.arena, sizeof(float) * (m.n_params + m.n_buffers));
+    for (k = 0; k < 60 * 50; k++) px[k] = (unsigned char)((k * 13) ^ (k >> 3));
+    fer_workspace_init(&ws, &m, 16, 0);
+    best = fer_predict(&m, &ws, px, 60, 50, 60, probs);
+    for (k = 0; k < 7; k++) sum += probs[k];
+    CHECK(best >= 0 && fabs(sum - 1.0) < 1e-5, "predict: class %d, probabilities sum to %.7f", best, sum);
+    fer_preprocess(&m, px, 60, 50, 60, x);
+    fer_forward(&m, &ws, x, 1, 0);
+    for (k = 1; k < 7; k++) if (fer_output(&m, &ws)[k] > fer_output(&m, &ws)[ref_best]) ref_best = k;
+    CHECK(best == ref_best, "predict agrees with forward on the preprocessed input");
+    CHECK(fer_predict(&m, &ws, NULL, 60, 50, 60, probs) == -1 && ws.error[0], "NULL image: -1 and a message");
+    /* threads */
+    batch = (float *)malloc(sizeof(float) * 48 * 48 * (size_t)n);
+    out1 = (float *)malloc(sizeof(float) * 7 * (size_t)n);
+    out2 = (float *)malloc(sizeof(float) * 7 * (size_t)n);
+    test_fill(batch, 48 * 48 * (size_t)n, 8, 1.0f);
+    fer_forward(&m, &ws, batch, n, 0);
+    memcpy(out1, fer_output(&m, &ws), sizeof(float) * 7 * (size_t)n);
+    fer_workspace_init(&pool[0], &m, 5, 0);
+    fer_workspace_init(&pool[1], &m, 5, 0);
+    CHECK(fer_forward_threads(&m, pool, 2, batch, n, out2) == FER_OK, "forward_threads runs");
+    {
+        double e = 0.0;
+        for (k = 0; k < 7 * n; k++) if (fabs(out1[k] - out2[k]) > e) e = fabs(out1[k] - out2[k]);
+        CHECK(e < 1e-4, "2 threads give the single-thread outputs (max diff %.3g)", e);
+    }
+    CHECK(fer_forward_threads(&m, pool, 2, batch, 11, out2) == FER_ERR_ARG, "a batch too large for the workspaces is refused");
+    CHECK(fer_crc32(m.arena, sizeof(float) * (m.n_params + m.n_buffers)) == crc0, "inference left the model unchanged");
+    CHECK(fer_forward(&m, &ws, batch, 17, 0) == FER_ERR_ARG && strstr(ws.error, "17"), "batch over max refused: %s", ws.error);
+    CHECK(fer_forward(&m, &ws, batch, 1, 1) == FER_ERR_ARG, "training forward on an inference workspace refused");
+    free(batch); free(out1); free(out2);
+    fer_workspace_free(&pool[0]); fer_workspace_free(&pool[1]); fer_workspace_free(&ws);
+    fer_model_free(&m);
+}
+
+static void test_builder_errors(void)
+{
+    fer_model m;
+    int x;
+    fer_model_init(&m, 1, 8, 8, 3, NULL);
+    x = fer_conv(&m, FER_INPUT, 4, 9, 9, 1, 0, 1, 0);
+    CHECK(x == -1 && strstr(m.error, "conv"), "kernel larger than input: %s", m.error);
+    CHECK(fer_gap(&m, x) == -1, "errors propagate");
+    CHECK(fer_model_finalize(&m, 1) == FER_ERR_SHAPE, "finalize reports the first error");
+    fer_model_free(&m);
+    fer_model_init(&m, 1, 8, 8, 3, NULL);
+    x = fer_add(&m, fer_conv(&m, FER_INPUT, 4, 3, 3, 1, 1, 1, 0), FER_INPUT);
+    CHECK(x == -1 && strstr(m.error, "add"), "add of 4x8x8 and 1x8x8: %s", m.error);
+    fer_model_free(&m);
+    fer_model_init(&m, 1, 8, 8, 3, NULL);
+    fer_gap(&m, FER_INPUT);
+    CHECK(fer_model_finalize(&m, 1) == FER_ERR_SHAPE && strstr(m.error, "3 classes"), "output size checked: %s", m.error);
+    fer_model_free(&m);
+    CHECK(fer_model_init(&m, 1, 8, 8, 0, NULL) == FER_ERR_ARG, "0 classes refused");
+    fer_model_free(&m);
+    CHECK(fer_model_init(&m, 1, 0, 8, 3, NULL) == FER_ERR_ARG, "0 height refused");
+    fer_model_free(&m);
+    fer_model_init(&m, 1, 8, 8, 3, NULL);
+    CHECK(fer_dropout(&m, FER_INPUT, 1.5f) == -1 && strstr(m.error, "dropout"), "dropout 1.5 refused: %s", m.error);
+    fer_model_free(&m);
+}
+
+int main(void)
+{
+    test_image();
+    test_preprocess();
+    test_predict_and_threads();
+    test_builder_errors();
+    return test_done("test_infer");
+}
