@@ -8,13 +8,17 @@ LDLIBS   = -lm -lpthread
 B        = build
 
 TOOLS    = $(B)/fer-zoo
-EXAMPLES =
+EXAMPLES = $(B)/fer-predict
 TESTS    = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all test test-sanitize test-arm bench clean
 all: $(TOOLS) $(EXAMPLES)
 
 $(B)/fer-%: tools/fer-%.c fer.h
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) -std=c99 $(WARN) $(INC) $< -o $@ $(LDLIBS)
+
+$(B)/fer-%: examples/%.c fer.h
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) -std=c99 $(WARN) $(INC) $< -o $@ $(LDLIBS)
 
