@@ -8,7 +8,7 @@ LDLIBS   = -lm -lpthread
 B        = build
 
 TOOLS    = $(B)/fer-zoo
-EXAMPLES = $(B)/fer-predict
+EXAMPLES = $(B)/fer-predict $(B)/fer-train
 TESTS    = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all test test-sanitize test-arm bench clean

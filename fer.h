@@ -469,6 +469,59 @@ FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx
 #endif
 FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
 
+/* --- 2.9 Data -------------------------------------------------------------------
+   A data set is n grey images of one size in one contiguous uint8 buffer, with
+   labels. Folder layout: ROOT/<class>/<image>, one folder per class; FER2013's
+   folder names map to its canonical order (angry, disgust, fear, happy, sad,
+   surprise, neutral), other names to sorted order. Unreadable files are skipped,
+   counted and the first reason kept; the load fails only if nothing loads. */
+typedef struct fer_dataset {
+    unsigned char *pixels;       /* [n][h][w]                                        */
+    int *labels;                 /* [n], 0 .. n_classes-1                            */
+    int n, h, w, n_classes;
+    char class_names[FER_MAX_CLASSES][FER_NAME_LEN];
+    int n_skipped;               /* files that could not be used                     */
+    char skip_reason[256];       /* why the first of them was skipped                */
+    char error[256];
+    void *alloc_ctx;
+} fer_dataset;
+
+#if !defined(FER_NO_STDIO) && !defined(FER_NO_STB_IMAGE)
+/* Decodes every image under dir/<class>/ with n_threads threads, resized to h x w. */
+FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h, int w,
+                                          int n_threads, void *alloc_ctx);
+#endif
+FERDEF void fer_dataset_free(fer_dataset *d);
+/* Resizes 8-bit grey src (sw x sh) to dst (dw x dh), bilinear, pixel centres aligned. */
+FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh);
+
+/* --- 2.10 Training: loss and optimizers -------------------------------------------
+   The loss returns the mean over the batch and writes dlogits (its gradient w.r.t.
+   the logits, already divided by `norm`, normally the whole batch size).
+   Optimizers keep their state in one allocation and update params in place. */
+FERDEF double fer_softmax_xent(const float *logits, const int *labels, int n, int k,
+                               float label_smoothing, float norm, float *dlogits);
+
+typedef enum fer_opt_kind { FER_OPT_SGD = 0, FER_OPT_ADAM = 1, FER_OPT_ADAMW = 2 } fer_opt_kind;
+typedef struct fer_optimizer {
+    int kind;                    /* fer_opt_kind                                    */
+    float lr, momentum, beta1, beta2, eps, weight_decay;
+    int nesterov;
+    long step;
+    size_t n;
+    float *m, *v;                /* moments (SGD uses m as velocity)                */
+    void *alloc_ctx;
+} fer_optimizer;
+FERDEF fer_result fer_optimizer_init(fer_optimizer *o, int kind, size_t n_params, float lr,
+                                     float weight_decay, void *alloc_ctx);
+FERDEF void       fer_optimizer_free(fer_optimizer *o);
+/* One update of params[n] from grads[n]; weight decay skips 1-D tensors (biases,
+   BN and PReLU parameters) when `skip` marks them (may be NULL). */
+FERDEF void       fer_optimizer_step(fer_optimizer *o, float *params, const float *grads,
+                                     const unsigned char *no_decay);
+/* Marks every parameter that weight decay should leave alone (biases, BN, PReLU). */
+FERDEF void       fer_model_no_decay_mask(const fer_model *m, unsigned char *mask);
+
 #ifdef __cplusplus
 }
 #endif
@@ -2917,8 +2970,8 @@ static int fer__preproc_bad(const unsigned char *q, char *err)
         fer__err(err, "preprocessing: norm mode %u (0..%d allowed)", norm, (int)FER_NORM_MEANSTD);
     else if (!(mean > -1e6f && mean < 1e6f) || !(sd >= 0.0f && sd < 1e6f) ||
              (norm == FER_NORM_MEANSTD && !(sd > 0.0f)))
-        fer__err(err, "preprocessing: mean %g, std %g out of range (|mean| < 1e6, std in %s1e6)",
-                 (double)mean, (double)sd, norm == FER_NORM_MEANSTD ? "(0, " : "[0, ");
+        fer__err(err, "preprocessing: mean %g, std %g out of range (need |mean| < 1e6, %s std < 1e6)",
+                 (double)mean, (double)sd, norm == FER_NORM_MEANSTD ? "0 <" : "0 <=");
     else if (!(temp > 0.0f && temp < 1e6f))
         fer__err(err, "preprocessing: temperature %g is not in (0, 1e6)", (double)temp);
     else if (store_h > FER_MAX_DIM || store_w > FER_MAX_DIM)
@@ -3005,8 +3058,12 @@ FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, 
         f[6] = (uint32_t)nd->out.c; f[7] = (uint32_t)nd->kh; f[8] = (uint32_t)nd->kw;
         f[9] = (uint32_t)nd->sh; f[10] = (uint32_t)nd->sw; f[11] = (uint32_t)nd->ph;
         f[12] = (uint32_t)nd->pw; f[13] = (uint32_t)nd->groups; f[14] = (uint32_t)nd->bias;
-        f[15] = (uint32_t)nd->act; f[16] = (uint32_t)nd->share; f[17] = fer__fbits(nd->alpha);
-        f[18] = fer__fbits(nd->eps); f[19] = fer__fbits(nd->momentum);
+        f[15] = (uint32_t)nd->act; f[16] = (uint32_t)nd->share;
+        /* the floats only where they mean something, so that a batch norm folded
+           into an identity is written as the identity the loader rebuilds */
+        f[17] = nd->op == FER_OP_LEAKY_RELU || nd->op == FER_OP_DROPOUT ? fer__fbits(nd->alpha) : 0;
+        f[18] = nd->op == FER_OP_BN ? fer__fbits(nd->eps) : 0;
+        f[19] = nd->op == FER_OP_BN ? fer__fbits(nd->momentum) : 0;
         for (j = 0; j < (int)FER__NODE_FIELDS; j++) fer__put32(p + 4 * j, f[j]);
     }
     for (i = 0; i < m->n_nodes; i++)
@@ -3091,7 +3148,10 @@ static int fer__load_node(fer_model *m, const uint32_t *f, int i)
     case FER_OP_GAP: id = fer_gap(m, in[0]); break;
     case FER_OP_GMP: id = fer_gmp(m, in[0]); break;
     case FER_OP_DENSE: id = share >= 0 ? fer_dense_shared(m, in[0], share) : fer_dense(m, in[0], units, bias); break;
-    case FER_OP_DROPOUT: id = fer_dropout(m, in[0], alpha); break;
+    case FER_OP_DROPOUT:
+        if (!(alpha >= 0.0f && alpha < 1.0f))
+            return fer__fail(m, FER_ERR_FORMAT, "node %d (dropout): rate %g is not in [0, 1)", i, (double)alpha);
+        id = fer_dropout(m, in[0], alpha); break;
     case FER_OP_FLATTEN: id = fer_flatten(m, in[0]); break;
     case FER_OP_ADD: id = fer_add(m, in[0], in[1]); break;
     case FER_OP_CMUL: id = fer_cmul(m, in[0], in[1]); break;
@@ -3284,6 +3344,294 @@ FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx
     return r;
 }
 #endif /* FER_NO_STDIO */
+
+/* --- 3.9 Data ------------------------------------------------------------------- */
+
+FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh)
+{
+    int y, x;
+    for (y = 0; y < dh; y++) {
+        float fy = ((float)y + 0.5f) * (float)sh / (float)dh - 0.5f, wy;
+        int y0, y1;
+        if (fy < 0.0f) fy = 0.0f;
+        y0 = (int)fy; if (y0 > sh - 1) y0 = sh - 1;
+        y1 = y0 + 1 < sh ? y0 + 1 : sh - 1; wy = fy - (float)y0;
+        for (x = 0; x < dw; x++) {
+            float fx = ((float)x + 0.5f) * (float)sw / (float)dw - 0.5f, wx, v;
+            int x0, x1;
+            if (fx < 0.0f) fx = 0.0f;
+            x0 = (int)fx; if (x0 > sw - 1) x0 = sw - 1;
+            x1 = x0 + 1 < sw ? x0 + 1 : sw - 1; wx = fx - (float)x0;
+            v = (1.0f - wy) * ((1.0f - wx) * src[(size_t)y0 * sw + x0] + wx * src[(size_t)y0 * sw + x1]) +
+                wy * ((1.0f - wx) * src[(size_t)y1 * sw + x0] + wx * src[(size_t)y1 * sw + x1]);
+            dst[(size_t)y * dw + x] = (unsigned char)(v + 0.5f);
+        }
+    }
+}
+
+FERDEF void fer_dataset_free(fer_dataset *d)
+{
+    if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
+    if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
+    d->pixels = NULL; d->labels = NULL; d->n = 0;
+}
+
+#if !defined(FER_NO_STDIO) && !defined(FER_NO_STB_IMAGE)
+#include <dirent.h>
+
+typedef struct fer__load_job {
+    char **paths;
+    int *labels_in;
+    int begin, end, h, w;
+    unsigned char *pixels;       /* slot i of the data set for path i              */
+    unsigned char *ok;
+    char reason[256];
+    int n_bad;
+} fer__load_job;
+
+static void *fer__load_run(void *p)
+{
+    fer__load_job *j = (fer__load_job *)p;
+    int i;
+    for (i = j->begin; i < j->end; i++) {
+        char err[256];
+        int iw, ih;
+        unsigned char *px = fer_image_load_gray(j->paths[i], &iw, &ih, err);
+        if (!px) {
+            if (!j->n_bad++) memcpy(j->reason, err, sizeof(err));
+            j->ok[i] = 0;
+            continue;
+        }
+        if (iw == j->w && ih == j->h) memcpy(j->pixels + (size_t)i * j->w * j->h, px, (size_t)j->w * j->h);
+        else fer_resize_gray(px, iw, ih, j->pixels + (size_t)i * j->w * j->h, j->w, j->h);
+        fer_image_free(px);
+        j->ok[i] = 1;
+    }
+    return NULL;
+}
+
+static int fer__cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct fer__item { char *path; int label; } fer__item;
+static int fer__cmp_item(const void *a, const void *b)
+{
+    return strcmp(((const fer__item *)a)->path, ((const fer__item *)b)->path);
+}
+
+FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h, int w,
+                                          int n_threads, void *alloc_ctx)
+{
+    char *cls[FER_MAX_CLASSES], **paths = NULL;
+    int n_cls = 0, c, i, n = 0, cap = 0, *lab = NULL, canon = 1, map[FER_MAX_CLASSES], t, kept;
+    size_t dl = strlen(dir);
+    DIR *dp;
+    struct dirent *e;
+    fer__load_job jobs[64];
+    unsigned char *ok = NULL;
+    fer_result r = FER_OK;
+    memset(d, 0, sizeof(*d));
+    d->alloc_ctx = alloc_ctx;
+    if (h < 1 || w < 1 || h > FER_MAX_DIM || w > FER_MAX_DIM) { fer__err(d->error, "dataset: size %dx%d out of range", h, w); return FER_ERR_ARG; }
+    if (dl > 3500) { fer__err(d->error, "dataset: path too long"); return FER_ERR_ARG; }
+    if (!(dp = opendir(dir))) { fer__err(d->error, "dataset: cannot open folder %.200s", dir); return FER_ERR_IO; }
+    while ((e = readdir(dp)) != NULL) {
+        char sub[4096];
+        DIR *sd;
+        if (e->d_name[0] == '.') continue;
+        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+        if (!(sd = opendir(sub))) continue;            /* files beside the class folders */
+        closedir(sd);
+        if (n_cls == FER_MAX_CLASSES || strlen(e->d_name) >= FER_NAME_LEN) {
+            closedir(dp);
+            for (c = 0; c < n_cls; c++) FER_FREE(cls[c], alloc_ctx);
+            fer__err(d->error, "dataset: %.200s: more than %d class folders, or a class name over %d characters",
+                     dir, FER_MAX_CLASSES, FER_NAME_LEN - 1);
+            return FER_ERR_FORMAT;
+        }
+        cls[n_cls] = (char *)FER_MALLOC(strlen(e->d_name) + 1, alloc_ctx);
+        if (!cls[n_cls]) { closedir(dp); r = FER_ERR_NOMEM; goto done; }
+        memcpy(cls[n_cls], e->d_name, strlen(e->d_name) + 1);
+        n_cls++;
+    }
+    closedir(dp);
+    if (n_cls == 0) { fer__err(d->error, "dataset: %.200s has no class folders", dir); r = FER_ERR_FORMAT; goto done; }
+    qsort(cls, (size_t)n_cls, sizeof(char *), fer__cmp_str);
+    /* FER2013's names keep its canonical class order */
+    for (c = 0; c < n_cls; c++) {
+        int k, found = -1;
+        for (k = 0; k < 7; k++) if (!strcmp(cls[c], fer__fer2013_names[k])) found = k;
+        if (found < 0) canon = 0;
+        map[c] = found;
+    }
+    if (canon && n_cls == 7) { for (c = 0; c < 7; c++) memcpy(d->class_names[c], fer__fer2013_names[c], strlen(fer__fer2013_names[c]) + 1); }
+    else { canon = 0; for (c = 0; c < n_cls; c++) { map[c] = c; memcpy(d->class_names[c], cls[c], strlen(cls[c]) + 1); } }
+    d->n_classes = n_cls;
+    /* list files */
+    for (c = 0; c < n_cls; c++) {
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/%s", dir, cls[c]);
+        if (!(dp = opendir(sub))) continue;
+        while ((e = readdir(dp)) != NULL) {
+            size_t len;
+            if (e->d_name[0] == '.') continue;
+            if (n == cap) {
+                int nc = cap ? cap * 2 : 1024;
+                char **np = (char **)FER_MALLOC(sizeof(char *) * (size_t)nc, alloc_ctx);
+                int *nl = (int *)FER_MALLOC(sizeof(int) * (size_t)nc, alloc_ctx);
+                if (!np || !nl) { if (np) FER_FREE(np, alloc_ctx); if (nl) FER_FREE(nl, alloc_ctx); closedir(dp); r = FER_ERR_NOMEM; goto done; }
+                if (n) { memcpy(np, paths, sizeof(char *) * (size_t)n); memcpy(nl, lab, sizeof(int) * (size_t)n); }
+                if (paths) FER_FREE(paths, alloc_ctx);
+                if (lab) FER_FREE(lab, alloc_ctx);
+                paths = np; lab = nl; cap = nc;
+            }
+            len = strlen(sub) + strlen(e->d_name) + 2;
+            if (!(paths[n] = (char *)FER_MALLOC(len, alloc_ctx))) { closedir(dp); r = FER_ERR_NOMEM; goto done; }
+            snprintf(paths[n], len, "%s/%s", sub, e->d_name);
+            lab[n] = map[c];
+            n++;
+        }
+        closedir(dp);
+    }
+    if (n == 0) { fer__err(d->error, "dataset: %.200s: the class folders hold no files", dir); r = FER_ERR_FORMAT; goto done; }
+    /* a fixed order (sorted paths) so a seed means the same thing on every machine;
+       the label rides in front of each path while sorting */
+    {
+        fer__item *it = (fer__item *)FER_MALLOC(sizeof(fer__item) * (size_t)n, alloc_ctx);
+        if (!it) { r = FER_ERR_NOMEM; goto done; }
+        for (i = 0; i < n; i++) { it[i].path = paths[i]; it[i].label = lab[i]; }
+        qsort(it, (size_t)n, sizeof(fer__item), fer__cmp_item);
+        for (i = 0; i < n; i++) { paths[i] = it[i].path; lab[i] = it[i].label; }
+        FER_FREE(it, alloc_ctx);
+    }
+    d->pixels = (unsigned char *)FER_MALLOC(fer__mul((size_t)n, (size_t)h * w), alloc_ctx);
+    d->labels = (int *)FER_MALLOC(sizeof(int) * (size_t)n, alloc_ctx);
+    ok = (unsigned char *)FER_MALLOC((size_t)n, alloc_ctx);
+    if (!d->pixels || !d->labels || !ok) { r = FER_ERR_NOMEM; goto done; }
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    for (t = 0; t < n_threads; t++) {
+        memset(&jobs[t], 0, sizeof(jobs[t]));
+        jobs[t].paths = paths; jobs[t].h = h; jobs[t].w = w; jobs[t].pixels = d->pixels; jobs[t].ok = ok;
+        jobs[t].begin = (int)((long long)n * t / n_threads);
+        jobs[t].end = (int)((long long)n * (t + 1) / n_threads);
+    }
+#if !defined(FER_NO_THREADS)
+    {
+        pthread_t tid[64];
+        int started[64];
+        for (t = 1; t < n_threads; t++) started[t] = pthread_create(&tid[t], NULL, fer__load_run, &jobs[t]) == 0;
+        fer__load_run(&jobs[0]);
+        for (t = 1; t < n_threads; t++) { if (started[t]) pthread_join(tid[t], NULL); else fer__load_run(&jobs[t]); }
+    }
+#else
+    for (t = 0; t < n_threads; t++) fer__load_run(&jobs[t]);
+#endif
+    for (t = 0; t < n_threads; t++)
+        if (jobs[t].n_bad) { if (!d->n_skipped) memcpy(d->skip_reason, jobs[t].reason, sizeof(d->skip_reason)); d->n_skipped += jobs[t].n_bad; }
+    for (i = 0, kept = 0; i < n; i++) {     /* compact: drop the skipped slots */
+        if (!ok[i]) continue;
+        if (kept != i) memcpy(d->pixels + (size_t)kept * h * w, d->pixels + (size_t)i * h * w, (size_t)h * w);
+        d->labels[kept++] = lab[i];
+    }
+    d->n = kept; d->h = h; d->w = w;
+    if (kept == 0) { fer__err(d->error, "dataset: no image under %.200s could be read: %s", dir, d->skip_reason); r = FER_ERR_FORMAT; }
+done:
+    if (r == FER_ERR_NOMEM) fer__err(d->error, "dataset: out of memory reading %.200s", dir);
+    if (paths) { for (i = 0; i < n; i++) FER_FREE(paths[i], alloc_ctx); FER_FREE(paths, alloc_ctx); }
+    if (lab) FER_FREE(lab, alloc_ctx);
+    if (ok) FER_FREE(ok, alloc_ctx);
+    for (c = 0; c < n_cls; c++) FER_FREE(cls[c], alloc_ctx);
+    if (r != FER_OK) fer_dataset_free(d);
+    return r;
+}
+#endif
+
+/* --- 3.10 Training: loss and optimizers ---------------------------------------------- */
+
+FERDEF double fer_softmax_xent(const float *logits, const int *labels, int n, int k,
+                               float label_smoothing, float norm, float *dlogits)
+{
+    double total = 0.0;
+    int s, j;
+    for (s = 0; s < n; s++) {
+        const float *z = logits + (size_t)s * k;
+        float mx = z[0];
+        double sum = 0.0, lse;
+        for (j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < k; j++) sum += exp((double)(z[j] - mx));
+        lse = log(sum) + mx;
+        for (j = 0; j < k; j++) {   /* target: 1-ls on the label, ls/k spread over all */
+            double tgt = label_smoothing / k + (j == labels[s] ? 1.0 - label_smoothing : 0.0);
+            double p = exp((double)z[j] - lse);
+            total -= tgt * ((double)z[j] - lse);
+            if (dlogits) dlogits[(size_t)s * k + j] = (float)((p - tgt) / norm);
+        }
+    }
+    return total / (n > 0 ? n : 1);
+}
+
+FERDEF fer_result fer_optimizer_init(fer_optimizer *o, int kind, size_t n_params, float lr,
+                                     float weight_decay, void *alloc_ctx)
+{
+    size_t bytes = fer__mul(fer__mul(n_params ? n_params : 1, 2), sizeof(float));
+    memset(o, 0, sizeof(*o));
+    if (kind < FER_OPT_SGD || kind > FER_OPT_ADAMW || !(lr > 0.0f) || !(weight_decay >= 0.0f)) return FER_ERR_ARG;
+    o->kind = kind; o->lr = lr; o->weight_decay = weight_decay; o->n = n_params;
+    o->momentum = 0.9f; o->beta1 = 0.9f; o->beta2 = 0.999f; o->eps = 1e-8f;
+    o->alloc_ctx = alloc_ctx;
+    if (bytes == SIZE_MAX || !(o->m = (float *)FER_MALLOC(bytes, alloc_ctx))) return FER_ERR_NOMEM;
+    memset(o->m, 0, bytes);
+    o->v = o->m + n_params;
+    return FER_OK;
+}
+
+FERDEF void fer_optimizer_free(fer_optimizer *o)
+{
+    if (o->m) FER_FREE(o->m, o->alloc_ctx);
+    o->m = o->v = NULL;
+}
+
+FERDEF void fer_optimizer_step(fer_optimizer *o, float *params, const float *grads,
+                               const unsigned char *no_decay)
+{
+    size_t i;
+    float lr = o->lr, wd = o->weight_decay;
+    o->step++;
+    if (o->kind == FER_OPT_SGD) {
+        for (i = 0; i < o->n; i++) {   /* PyTorch's SGD: L2 decay added to the gradient */
+            float g = grads[i] + ((no_decay && no_decay[i]) ? 0.0f : wd * params[i]);
+            o->m[i] = o->momentum * o->m[i] + g;
+            params[i] -= lr * (o->nesterov ? g + o->momentum * o->m[i] : o->m[i]);
+        }
+    } else {
+        double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
+        float a = (float)(lr * sqrt(bc2) / bc1);
+        for (i = 0; i < o->n; i++) {
+            int decay = !(no_decay && no_decay[i]);
+            float g = grads[i];
+            if (o->kind == FER_OPT_ADAM && decay) g += wd * params[i];           /* L2 */
+            if (o->kind == FER_OPT_ADAMW && decay) params[i] -= lr * wd * params[i]; /* decoupled */
+            o->m[i] = o->beta1 * o->m[i] + (1.0f - o->beta1) * g;
+            o->v[i] = o->beta2 * o->v[i] + (1.0f - o->beta2) * g * g;
+            params[i] -= a * o->m[i] / (sqrtf(o->v[i]) + o->eps * (float)sqrt(bc2));
+        }
+    }
+}
+
+FERDEF void fer_model_no_decay_mask(const fer_model *m, unsigned char *mask)
+{
+    int i;
+    memset(mask, 0, m->n_params);
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        if (nd->op == FER_OP_BN || nd->op == FER_OP_PRELU) memset(mask + nd->p_off, 1, nd->p_len);
+        if ((nd->op == FER_OP_CONV || nd->op == FER_OP_DENSE) && nd->share < 0)
+            memset(mask + nd->p_off + nd->p_len - (size_t)nd->out.c, 1, (size_t)nd->out.c);
+    }
+}
 
 #endif /* FER_IMPLEMENTATION_DONE */
 #endif /* FER_IMPLEMENTATION */
