@@ -1894,7 +1894,7 @@ static int fer__pool(fer_model *m, int op, int x, int k, int s, int p)
     int id = fer__node_new(m, op, 1, &x);
     if (id < 0) return -1;
     in = m->nodes[x].out;
-    if (k < 1 || s < 1 || p < 0 || 2 * p > k || k > FER_MAX_DIM || s > FER_MAX_DIM ||
+    if (k < 1 || s < 1 || p < 0 || k > FER_MAX_DIM || s > FER_MAX_DIM || p > k || 2 * p > k ||
         in.h + 2 * p < k || in.w + 2 * p < k) {
         m->n_nodes--;
         return fer__fail(m, FER_ERR_SHAPE, "node %d (%s): window %d, stride %d, pad %d do not fit %dx%d",
