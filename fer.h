@@ -53,9 +53,12 @@
    CONTENTS
 
        1. Configuration and platform
-       2. Public API: results, tensors and layout, kernels, layers (forward/backward
-          pairs), graph and blocks, model zoo, inference, model file
-       3. Implementation in the same order
+       2. Public API
+          2.1 results            2.2 shapes, instruction sets   2.3 kernels (GEMM, axpy)
+          2.4 layers: forward/backward pairs                    2.5 graph, blocks, model
+          2.6 model zoo          2.7 inference, preprocessing, images
+          2.8 data (folders)     2.9 training: loss, optimizers 2.10 model file (.fer)
+       3. Implementation, in the same order (3.1 is configuration and platform)
 
    LAYOUT: every activation is float32 NCHW (batch, channel, row, column), rows
    contiguous. Conv weights are [cout][cin/groups][kh][kw], dense weights [out][in],
@@ -455,21 +458,7 @@ FERDEF unsigned char *fer_image_load_gray(const char *path, int *w, int *h, char
 FERDEF void           fer_image_free(unsigned char *pixels);
 #endif
 
-/* --- 2.8 Model file (.fer) ----------------------------------------------------
-   Little-endian, versioned, self-describing: the graph (so a file alone rebuilds
-   the model), parameters, BN statistics, class names, input size, preprocessing
-   and a CRC-32. Loading checks every field before use and rejects truncated,
-   corrupt or hostile input with FER_ERR_FORMAT and a message. */
-FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, void *alloc_ctx);
-FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, void *alloc_ctx);
-#ifndef FER_NO_STDIO
-/* Writes path.tmp, checks every write, then renames it over path. */
-FERDEF fer_result fer_model_save(fer_model *m, const char *path);
-FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx);
-#endif
-FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
-
-/* --- 2.9 Data -------------------------------------------------------------------
+/* --- 2.8 Data -------------------------------------------------------------------
    A data set is n grey images of one size in one contiguous uint8 buffer, with
    labels. Folder layout: ROOT/<class>/<image>, one folder per class; FER2013's
    folder names map to its canonical order (angry, disgust, fear, happy, sad,
@@ -495,7 +484,7 @@ FERDEF void fer_dataset_free(fer_dataset *d);
 /* Resizes 8-bit grey src (sw x sh) to dst (dw x dh), bilinear, pixel centres aligned. */
 FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh);
 
-/* --- 2.10 Training: loss and optimizers -------------------------------------------
+/* --- 2.9 Training: loss and optimizers -------------------------------------------
    The loss returns the mean over the batch and writes dlogits (its gradient w.r.t.
    the logits, already divided by `norm`, normally the whole batch size).
    Optimizers keep their state in one allocation and update params in place. */
@@ -521,6 +510,20 @@ FERDEF void       fer_optimizer_step(fer_optimizer *o, float *params, const floa
                                      const unsigned char *no_decay);
 /* Marks every parameter that weight decay should leave alone (biases, BN, PReLU). */
 FERDEF void       fer_model_no_decay_mask(const fer_model *m, unsigned char *mask);
+
+/* --- 2.10 Model file (.fer) ----------------------------------------------------
+   Little-endian, versioned, self-describing: the graph (so a file alone rebuilds
+   the model), parameters, BN statistics, class names, input size, preprocessing
+   and a CRC-32. Loading checks every field before use and rejects truncated,
+   corrupt or hostile input with FER_ERR_FORMAT and a message. */
+FERDEF fer_result fer_model_save_mem(fer_model *m, void **out, size_t *out_len, void *alloc_ctx);
+FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, void *alloc_ctx);
+#ifndef FER_NO_STDIO
+/* Writes path.tmp, checks every write, then renames it over path. */
+FERDEF fer_result fer_model_save(fer_model *m, const char *path);
+FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx);
+#endif
+FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
 
 #ifdef __cplusplus
 }
@@ -669,7 +672,7 @@ static fer_isa fer__isa_clamp(fer_isa isa)
     return isa;
 }
 
-/* --- 3.3 Kernels: GEMM ----------------------------------------------------
+/* --- 3.2 Kernels: GEMM ----------------------------------------------------
    Goto-style blocked GEMM. B is packed into KC x NR column strips, A into
    MR x KC row strips, zero-padded at the edges, and a register-blocked
    micro-kernel computes each MR x NR tile of C. The packing reads A and B
@@ -2770,6 +2773,12 @@ FERDEF fer_result fer_forward_threads(const fer_model *m, fer_workspace *ws, int
         return FER_ERR_ARG;
     }
     per = (n + n_ws - 1) / n_ws;
+    for (t = 0; t < n_ws; t++)   /* refuse before any thread reads the input */
+        if (ws[t].max_batch < per || ws[t].n_nodes != m->n_nodes) {
+            fer__err(ws[0].error, "forward_threads: %d samples over %d workspaces need batch %d; "
+                     "workspace %d holds %d", n, n_ws, per, t, ws[t].max_batch);
+            return FER_ERR_ARG;
+        }
     for (t = 0; t < n_ws && start < n; t++, used++) {
         int cnt = n - start < per ? n - start : per;
         jobs[t].m = m; jobs[t].ws = &ws[t]; jobs[t].n = cnt; jobs[t].r = FER_OK;
@@ -2893,7 +2902,295 @@ FERDEF unsigned char *fer_image_load_gray(const char *path, int *w, int *h, char
 FERDEF void fer_image_free(unsigned char *pixels) { stbi_image_free(pixels); }
 #endif
 
-/* --- 3.8 Model file (.fer) --------------------------------------------------------
+/* --- 3.8 Data ------------------------------------------------------------------- */
+
+FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh)
+{
+    int y, x;
+    for (y = 0; y < dh; y++) {
+        float fy = ((float)y + 0.5f) * (float)sh / (float)dh - 0.5f, wy;
+        int y0, y1;
+        if (fy < 0.0f) fy = 0.0f;
+        y0 = (int)fy; if (y0 > sh - 1) y0 = sh - 1;
+        y1 = y0 + 1 < sh ? y0 + 1 : sh - 1; wy = fy - (float)y0;
+        for (x = 0; x < dw; x++) {
+            float fx = ((float)x + 0.5f) * (float)sw / (float)dw - 0.5f, wx, v;
+            int x0, x1;
+            if (fx < 0.0f) fx = 0.0f;
+            x0 = (int)fx; if (x0 > sw - 1) x0 = sw - 1;
+            x1 = x0 + 1 < sw ? x0 + 1 : sw - 1; wx = fx - (float)x0;
+            v = (1.0f - wy) * ((1.0f - wx) * src[(size_t)y0 * sw + x0] + wx * src[(size_t)y0 * sw + x1]) +
+                wy * ((1.0f - wx) * src[(size_t)y1 * sw + x0] + wx * src[(size_t)y1 * sw + x1]);
+            dst[(size_t)y * dw + x] = (unsigned char)(v + 0.5f);
+        }
+    }
+}
+
+FERDEF void fer_dataset_free(fer_dataset *d)
+{
+    if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
+    if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
+    d->pixels = NULL; d->labels = NULL; d->n = 0;
+}
+
+#if !defined(FER_NO_STDIO) && !defined(FER_NO_STB_IMAGE)
+#include <dirent.h>
+
+typedef struct fer__load_job {
+    char **paths;
+    int *labels_in;
+    int begin, end, h, w;
+    unsigned char *pixels;       /* slot i of the data set for path i              */
+    unsigned char *ok;
+    char reason[256];
+    int n_bad;
+} fer__load_job;
+
+static void *fer__load_run(void *p)
+{
+    fer__load_job *j = (fer__load_job *)p;
+    int i;
+    for (i = j->begin; i < j->end; i++) {
+        char err[256];
+        int iw, ih;
+        unsigned char *px = fer_image_load_gray(j->paths[i], &iw, &ih, err);
+        if (!px) {
+            if (!j->n_bad++) memcpy(j->reason, err, sizeof(err));
+            j->ok[i] = 0;
+            continue;
+        }
+        if (iw == j->w && ih == j->h) memcpy(j->pixels + (size_t)i * j->w * j->h, px, (size_t)j->w * j->h);
+        else fer_resize_gray(px, iw, ih, j->pixels + (size_t)i * j->w * j->h, j->w, j->h);
+        fer_image_free(px);
+        j->ok[i] = 1;
+    }
+    return NULL;
+}
+
+static int fer__cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct fer__item { char *path; int label; } fer__item;
+static int fer__cmp_item(const void *a, const void *b)
+{
+    return strcmp(((const fer__item *)a)->path, ((const fer__item *)b)->path);
+}
+
+FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h, int w,
+                                          int n_threads, void *alloc_ctx)
+{
+    char *cls[FER_MAX_CLASSES], **paths = NULL;
+    int n_cls = 0, c, i, n = 0, cap = 0, *lab = NULL, canon = 1, map[FER_MAX_CLASSES], t, kept;
+    size_t dl = strlen(dir);
+    DIR *dp;
+    struct dirent *e;
+    fer__load_job jobs[64];
+    unsigned char *ok = NULL;
+    fer_result r = FER_OK;
+    memset(d, 0, sizeof(*d));
+    d->alloc_ctx = alloc_ctx;
+    if (h < 1 || w < 1 || h > FER_MAX_DIM || w > FER_MAX_DIM) { fer__err(d->error, "dataset: size %dx%d out of range", h, w); return FER_ERR_ARG; }
+    if (dl > 3500) { fer__err(d->error, "dataset: path too long"); return FER_ERR_ARG; }
+    if (!(dp = opendir(dir))) { fer__err(d->error, "dataset: cannot open folder %.200s", dir); return FER_ERR_IO; }
+    while ((e = readdir(dp)) != NULL) {
+        char sub[4096];
+        DIR *sd;
+        if (e->d_name[0] == '.') continue;
+        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+        if (!(sd = opendir(sub))) continue;            /* files beside the class folders */
+        closedir(sd);
+        if (n_cls == FER_MAX_CLASSES || strlen(e->d_name) >= FER_NAME_LEN) {
+            closedir(dp);
+            for (c = 0; c < n_cls; c++) FER_FREE(cls[c], alloc_ctx);
+            fer__err(d->error, "dataset: %.200s: more than %d class folders, or a class name over %d characters",
+                     dir, FER_MAX_CLASSES, FER_NAME_LEN - 1);
+            return FER_ERR_FORMAT;
+        }
+        cls[n_cls] = (char *)FER_MALLOC(strlen(e->d_name) + 1, alloc_ctx);
+        if (!cls[n_cls]) { closedir(dp); r = FER_ERR_NOMEM; goto done; }
+        memcpy(cls[n_cls], e->d_name, strlen(e->d_name) + 1);
+        n_cls++;
+    }
+    closedir(dp);
+    if (n_cls == 0) { fer__err(d->error, "dataset: %.200s has no class folders", dir); r = FER_ERR_FORMAT; goto done; }
+    qsort(cls, (size_t)n_cls, sizeof(char *), fer__cmp_str);
+    /* FER2013's names keep its canonical class order */
+    for (c = 0; c < n_cls; c++) {
+        int k, found = -1;
+        for (k = 0; k < 7; k++) if (!strcmp(cls[c], fer__fer2013_names[k])) found = k;
+        if (found < 0) canon = 0;
+        map[c] = found;
+    }
+    if (canon && n_cls == 7) { for (c = 0; c < 7; c++) memcpy(d->class_names[c], fer__fer2013_names[c], strlen(fer__fer2013_names[c]) + 1); }
+    else { canon = 0; for (c = 0; c < n_cls; c++) { map[c] = c; memcpy(d->class_names[c], cls[c], strlen(cls[c]) + 1); } }
+    d->n_classes = n_cls;
+    /* list files */
+    for (c = 0; c < n_cls; c++) {
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/%s", dir, cls[c]);
+        if (!(dp = opendir(sub))) continue;
+        while ((e = readdir(dp)) != NULL) {
+            size_t len;
+            if (e->d_name[0] == '.') continue;
+            if (n == cap) {
+                int nc = cap ? cap * 2 : 1024;
+                char **np = (char **)FER_MALLOC(sizeof(char *) * (size_t)nc, alloc_ctx);
+                int *nl = (int *)FER_MALLOC(sizeof(int) * (size_t)nc, alloc_ctx);
+                if (!np || !nl) { if (np) FER_FREE(np, alloc_ctx); if (nl) FER_FREE(nl, alloc_ctx); closedir(dp); r = FER_ERR_NOMEM; goto done; }
+                if (n) { memcpy(np, paths, sizeof(char *) * (size_t)n); memcpy(nl, lab, sizeof(int) * (size_t)n); }
+                if (paths) FER_FREE(paths, alloc_ctx);
+                if (lab) FER_FREE(lab, alloc_ctx);
+                paths = np; lab = nl; cap = nc;
+            }
+            len = strlen(sub) + strlen(e->d_name) + 2;
+            if (!(paths[n] = (char *)FER_MALLOC(len, alloc_ctx))) { closedir(dp); r = FER_ERR_NOMEM; goto done; }
+            snprintf(paths[n], len, "%s/%s", sub, e->d_name);
+            lab[n] = map[c];
+            n++;
+        }
+        closedir(dp);
+    }
+    if (n == 0) { fer__err(d->error, "dataset: %.200s: the class folders hold no files", dir); r = FER_ERR_FORMAT; goto done; }
+    /* a fixed order (sorted paths) so a seed means the same thing on every machine;
+       the label rides in front of each path while sorting */
+    {
+        fer__item *it = (fer__item *)FER_MALLOC(sizeof(fer__item) * (size_t)n, alloc_ctx);
+        if (!it) { r = FER_ERR_NOMEM; goto done; }
+        for (i = 0; i < n; i++) { it[i].path = paths[i]; it[i].label = lab[i]; }
+        qsort(it, (size_t)n, sizeof(fer__item), fer__cmp_item);
+        for (i = 0; i < n; i++) { paths[i] = it[i].path; lab[i] = it[i].label; }
+        FER_FREE(it, alloc_ctx);
+    }
+    d->pixels = (unsigned char *)FER_MALLOC(fer__mul((size_t)n, (size_t)h * w), alloc_ctx);
+    d->labels = (int *)FER_MALLOC(sizeof(int) * (size_t)n, alloc_ctx);
+    ok = (unsigned char *)FER_MALLOC((size_t)n, alloc_ctx);
+    if (!d->pixels || !d->labels || !ok) { r = FER_ERR_NOMEM; goto done; }
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    for (t = 0; t < n_threads; t++) {
+        memset(&jobs[t], 0, sizeof(jobs[t]));
+        jobs[t].paths = paths; jobs[t].h = h; jobs[t].w = w; jobs[t].pixels = d->pixels; jobs[t].ok = ok;
+        jobs[t].begin = (int)((long long)n * t / n_threads);
+        jobs[t].end = (int)((long long)n * (t + 1) / n_threads);
+    }
+#if !defined(FER_NO_THREADS)
+    {
+        pthread_t tid[64];
+        int started[64];
+        for (t = 1; t < n_threads; t++) started[t] = pthread_create(&tid[t], NULL, fer__load_run, &jobs[t]) == 0;
+        fer__load_run(&jobs[0]);
+        for (t = 1; t < n_threads; t++) { if (started[t]) pthread_join(tid[t], NULL); else fer__load_run(&jobs[t]); }
+    }
+#else
+    for (t = 0; t < n_threads; t++) fer__load_run(&jobs[t]);
+#endif
+    for (t = 0; t < n_threads; t++)
+        if (jobs[t].n_bad) { if (!d->n_skipped) memcpy(d->skip_reason, jobs[t].reason, sizeof(d->skip_reason)); d->n_skipped += jobs[t].n_bad; }
+    for (i = 0, kept = 0; i < n; i++) {     /* compact: drop the skipped slots */
+        if (!ok[i]) continue;
+        if (kept != i) memcpy(d->pixels + (size_t)kept * h * w, d->pixels + (size_t)i * h * w, (size_t)h * w);
+        d->labels[kept++] = lab[i];
+    }
+    d->n = kept; d->h = h; d->w = w;
+    if (kept == 0) { fer__err(d->error, "dataset: no image under %.200s could be read: %s", dir, d->skip_reason); r = FER_ERR_FORMAT; }
+done:
+    if (r == FER_ERR_NOMEM) fer__err(d->error, "dataset: out of memory reading %.200s", dir);
+    if (paths) { for (i = 0; i < n; i++) FER_FREE(paths[i], alloc_ctx); FER_FREE(paths, alloc_ctx); }
+    if (lab) FER_FREE(lab, alloc_ctx);
+    if (ok) FER_FREE(ok, alloc_ctx);
+    for (c = 0; c < n_cls; c++) FER_FREE(cls[c], alloc_ctx);
+    if (r != FER_OK) fer_dataset_free(d);
+    return r;
+}
+#endif
+
+/* --- 3.9 Training: loss and optimizers ---------------------------------------------- */
+
+FERDEF double fer_softmax_xent(const float *logits, const int *labels, int n, int k,
+                               float label_smoothing, float norm, float *dlogits)
+{
+    double total = 0.0;
+    int s, j;
+    for (s = 0; s < n; s++) {
+        const float *z = logits + (size_t)s * k;
+        float mx = z[0];
+        double sum = 0.0, lse;
+        for (j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < k; j++) sum += exp((double)(z[j] - mx));
+        lse = log(sum) + mx;
+        for (j = 0; j < k; j++) {   /* target: 1-ls on the label, ls/k spread over all */
+            double tgt = label_smoothing / k + (j == labels[s] ? 1.0 - label_smoothing : 0.0);
+            double p = exp((double)z[j] - lse);
+            total -= tgt * ((double)z[j] - lse);
+            if (dlogits) dlogits[(size_t)s * k + j] = (float)((p - tgt) / norm);
+        }
+    }
+    return total / (n > 0 ? n : 1);
+}
+
+FERDEF fer_result fer_optimizer_init(fer_optimizer *o, int kind, size_t n_params, float lr,
+                                     float weight_decay, void *alloc_ctx)
+{
+    size_t bytes = fer__mul(fer__mul(n_params ? n_params : 1, 2), sizeof(float));
+    memset(o, 0, sizeof(*o));
+    if (kind < FER_OPT_SGD || kind > FER_OPT_ADAMW || !(lr > 0.0f) || !(weight_decay >= 0.0f)) return FER_ERR_ARG;
+    o->kind = kind; o->lr = lr; o->weight_decay = weight_decay; o->n = n_params;
+    o->momentum = 0.9f; o->beta1 = 0.9f; o->beta2 = 0.999f; o->eps = 1e-8f;
+    o->alloc_ctx = alloc_ctx;
+    if (bytes == SIZE_MAX || !(o->m = (float *)FER_MALLOC(bytes, alloc_ctx))) return FER_ERR_NOMEM;
+    memset(o->m, 0, bytes);
+    o->v = o->m + n_params;
+    return FER_OK;
+}
+
+FERDEF void fer_optimizer_free(fer_optimizer *o)
+{
+    if (o->m) FER_FREE(o->m, o->alloc_ctx);
+    o->m = o->v = NULL;
+}
+
+FERDEF void fer_optimizer_step(fer_optimizer *o, float *params, const float *grads,
+                               const unsigned char *no_decay)
+{
+    size_t i;
+    float lr = o->lr, wd = o->weight_decay;
+    o->step++;
+    if (o->kind == FER_OPT_SGD) {
+        for (i = 0; i < o->n; i++) {   /* PyTorch's SGD: L2 decay added to the gradient */
+            float g = grads[i] + ((no_decay && no_decay[i]) ? 0.0f : wd * params[i]);
+            o->m[i] = o->momentum * o->m[i] + g;
+            params[i] -= lr * (o->nesterov ? g + o->momentum * o->m[i] : o->m[i]);
+        }
+    } else {
+        double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
+        float a = (float)(lr * sqrt(bc2) / bc1);
+        for (i = 0; i < o->n; i++) {
+            int decay = !(no_decay && no_decay[i]);
+            float g = grads[i];
+            if (o->kind == FER_OPT_ADAM && decay) g += wd * params[i];           /* L2 */
+            if (o->kind == FER_OPT_ADAMW && decay) params[i] -= lr * wd * params[i]; /* decoupled */
+            o->m[i] = o->beta1 * o->m[i] + (1.0f - o->beta1) * g;
+            o->v[i] = o->beta2 * o->v[i] + (1.0f - o->beta2) * g * g;
+            params[i] -= a * o->m[i] / (sqrtf(o->v[i]) + o->eps * (float)sqrt(bc2));
+        }
+    }
+}
+
+FERDEF void fer_model_no_decay_mask(const fer_model *m, unsigned char *mask)
+{
+    int i;
+    memset(mask, 0, m->n_params);
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        if (nd->op == FER_OP_BN || nd->op == FER_OP_PRELU) memset(mask + nd->p_off, 1, nd->p_len);
+        if ((nd->op == FER_OP_CONV || nd->op == FER_OP_DENSE) && nd->share < 0)
+            memset(mask + nd->p_off + nd->p_len - (size_t)nd->out.c, 1, (size_t)nd->out.c);
+    }
+}
+
+/* --- 3.10 Model file (.fer) --------------------------------------------------------
    Version 1 layout, all fields little-endian:
      0   "FERM"                    magic
      4   u32 version (1)
@@ -3344,294 +3641,6 @@ FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx
     return r;
 }
 #endif /* FER_NO_STDIO */
-
-/* --- 3.9 Data ------------------------------------------------------------------- */
-
-FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh)
-{
-    int y, x;
-    for (y = 0; y < dh; y++) {
-        float fy = ((float)y + 0.5f) * (float)sh / (float)dh - 0.5f, wy;
-        int y0, y1;
-        if (fy < 0.0f) fy = 0.0f;
-        y0 = (int)fy; if (y0 > sh - 1) y0 = sh - 1;
-        y1 = y0 + 1 < sh ? y0 + 1 : sh - 1; wy = fy - (float)y0;
-        for (x = 0; x < dw; x++) {
-            float fx = ((float)x + 0.5f) * (float)sw / (float)dw - 0.5f, wx, v;
-            int x0, x1;
-            if (fx < 0.0f) fx = 0.0f;
-            x0 = (int)fx; if (x0 > sw - 1) x0 = sw - 1;
-            x1 = x0 + 1 < sw ? x0 + 1 : sw - 1; wx = fx - (float)x0;
-            v = (1.0f - wy) * ((1.0f - wx) * src[(size_t)y0 * sw + x0] + wx * src[(size_t)y0 * sw + x1]) +
-                wy * ((1.0f - wx) * src[(size_t)y1 * sw + x0] + wx * src[(size_t)y1 * sw + x1]);
-            dst[(size_t)y * dw + x] = (unsigned char)(v + 0.5f);
-        }
-    }
-}
-
-FERDEF void fer_dataset_free(fer_dataset *d)
-{
-    if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
-    if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
-    d->pixels = NULL; d->labels = NULL; d->n = 0;
-}
-
-#if !defined(FER_NO_STDIO) && !defined(FER_NO_STB_IMAGE)
-#include <dirent.h>
-
-typedef struct fer__load_job {
-    char **paths;
-    int *labels_in;
-    int begin, end, h, w;
-    unsigned char *pixels;       /* slot i of the data set for path i              */
-    unsigned char *ok;
-    char reason[256];
-    int n_bad;
-} fer__load_job;
-
-static void *fer__load_run(void *p)
-{
-    fer__load_job *j = (fer__load_job *)p;
-    int i;
-    for (i = j->begin; i < j->end; i++) {
-        char err[256];
-        int iw, ih;
-        unsigned char *px = fer_image_load_gray(j->paths[i], &iw, &ih, err);
-        if (!px) {
-            if (!j->n_bad++) memcpy(j->reason, err, sizeof(err));
-            j->ok[i] = 0;
-            continue;
-        }
-        if (iw == j->w && ih == j->h) memcpy(j->pixels + (size_t)i * j->w * j->h, px, (size_t)j->w * j->h);
-        else fer_resize_gray(px, iw, ih, j->pixels + (size_t)i * j->w * j->h, j->w, j->h);
-        fer_image_free(px);
-        j->ok[i] = 1;
-    }
-    return NULL;
-}
-
-static int fer__cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-typedef struct fer__item { char *path; int label; } fer__item;
-static int fer__cmp_item(const void *a, const void *b)
-{
-    return strcmp(((const fer__item *)a)->path, ((const fer__item *)b)->path);
-}
-
-FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h, int w,
-                                          int n_threads, void *alloc_ctx)
-{
-    char *cls[FER_MAX_CLASSES], **paths = NULL;
-    int n_cls = 0, c, i, n = 0, cap = 0, *lab = NULL, canon = 1, map[FER_MAX_CLASSES], t, kept;
-    size_t dl = strlen(dir);
-    DIR *dp;
-    struct dirent *e;
-    fer__load_job jobs[64];
-    unsigned char *ok = NULL;
-    fer_result r = FER_OK;
-    memset(d, 0, sizeof(*d));
-    d->alloc_ctx = alloc_ctx;
-    if (h < 1 || w < 1 || h > FER_MAX_DIM || w > FER_MAX_DIM) { fer__err(d->error, "dataset: size %dx%d out of range", h, w); return FER_ERR_ARG; }
-    if (dl > 3500) { fer__err(d->error, "dataset: path too long"); return FER_ERR_ARG; }
-    if (!(dp = opendir(dir))) { fer__err(d->error, "dataset: cannot open folder %.200s", dir); return FER_ERR_IO; }
-    while ((e = readdir(dp)) != NULL) {
-        char sub[4096];
-        DIR *sd;
-        if (e->d_name[0] == '.') continue;
-        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-        if (!(sd = opendir(sub))) continue;            /* files beside the class folders */
-        closedir(sd);
-        if (n_cls == FER_MAX_CLASSES || strlen(e->d_name) >= FER_NAME_LEN) {
-            closedir(dp);
-            for (c = 0; c < n_cls; c++) FER_FREE(cls[c], alloc_ctx);
-            fer__err(d->error, "dataset: %.200s: more than %d class folders, or a class name over %d characters",
-                     dir, FER_MAX_CLASSES, FER_NAME_LEN - 1);
-            return FER_ERR_FORMAT;
-        }
-        cls[n_cls] = (char *)FER_MALLOC(strlen(e->d_name) + 1, alloc_ctx);
-        if (!cls[n_cls]) { closedir(dp); r = FER_ERR_NOMEM; goto done; }
-        memcpy(cls[n_cls], e->d_name, strlen(e->d_name) + 1);
-        n_cls++;
-    }
-    closedir(dp);
-    if (n_cls == 0) { fer__err(d->error, "dataset: %.200s has no class folders", dir); r = FER_ERR_FORMAT; goto done; }
-    qsort(cls, (size_t)n_cls, sizeof(char *), fer__cmp_str);
-    /* FER2013's names keep its canonical class order */
-    for (c = 0; c < n_cls; c++) {
-        int k, found = -1;
-        for (k = 0; k < 7; k++) if (!strcmp(cls[c], fer__fer2013_names[k])) found = k;
-        if (found < 0) canon = 0;
-        map[c] = found;
-    }
-    if (canon && n_cls == 7) { for (c = 0; c < 7; c++) memcpy(d->class_names[c], fer__fer2013_names[c], strlen(fer__fer2013_names[c]) + 1); }
-    else { canon = 0; for (c = 0; c < n_cls; c++) { map[c] = c; memcpy(d->class_names[c], cls[c], strlen(cls[c]) + 1); } }
-    d->n_classes = n_cls;
-    /* list files */
-    for (c = 0; c < n_cls; c++) {
-        char sub[4096];
-        snprintf(sub, sizeof sub, "%s/%s", dir, cls[c]);
-        if (!(dp = opendir(sub))) continue;
-        while ((e = readdir(dp)) != NULL) {
-            size_t len;
-            if (e->d_name[0] == '.') continue;
-            if (n == cap) {
-                int nc = cap ? cap * 2 : 1024;
-                char **np = (char **)FER_MALLOC(sizeof(char *) * (size_t)nc, alloc_ctx);
-                int *nl = (int *)FER_MALLOC(sizeof(int) * (size_t)nc, alloc_ctx);
-                if (!np || !nl) { if (np) FER_FREE(np, alloc_ctx); if (nl) FER_FREE(nl, alloc_ctx); closedir(dp); r = FER_ERR_NOMEM; goto done; }
-                if (n) { memcpy(np, paths, sizeof(char *) * (size_t)n); memcpy(nl, lab, sizeof(int) * (size_t)n); }
-                if (paths) FER_FREE(paths, alloc_ctx);
-                if (lab) FER_FREE(lab, alloc_ctx);
-                paths = np; lab = nl; cap = nc;
-            }
-            len = strlen(sub) + strlen(e->d_name) + 2;
-            if (!(paths[n] = (char *)FER_MALLOC(len, alloc_ctx))) { closedir(dp); r = FER_ERR_NOMEM; goto done; }
-            snprintf(paths[n], len, "%s/%s", sub, e->d_name);
-            lab[n] = map[c];
-            n++;
-        }
-        closedir(dp);
-    }
-    if (n == 0) { fer__err(d->error, "dataset: %.200s: the class folders hold no files", dir); r = FER_ERR_FORMAT; goto done; }
-    /* a fixed order (sorted paths) so a seed means the same thing on every machine;
-       the label rides in front of each path while sorting */
-    {
-        fer__item *it = (fer__item *)FER_MALLOC(sizeof(fer__item) * (size_t)n, alloc_ctx);
-        if (!it) { r = FER_ERR_NOMEM; goto done; }
-        for (i = 0; i < n; i++) { it[i].path = paths[i]; it[i].label = lab[i]; }
-        qsort(it, (size_t)n, sizeof(fer__item), fer__cmp_item);
-        for (i = 0; i < n; i++) { paths[i] = it[i].path; lab[i] = it[i].label; }
-        FER_FREE(it, alloc_ctx);
-    }
-    d->pixels = (unsigned char *)FER_MALLOC(fer__mul((size_t)n, (size_t)h * w), alloc_ctx);
-    d->labels = (int *)FER_MALLOC(sizeof(int) * (size_t)n, alloc_ctx);
-    ok = (unsigned char *)FER_MALLOC((size_t)n, alloc_ctx);
-    if (!d->pixels || !d->labels || !ok) { r = FER_ERR_NOMEM; goto done; }
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > 64) n_threads = 64;
-    for (t = 0; t < n_threads; t++) {
-        memset(&jobs[t], 0, sizeof(jobs[t]));
-        jobs[t].paths = paths; jobs[t].h = h; jobs[t].w = w; jobs[t].pixels = d->pixels; jobs[t].ok = ok;
-        jobs[t].begin = (int)((long long)n * t / n_threads);
-        jobs[t].end = (int)((long long)n * (t + 1) / n_threads);
-    }
-#if !defined(FER_NO_THREADS)
-    {
-        pthread_t tid[64];
-        int started[64];
-        for (t = 1; t < n_threads; t++) started[t] = pthread_create(&tid[t], NULL, fer__load_run, &jobs[t]) == 0;
-        fer__load_run(&jobs[0]);
-        for (t = 1; t < n_threads; t++) { if (started[t]) pthread_join(tid[t], NULL); else fer__load_run(&jobs[t]); }
-    }
-#else
-    for (t = 0; t < n_threads; t++) fer__load_run(&jobs[t]);
-#endif
-    for (t = 0; t < n_threads; t++)
-        if (jobs[t].n_bad) { if (!d->n_skipped) memcpy(d->skip_reason, jobs[t].reason, sizeof(d->skip_reason)); d->n_skipped += jobs[t].n_bad; }
-    for (i = 0, kept = 0; i < n; i++) {     /* compact: drop the skipped slots */
-        if (!ok[i]) continue;
-        if (kept != i) memcpy(d->pixels + (size_t)kept * h * w, d->pixels + (size_t)i * h * w, (size_t)h * w);
-        d->labels[kept++] = lab[i];
-    }
-    d->n = kept; d->h = h; d->w = w;
-    if (kept == 0) { fer__err(d->error, "dataset: no image under %.200s could be read: %s", dir, d->skip_reason); r = FER_ERR_FORMAT; }
-done:
-    if (r == FER_ERR_NOMEM) fer__err(d->error, "dataset: out of memory reading %.200s", dir);
-    if (paths) { for (i = 0; i < n; i++) FER_FREE(paths[i], alloc_ctx); FER_FREE(paths, alloc_ctx); }
-    if (lab) FER_FREE(lab, alloc_ctx);
-    if (ok) FER_FREE(ok, alloc_ctx);
-    for (c = 0; c < n_cls; c++) FER_FREE(cls[c], alloc_ctx);
-    if (r != FER_OK) fer_dataset_free(d);
-    return r;
-}
-#endif
-
-/* --- 3.10 Training: loss and optimizers ---------------------------------------------- */
-
-FERDEF double fer_softmax_xent(const float *logits, const int *labels, int n, int k,
-                               float label_smoothing, float norm, float *dlogits)
-{
-    double total = 0.0;
-    int s, j;
-    for (s = 0; s < n; s++) {
-        const float *z = logits + (size_t)s * k;
-        float mx = z[0];
-        double sum = 0.0, lse;
-        for (j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
-        for (j = 0; j < k; j++) sum += exp((double)(z[j] - mx));
-        lse = log(sum) + mx;
-        for (j = 0; j < k; j++) {   /* target: 1-ls on the label, ls/k spread over all */
-            double tgt = label_smoothing / k + (j == labels[s] ? 1.0 - label_smoothing : 0.0);
-            double p = exp((double)z[j] - lse);
-            total -= tgt * ((double)z[j] - lse);
-            if (dlogits) dlogits[(size_t)s * k + j] = (float)((p - tgt) / norm);
-        }
-    }
-    return total / (n > 0 ? n : 1);
-}
-
-FERDEF fer_result fer_optimizer_init(fer_optimizer *o, int kind, size_t n_params, float lr,
-                                     float weight_decay, void *alloc_ctx)
-{
-    size_t bytes = fer__mul(fer__mul(n_params ? n_params : 1, 2), sizeof(float));
-    memset(o, 0, sizeof(*o));
-    if (kind < FER_OPT_SGD || kind > FER_OPT_ADAMW || !(lr > 0.0f) || !(weight_decay >= 0.0f)) return FER_ERR_ARG;
-    o->kind = kind; o->lr = lr; o->weight_decay = weight_decay; o->n = n_params;
-    o->momentum = 0.9f; o->beta1 = 0.9f; o->beta2 = 0.999f; o->eps = 1e-8f;
-    o->alloc_ctx = alloc_ctx;
-    if (bytes == SIZE_MAX || !(o->m = (float *)FER_MALLOC(bytes, alloc_ctx))) return FER_ERR_NOMEM;
-    memset(o->m, 0, bytes);
-    o->v = o->m + n_params;
-    return FER_OK;
-}
-
-FERDEF void fer_optimizer_free(fer_optimizer *o)
-{
-    if (o->m) FER_FREE(o->m, o->alloc_ctx);
-    o->m = o->v = NULL;
-}
-
-FERDEF void fer_optimizer_step(fer_optimizer *o, float *params, const float *grads,
-                               const unsigned char *no_decay)
-{
-    size_t i;
-    float lr = o->lr, wd = o->weight_decay;
-    o->step++;
-    if (o->kind == FER_OPT_SGD) {
-        for (i = 0; i < o->n; i++) {   /* PyTorch's SGD: L2 decay added to the gradient */
-            float g = grads[i] + ((no_decay && no_decay[i]) ? 0.0f : wd * params[i]);
-            o->m[i] = o->momentum * o->m[i] + g;
-            params[i] -= lr * (o->nesterov ? g + o->momentum * o->m[i] : o->m[i]);
-        }
-    } else {
-        double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
-        float a = (float)(lr * sqrt(bc2) / bc1);
-        for (i = 0; i < o->n; i++) {
-            int decay = !(no_decay && no_decay[i]);
-            float g = grads[i];
-            if (o->kind == FER_OPT_ADAM && decay) g += wd * params[i];           /* L2 */
-            if (o->kind == FER_OPT_ADAMW && decay) params[i] -= lr * wd * params[i]; /* decoupled */
-            o->m[i] = o->beta1 * o->m[i] + (1.0f - o->beta1) * g;
-            o->v[i] = o->beta2 * o->v[i] + (1.0f - o->beta2) * g * g;
-            params[i] -= a * o->m[i] / (sqrtf(o->v[i]) + o->eps * (float)sqrt(bc2));
-        }
-    }
-}
-
-FERDEF void fer_model_no_decay_mask(const fer_model *m, unsigned char *mask)
-{
-    int i;
-    memset(mask, 0, m->n_params);
-    for (i = 0; i < m->n_nodes; i++) {
-        const fer_node *nd = &m->nodes[i];
-        if (nd->op == FER_OP_BN || nd->op == FER_OP_PRELU) memset(mask + nd->p_off, 1, nd->p_len);
-        if ((nd->op == FER_OP_CONV || nd->op == FER_OP_DENSE) && nd->share < 0)
-            memset(mask + nd->p_off + nd->p_len - (size_t)nd->out.c, 1, (size_t)nd->out.c);
-    }
-}
 
 #endif /* FER_IMPLEMENTATION_DONE */
 #endif /* FER_IMPLEMENTATION */
