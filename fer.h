@@ -706,17 +706,25 @@ FERDEF void fer_gemm_reference(int trans_a, int trans_b, int M, int N, int K,
         }
 }
 
-/* dst: ceil(mc/mr) strips, each kc x mr (k-major). A(i,p) = trans ? A[p][i] : A[i][p] */
+/* dst: ceil(mc/mr) strips, each kc x mr (k-major). A(i,p) = trans ? A[p][i] : A[i][p].
+   Loops run along A's rows in memory order: reads stream, writes stay in a strip. */
 static void fer__pack_a(int mr, int mc, int kc, const float *A, int lda, int trans, float *dst)
 {
     int ib, i, p;
-    for (ib = 0; ib < mc; ib += mr) {
+    for (ib = 0; ib < mc; ib += mr, dst += (size_t)mr * kc) {
         int rows = mc - ib < mr ? mc - ib : mr;
-        for (p = 0; p < kc; p++) {
-            for (i = 0; i < rows; i++)
-                dst[i] = trans ? A[(size_t)p * lda + ib + i] : A[(size_t)(ib + i) * lda + p];
-            for (; i < mr; i++) dst[i] = 0.0f;
-            dst += mr;
+        if (trans) {
+            for (p = 0; p < kc; p++) {
+                const float *src = A + (size_t)p * lda + ib;
+                for (i = 0; i < rows; i++) dst[p * mr + i] = src[i];
+                for (; i < mr; i++) dst[p * mr + i] = 0.0f;
+            }
+        } else {
+            for (i = 0; i < rows; i++) {
+                const float *src = A + (size_t)(ib + i) * lda;
+                for (p = 0; p < kc; p++) dst[p * mr + i] = src[p];
+            }
+            for (; i < mr; i++) for (p = 0; p < kc; p++) dst[p * mr + i] = 0.0f;
         }
     }
 }
@@ -725,20 +733,19 @@ static void fer__pack_a(int mr, int mc, int kc, const float *A, int lda, int tra
 static void fer__pack_b(int nr, int nc, int kc, const float *B, int ldb, int trans, float *dst)
 {
     int jb, j, p;
-    for (jb = 0; jb < nc; jb += nr) {
+    for (jb = 0; jb < nc; jb += nr, dst += (size_t)nr * kc) {
         int cols = nc - jb < nr ? nc - jb : nr;
-        if (!trans && cols == nr) {
-            for (p = 0; p < kc; p++) {
-                memcpy(dst, B + (size_t)p * ldb + jb, sizeof(float) * (size_t)nr);
-                dst += nr;
+        if (trans) {
+            for (j = 0; j < cols; j++) {
+                const float *src = B + (size_t)(jb + j) * ldb;
+                for (p = 0; p < kc; p++) dst[p * nr + j] = src[p];
             }
-            continue;
-        }
-        for (p = 0; p < kc; p++) {
-            for (j = 0; j < cols; j++)
-                dst[j] = trans ? B[(size_t)(jb + j) * ldb + p] : B[(size_t)p * ldb + jb + j];
-            for (; j < nr; j++) dst[j] = 0.0f;
-            dst += nr;
+            for (; j < nr; j++) for (p = 0; p < kc; p++) dst[p * nr + j] = 0.0f;
+        } else {
+            for (p = 0; p < kc; p++) {
+                memcpy(dst + p * nr, B + (size_t)p * ldb + jb, sizeof(float) * (size_t)cols);
+                for (j = cols; j < nr; j++) dst[p * nr + j] = 0.0f;
+            }
         }
     }
 }
@@ -1087,7 +1094,19 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
     return fer__add(col, fer_gemm_pack_floats());
 }
 
-/* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside */
+/* For tap kx, the output columns [*lo, *hi) read inside the input row. */
+static void fer__valid_cols(const fer_conv_geom *g, int kx, int *lo, int *hi)
+{
+    int a = g->pw - kx, b = g->w + g->pw - kx;       /* need a <= ox*sw < b */
+    *lo = a <= 0 ? 0 : (a + g->sw - 1) / g->sw;
+    *hi = b <= 0 ? 0 : (b + g->sw - 1) / g->sw;
+    if (*hi > g->ow) *hi = g->ow;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside.
+   The valid column range of each tap is computed once, so the inner loop is a
+   copy (a memcpy at stride 1) with no bounds test. */
 static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *col)
 {
     int c, ky, kx, oy, ox, ohw = g->oh * g->ow;
@@ -1096,14 +1115,18 @@ static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *
             for (kx = 0; kx < g->kw; kx++) {
                 float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ohw;
                 const float *plane = in + (size_t)c * g->h * g->w;
+                int lo, hi;
+                fer__valid_cols(g, kx, &lo, &hi);
                 for (oy = 0; oy < g->oh; oy++) {
                     int iy = oy * g->sh - g->ph + ky;
                     float *r = row + oy * g->ow;
+                    const float *src;
                     if (iy < 0 || iy >= g->h) { memset(r, 0, sizeof(float) * (size_t)g->ow); continue; }
-                    for (ox = 0; ox < g->ow; ox++) {
-                        int ix = ox * g->sw - g->pw + kx;
-                        r[ox] = (ix >= 0 && ix < g->w) ? plane[iy * g->w + ix] : 0.0f;
-                    }
+                    src = plane + (size_t)iy * g->w - g->pw + kx;
+                    for (ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+                    if (g->sw == 1) memcpy(r + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
+                    else for (ox = lo; ox < hi; ox++) r[ox] = src[ox * g->sw];
+                    for (ox = hi; ox < g->ow; ox++) r[ox] = 0.0f;
                 }
             }
 }
@@ -1117,14 +1140,16 @@ static void fer__col2im(const fer_conv_geom *g, int cg, const float *col, float 
             for (kx = 0; kx < g->kw; kx++) {
                 const float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ohw;
                 float *plane = din + (size_t)c * g->h * g->w;
+                int lo, hi;
+                fer__valid_cols(g, kx, &lo, &hi);
                 for (oy = 0; oy < g->oh; oy++) {
                     int iy = oy * g->sh - g->ph + ky;
                     const float *r = row + oy * g->ow;
+                    float *dst;
                     if (iy < 0 || iy >= g->h) continue;
-                    for (ox = 0; ox < g->ow; ox++) {
-                        int ix = ox * g->sw - g->pw + kx;
-                        if (ix >= 0 && ix < g->w) plane[iy * g->w + ix] += r[ox];
-                    }
+                    dst = plane + (size_t)iy * g->w - g->pw + kx;
+                    if (g->sw == 1) for (ox = lo; ox < hi; ox++) dst[ox] += r[ox];
+                    else for (ox = lo; ox < hi; ox++) dst[ox * g->sw] += r[ox];
                 }
             }
 }
@@ -1466,30 +1491,38 @@ FERDEF void fer_softmax_backward(float *din, const float *dout, const float *out
 
 static int fer__pool_out(int h, int k, int s, int p) { return (h + 2 * p - k) / s + 1; }
 
+/* The window of output (oy, ox) clipped to the input: rows [y0,y1), cols [x0,x1). */
+static void fer__window(int o, int k, int s, int p, int size, int *lo, int *hi)
+{
+    int a = o * s - p, b = a + k;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > size ? size : b;
+}
+
 FERDEF void fer_maxpool_forward(float *out, int32_t *argmax, const float *in, int n, int c,
                                 int h, int w, int k, int s, int p)
 {
-    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, ox, ky, kx;
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, ox, y, x;
     for (pl = 0; pl < n * c; pl++) {
-        const float *x = in + (size_t)pl * h * w;
-        float *y = out + (size_t)pl * oh * ow;
+        const float *xp = in + (size_t)pl * h * w;
+        float *yp = out + (size_t)pl * oh * ow;
         int32_t *am = argmax + (size_t)pl * oh * ow;
-        for (oy = 0; oy < oh; oy++)
+        for (oy = 0; oy < oh; oy++) {
+            int y0, y1;
+            fer__window(oy, k, s, p, h, &y0, &y1);
             for (ox = 0; ox < ow; ox++) {
-                float best = -FLT_MAX;
-                int32_t bi = -1;
-                for (ky = 0; ky < k; ky++) {
-                    int iy = oy * s - p + ky;
-                    if (iy < 0 || iy >= h) continue;
-                    for (kx = 0; kx < k; kx++) {
-                        int ix = ox * s - p + kx;
-                        if (ix < 0 || ix >= w) continue;
-                        if (bi < 0 || x[iy * w + ix] > best) { best = x[iy * w + ix]; bi = iy * w + ix; }
-                    }
-                }
-                y[oy * ow + ox] = bi < 0 ? 0.0f : best;
+                int x0, x1, bi;
+                float best;
+                fer__window(ox, k, s, p, w, &x0, &x1);
+                bi = y0 * w + x0;
+                best = xp[bi];
+                for (y = y0; y < y1; y++)
+                    for (x = x0; x < x1; x++)
+                        if (xp[y * w + x] > best) { best = xp[y * w + x]; bi = y * w + x; }
+                yp[oy * ow + ox] = best;
                 am[oy * ow + ox] = bi;
             }
+        }
     }
 }
 FERDEF void fer_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
