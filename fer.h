@@ -1086,8 +1086,11 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col;
-    if (fer__conv_is_dw(g))
-        return fer__mul(2, fer__mul((size_t)(g->h + 2 * g->ph), (size_t)(g->w + 2 * g->pw)));
+    if (fer__conv_is_dw(g)) {   /* padded input plane + padded gradient plane (the larger) */
+        size_t p = fer__mul((size_t)(g->h + 2 * g->ph), (size_t)(g->w + 2 * g->pw));
+        size_t q = fer__mul((size_t)(g->oh + 2 * (g->kh - 1)), (size_t)(g->ow + 2 * (g->kw - 1)));
+        return fer__add(p, p > q ? p : q);
+    }
     col = fer__conv_is_pointwise(g) ? 0 :
           fer__mul(fer__mul((size_t)(g->cin / g->groups), (size_t)g->kh * g->kw),
                    (size_t)g->oh * g->ow);
@@ -1163,8 +1166,163 @@ static void fer__pad_plane(const fer_conv_geom *g, const float *in, float *pad)
         memcpy(pad + (size_t)(y + g->ph) * pwid + g->pw, in + (size_t)y * g->w, sizeof(float) * (size_t)g->w);
 }
 
-/* Depthwise: out[c] = in[c] (*) w[c] for each channel, one k x k filter each.
-   At stride 1 each tap is one vector axpy along an output row. */
+/* Small 2-D correlations for depthwise conv at stride 1, vectorised along rows
+   with the sum of all k*k taps held in a register:
+     fer__corr2d:    out[y][x] = (acc ? out[y][x] : bias) + sum w'[ky][kx] in[y+ky][x+kx]
+                     (w' = w, or w rotated by 180 degrees when flip: the input gradient)
+     fer__corr2d_dw: dw[ky][kx] += sum_{y,x} d[y][x] in[y+ky][x+kx] */
+#define FER__TAP(w, kh, kw, ky, kx, flip) ((flip) ? (w)[((kh) - 1 - (ky)) * (kw) + (kw) - 1 - (kx)] : (w)[(ky) * (kw) + (kx)])
+
+static void fer__corr2d_scalar(float *out, int oh, int ow, int os, const float *in, int is,
+                               const float *w, int kh, int kw, int flip, int acc, float bias)
+{
+    int y, x, ky, kx;
+    for (y = 0; y < oh; y++)
+        for (x = 0; x < ow; x++) {
+            float a = acc ? out[y * os + x] : bias;
+            for (ky = 0; ky < kh; ky++)
+                for (kx = 0; kx < kw; kx++) a += FER__TAP(w, kh, kw, ky, kx, flip) * in[(y + ky) * is + x + kx];
+            out[y * os + x] = a;
+        }
+}
+static void fer__corr2d_dw_scalar(float *dw, const float *d, int oh, int ow, const float *in, int is,
+                                  int kh, int kw)
+{
+    int y, x, ky, kx;
+    for (ky = 0; ky < kh; ky++)
+        for (kx = 0; kx < kw; kx++) {
+            float a = 0.0f;
+            for (y = 0; y < oh; y++)
+                for (x = 0; x < ow; x++) a += d[y * ow + x] * in[(y + ky) * is + x + kx];
+            dw[ky * kw + kx] += a;
+        }
+}
+#if defined(FER__X86)
+FER__AVX512 static void fer__corr2d_avx512(float *out, int oh, int ow, int os, const float *in, int is,
+                                           const float *w, int kh, int kw, int flip, int acc, float bias)
+{
+    int y, x, ky, kx;
+    for (y = 0; y < oh; y++)
+        for (x = 0; x < ow; x += 16) {
+            __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+            __m512 a = acc ? _mm512_maskz_loadu_ps(m, out + y * os + x) : _mm512_set1_ps(bias);
+            for (ky = 0; ky < kh; ky++) {
+                const float *r = in + (y + ky) * is + x;
+                for (kx = 0; kx < kw; kx++)
+                    a = _mm512_fmadd_ps(_mm512_set1_ps(FER__TAP(w, kh, kw, ky, kx, flip)), _mm512_maskz_loadu_ps(m, r + kx), a);
+            }
+            _mm512_mask_storeu_ps(out + y * os + x, m, a);
+        }
+}
+FER__AVX512 static void fer__corr2d_dw_avx512(float *dw, const float *d, int oh, int ow, const float *in,
+                                              int is, int kh, int kw)
+{
+    int y, x, ky, kx;
+    for (ky = 0; ky < kh; ky++)
+        for (kx = 0; kx < kw; kx++) {
+            __m512 a = _mm512_setzero_ps();
+            for (y = 0; y < oh; y++)
+                for (x = 0; x < ow; x += 16) {
+                    __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+                    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, d + y * ow + x),
+                                        _mm512_maskz_loadu_ps(m, in + (y + ky) * is + x + kx), a);
+                }
+            dw[ky * kw + kx] += _mm512_reduce_add_ps(a);
+        }
+}
+FER__AVX2 static void fer__corr2d_avx2(float *out, int oh, int ow, int os, const float *in, int is,
+                                       const float *w, int kh, int kw, int flip, int acc, float bias)
+{
+    int y, x, ky, kx, full = ow & ~7;
+    for (y = 0; y < oh; y++) {
+        for (x = 0; x < full; x += 8) {
+            __m256 a = acc ? _mm256_loadu_ps(out + y * os + x) : _mm256_set1_ps(bias);
+            for (ky = 0; ky < kh; ky++) {
+                const float *r = in + (y + ky) * is + x;
+                for (kx = 0; kx < kw; kx++)
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(FER__TAP(w, kh, kw, ky, kx, flip)), _mm256_loadu_ps(r + kx), a);
+            }
+            _mm256_storeu_ps(out + y * os + x, a);
+        }
+        if (full < ow)
+            fer__corr2d_scalar(out + y * os + full, 1, ow - full, os, in + y * is + full, is, w, kh, kw, flip, acc, bias);
+    }
+}
+FER__AVX2 static void fer__corr2d_dw_avx2(float *dw, const float *d, int oh, int ow, const float *in,
+                                          int is, int kh, int kw)
+{
+    int y, x, ky, kx, full = ow & ~7;
+    for (ky = 0; ky < kh; ky++)
+        for (kx = 0; kx < kw; kx++) {
+            __m256 a = _mm256_setzero_ps();
+            __m128 h;
+            float t = 0.0f;
+            for (y = 0; y < oh; y++) {
+                for (x = 0; x < full; x += 8)
+                    a = _mm256_fmadd_ps(_mm256_loadu_ps(d + y * ow + x), _mm256_loadu_ps(in + (y + ky) * is + x + kx), a);
+                for (; x < ow; x++) t += d[y * ow + x] * in[(y + ky) * is + x + kx];
+            }
+            h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+            dw[ky * kw + kx] += _mm_cvtss_f32(h) + t;
+        }
+}
+#endif
+#if defined(FER__NEON)
+static void fer__corr2d_neon(float *out, int oh, int ow, int os, const float *in, int is,
+                             const float *w, int kh, int kw, int flip, int acc, float bias)
+{
+    int y, x, ky, kx, full = ow & ~3;
+    for (y = 0; y < oh; y++) {
+        for (x = 0; x < full; x += 4) {
+            float32x4_t a = acc ? vld1q_f32(out + y * os + x) : vdupq_n_f32(bias);
+            for (ky = 0; ky < kh; ky++) {
+                const float *r = in + (y + ky) * is + x;
+                for (kx = 0; kx < kw; kx++) a = vfmaq_n_f32(a, vld1q_f32(r + kx), FER__TAP(w, kh, kw, ky, kx, flip));
+            }
+            vst1q_f32(out + y * os + x, a);
+        }
+        if (full < ow)
+            fer__corr2d_scalar(out + y * os + full, 1, ow - full, os, in + y * is + full, is, w, kh, kw, flip, acc, bias);
+    }
+}
+#endif
+
+static void fer__corr2d(fer_isa isa, float *out, int oh, int ow, int os, const float *in, int is,
+                        const float *w, int kh, int kw, int flip, int acc, float bias)
+{
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__corr2d_avx512(out, oh, ow, os, in, is, w, kh, kw, flip, acc, bias); return; }
+    if (isa == FER_ISA_AVX2) { fer__corr2d_avx2(out, oh, ow, os, in, is, w, kh, kw, flip, acc, bias); return; }
+#elif defined(FER__NEON)
+    if (isa == FER_ISA_NEON) { fer__corr2d_neon(out, oh, ow, os, in, is, w, kh, kw, flip, acc, bias); return; }
+#endif
+    (void)isa;
+    fer__corr2d_scalar(out, oh, ow, os, in, is, w, kh, kw, flip, acc, bias);
+}
+static void fer__corr2d_dw(fer_isa isa, float *dw, const float *d, int oh, int ow, const float *in,
+                           int is, int kh, int kw)
+{
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__corr2d_dw_avx512(dw, d, oh, ow, in, is, kh, kw); return; }
+    if (isa == FER_ISA_AVX2) { fer__corr2d_dw_avx2(dw, d, oh, ow, in, is, kh, kw); return; }
+#endif
+    (void)isa;
+    fer__corr2d_dw_scalar(dw, d, oh, ow, in, is, kh, kw);
+}
+
+/* Zero-pads plane src [h][w] by (pt, pl) top/left into dst [dh][dw]. */
+static void fer__pad_to(const float *src, int h, int w, float *dst, int dh, int dw, int pt, int pl)
+{
+    int y;
+    memset(dst, 0, sizeof(float) * (size_t)dh * dw);
+    for (y = 0; y < h; y++) memcpy(dst + (size_t)(y + pt) * dw + pl, src + (size_t)y * w, sizeof(float) * (size_t)w);
+}
+
+/* Depthwise: out[c] = in[c] (*) w[c] for each channel, one k x k filter each, over
+   the zero-padded plane. Stride 1 uses the correlations above; other strides a
+   plain loop. */
 static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
                             const float *w, const float *b, float *scratch)
 {
@@ -1172,27 +1330,33 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
     for (s = 0; s < g->n; s++)
         for (c = 0; c < g->cin; c++) {
             const float *wc = w + (size_t)c * g->kh * g->kw;
-            float *o = out + ((size_t)s * g->cout + c) * g->oh * g->ow;
+            float *o = out + ((size_t)s * g->cout + c) * g->oh * g->ow, bias = b ? b[c] : 0.0f;
             fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
+            if (g->sh == 1 && g->sw == 1) {
+                fer__corr2d(isa, o, g->oh, g->ow, g->ow, scratch, pwid, wc, g->kh, g->kw, 0, 0, bias);
+                continue;
+            }
             for (oy = 0; oy < g->oh; oy++) {
-                float *orow = o + (size_t)oy * g->ow, bias = b ? b[c] : 0.0f;
-                for (ox = 0; ox < g->ow; ox++) orow[ox] = bias;
-                for (ky = 0; ky < g->kh; ky++) {
-                    const float *prow = scratch + (size_t)(oy * g->sh + ky) * pwid;
-                    for (kx = 0; kx < g->kw; kx++) {
-                        float wv = wc[ky * g->kw + kx];
-                        if (g->sw == 1) fer_axpy(isa, g->ow, wv, prow + kx, orow);
-                        else for (ox = 0; ox < g->ow; ox++) orow[ox] += wv * prow[ox * g->sw + kx];
+                float *orow = o + (size_t)oy * g->ow;
+                for (ox = 0; ox < g->ow; ox++) {
+                    float a = bias;
+                    for (ky = 0; ky < g->kh; ky++) {
+                        const float *prow = scratch + (size_t)(oy * g->sh + ky) * pwid + (size_t)ox * g->sw;
+                        for (kx = 0; kx < g->kw; kx++) a += wc[ky * g->kw + kx] * prow[kx];
                     }
+                    orow[ox] = a;
                 }
             }
         }
 }
 
+/* Stride 1: dW is a correlation of the padded input with dY; dX is dY padded by
+   k-1 on every side, correlated with the rotated filter. */
 static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
                              const float *dout, const float *in, const float *w, float *scratch)
 {
     int s, c, y, oy, ox, ky, kx, pwid = g->w + 2 * g->pw;
+    int qh = g->oh + 2 * (g->kh - 1), qw = g->ow + 2 * (g->kw - 1);
     size_t plane = (size_t)(g->h + 2 * g->ph) * pwid;
     float *pin = scratch, *pdin = scratch + plane;
     for (s = 0; s < g->n; s++)
@@ -1200,33 +1364,35 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
             const float *wc = w + (size_t)c * g->kh * g->kw;
             const float *d = dout + ((size_t)s * g->cout + c) * g->oh * g->ow;
             float *dwc = dw ? dw + (size_t)c * g->kh * g->kw : NULL;
+            float *dc = din ? din + ((size_t)s * g->cin + c) * g->h * g->w : NULL;
             if (db) for (ox = 0; ox < g->oh * g->ow; ox++) db[c] += d[ox];
             if (dw) fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pin);
+            if (g->sh == 1 && g->sw == 1) {
+                if (dw) fer__corr2d_dw(isa, dwc, d, g->oh, g->ow, pin, pwid, g->kh, g->kw);
+                if (din) {
+                    fer__pad_to(d, g->oh, g->ow, pdin, qh, qw, g->kh - 1, g->kw - 1);
+                    fer__corr2d(isa, dc, g->h, g->w, g->w, pdin + (size_t)g->ph * qw + g->pw, qw, wc,
+                                g->kh, g->kw, 1, 1, 0.0f);
+                }
+                continue;
+            }
             if (din) memset(pdin, 0, sizeof(float) * plane);
             for (oy = 0; oy < g->oh; oy++) {
                 const float *drow = d + (size_t)oy * g->ow;
                 for (ky = 0; ky < g->kh; ky++) {
                     size_t roff = (size_t)(oy * g->sh + ky) * pwid;
-                    for (kx = 0; kx < g->kw; kx++) {
-                        if (g->sw == 1) {
-                            if (dw) dwc[ky * g->kw + kx] += fer_dot(isa, g->ow, drow, pin + roff + kx);
-                            if (din) fer_axpy(isa, g->ow, wc[ky * g->kw + kx], drow, pdin + roff + kx);
-                        } else {
-                            for (ox = 0; ox < g->ow; ox++) {
-                                size_t at = roff + (size_t)ox * g->sw + kx;
-                                if (dw) dwc[ky * g->kw + kx] += drow[ox] * pin[at];
-                                if (din) pdin[at] += wc[ky * g->kw + kx] * drow[ox];
-                            }
+                    for (kx = 0; kx < g->kw; kx++)
+                        for (ox = 0; ox < g->ow; ox++) {
+                            size_t at = roff + (size_t)ox * g->sw + kx;
+                            if (dw) dwc[ky * g->kw + kx] += drow[ox] * pin[at];
+                            if (din) pdin[at] += wc[ky * g->kw + kx] * drow[ox];
                         }
-                    }
                 }
             }
-            if (din) {
-                float *dc = din + ((size_t)s * g->cin + c) * g->h * g->w;
+            if (din)
                 for (y = 0; y < g->h; y++)
                     fer_axpy(FER_ISA_SCALAR, g->w, 1.0f, pdin + (size_t)(y + g->ph) * pwid + g->pw,
                              dc + (size_t)y * g->w);
-            }
         }
 }
 
