@@ -57,7 +57,8 @@
           2.1 results            2.2 shapes, instruction sets   2.3 kernels (GEMM, axpy)
           2.4 layers: forward/backward pairs                    2.5 graph, blocks, model
           2.6 model zoo          2.7 inference, preprocessing, images
-          2.8 data (folders)     2.9 training: loss, optimizers 2.10 model file (.fer)
+          2.8 data (folders)     2.9 training: loss, optimizers 2.10 metrics, TTA, t-SNE
+          2.11 model file (.fer)
        3. Implementation, in the same order (3.1 is configuration and platform)
 
    LAYOUT: every activation is float32 NCHW (batch, channel, row, column), rows
@@ -511,7 +512,102 @@ FERDEF void       fer_optimizer_step(fer_optimizer *o, float *params, const floa
 /* Marks every parameter that weight decay should leave alone (biases, BN, PReLU). */
 FERDEF void       fer_model_no_decay_mask(const fer_model *m, unsigned char *mask);
 
-/* --- 2.10 Model file (.fer) ----------------------------------------------------
+/* --- 2.10 Metrics --------------------------------------------------------------
+   What an evaluation reports, computed from n rows of k class probabilities and
+   the true labels. The prediction is the most probable class (the lowest index
+   on a tie), its probability the confidence. Undefined ratios follow
+   scikit-learn: precision with nothing predicted, recall with no support, and
+   F1 of both zero are 0; macro averages run over the classes that occur in the
+   labels or the predictions (a class in neither is left out), weighted ones
+   weigh by support. ROC AUC is one-vs-rest on the class's probability, with tied
+   scores sharing their average rank (the trapezoid rule); it is NaN for a class
+   with no positive or no negative sample, and the macro AUC averages the
+   defined ones. Calibration uses 15 equal-width confidence bins (Guo et al.
+   2017, "On Calibration of Modern Neural Networks"). */
+#define FER_ECE_BINS 15
+
+typedef struct fer_class_metrics {
+    double precision, recall, f1;
+    double auc;                  /* one-vs-rest ROC AUC, NaN when undefined         */
+    int support;                 /* samples whose label is this class               */
+    int predicted;               /* samples predicted as this class                 */
+} fer_class_metrics;
+
+typedef struct fer_metrics {
+    int n, k;
+    double accuracy, top2_accuracy;
+    double macro_precision, macro_recall, macro_f1;
+    double weighted_precision, weighted_recall, weighted_f1;
+    double macro_auc;            /* NaN when no class has a defined AUC            */
+    double nll;                  /* mean -ln p(label), p floored at 1e-12          */
+    double conf_correct;         /* mean confidence of right predictions (NaN: none) */
+    double conf_incorrect;       /* ... and of wrong ones                          */
+    double threshold;            /* the confidence threshold asked for             */
+    double low_share;            /* share of predictions with confidence < threshold */
+    double low_accuracy;         /* their accuracy (NaN when there are none)       */
+    double ece;                  /* sum over bins of count/n * |accuracy - confidence| */
+    int    bin_count[FER_ECE_BINS];   /* bin b holds confidence in (b/15, (b+1)/15] */
+    double bin_conf[FER_ECE_BINS];    /* mean confidence in the bin (0 when empty)  */
+    double bin_acc[FER_ECE_BINS];     /* accuracy in the bin (0 when empty)         */
+    fer_class_metrics cls[FER_MAX_CLASSES];
+    int   confusion[FER_MAX_CLASSES][FER_MAX_CLASSES];       /* [true][predicted]  */
+    float confusion_norm[FER_MAX_CLASSES][FER_MAX_CLASSES];  /* rows / support     */
+    char error[256];
+} fer_metrics;
+
+/* probs[n][k] (rows need not sum to 1 exactly), labels[n] in 0..k-1. Allocates
+   O(n) scratch for the AUC sort and frees it before returning. */
+FERDEF fer_result fer_metrics_compute(fer_metrics *mt, const float *probs, const int *labels,
+                                      int n, int k, float threshold, void *alloc_ctx);
+
+/* Temperature scaling: the T in [0.05, 20] that minimises the mean negative
+   log-likelihood of softmax(logits / T) over logits[n][k] and labels[n],
+   found by golden-section search on ln T (the NLL is convex in 1/T, so the
+   search cannot stop in a wrong valley). Store it in m->pre.temperature. */
+FERDEF fer_result fer_fit_temperature(const float *logits, const int *labels, int n, int k,
+                                      float *temperature);
+/* probs[n][k] = softmax(logits[n][k] / temperature), row by row; probs may be logits. */
+FERDEF void       fer_softmax_temperature(const float *logits, int n, int k, float temperature,
+                                          float *probs);
+
+/* Test-time augmentation. Every image is first resized to fer_tta_size():
+   the model's stored size (m->pre.store_h x store_w, or its input size when
+   that is larger), except for TENCROP on a model whose stored size equals its
+   input, where no pad-free crop exists: then images are resized to input + 4
+   (52 x 52 for a 48 x 48 model, a 1.08x zoom, inside the usual training
+   augmentation) and the crops are taken from that.
+     NONE     the centre crop (what fer_predict sees)
+     FLIP     the centre crop and its mirror
+     TENCROP  the four corner crops, the centre crop, and the mirrors of all five */
+typedef enum fer_tta { FER_TTA_NONE = 0, FER_TTA_FLIP = 1, FER_TTA_TENCROP = 2 } fer_tta;
+FERDEF int  fer_tta_views(fer_tta tta);                                 /* 1, 2 or 10 */
+FERDEF void fer_tta_size(const fer_model *m, fer_tta tta, int *h, int *w);
+
+/* Runs m over the d->n images of d (any size) with n_threads threads and writes
+   probs[d->n][n_classes]: the softmax of logits / m->pre.temperature, averaged
+   over the TTA views. logits (may be NULL) gets the logits averaged over the
+   views, which is what fer_fit_temperature takes. Labels are not read. On
+   failure error[256] names the problem. */
+FERDEF fer_result fer_predict_dataset(const fer_model *m, const fer_dataset *d, fer_tta tta,
+                                      int n_threads, float *probs, float *logits, char *error);
+
+/* t-SNE (van der Maaten and Hinton 2008) of x[n][d] into y[n][2]. The gradient
+   is exact (O(n^2) per iteration) for n <= exact_max, and otherwise Barnes-Hut
+   (van der Maaten 2014) with sparse affinities over the 3 * perplexity nearest
+   neighbours and a quadtree with accuracy theta. Deterministic for a seed. */
+typedef struct fer_tsne_params {
+    float perplexity;            /* effective neighbours (30); lowered to (n-1)/3   */
+    int iterations;              /* gradient steps (1000)                          */
+    float learning_rate;         /* 0 = automatic: max(n / 12, 50)                 */
+    float theta;                 /* Barnes-Hut accuracy (0.5)                      */
+    int exact_max;               /* largest n with the exact gradient (3000)       */
+    uint64_t seed;               /* initial positions (1)                          */
+} fer_tsne_params;
+FERDEF void       fer_tsne_defaults(fer_tsne_params *p);
+FERDEF fer_result fer_tsne(const float *x, int n, int d, const fer_tsne_params *p, float *y,
+                           void *alloc_ctx, char *error);
+
+/* --- 2.11 Model file (.fer) ----------------------------------------------------
    Little-endian, versioned, self-describing: the graph (so a file alone rebuilds
    the model), parameters, BN statistics, class names, input size, preprocessing
    and a CRC-32. Loading checks every field before use and rejects truncated,
@@ -761,7 +857,7 @@ static void fer__store_tile(const float *t, int nr, float *C, int ldc, int rows,
 
 #define FER__MR_SCALAR 4
 #define FER__NR_SCALAR 8
-static void fer__kernel_scalar(int kc, const float *pa, const float *pb, float *C, int ldc,
+static void fer__kernel_scalar(int kc, const float *pa, const float *pb, int ldb, float *C, int ldc,
                                int rows, int cols, int acc)
 {
     float t[FER__MR_SCALAR * FER__NR_SCALAR];
@@ -773,7 +869,7 @@ static void fer__kernel_scalar(int kc, const float *pa, const float *pb, float *
             for (j = 0; j < FER__NR_SCALAR; j++) t[i * FER__NR_SCALAR + j] += a * pb[j];
         }
         pa += FER__MR_SCALAR;
-        pb += FER__NR_SCALAR;
+        pb += ldb;
     }
     fer__store_tile(t, FER__NR_SCALAR, C, ldc, rows, cols, acc);
 }
@@ -781,7 +877,7 @@ static void fer__kernel_scalar(int kc, const float *pa, const float *pb, float *
 #if defined(FER__X86)
 #define FER__MR_AVX2 6
 #define FER__NR_AVX2 16
-FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb, float *C,
+FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb, int ldb, float *C,
                                        int ldc, int rows, int cols, int acc)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -796,7 +892,7 @@ FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb,
         a = _mm256_broadcast_ss(pa + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
         a = _mm256_broadcast_ss(pa + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
         pa += FER__MR_AVX2;
-        pb += FER__NR_AVX2;
+        pb += ldb;
     }
     if (rows == FER__MR_AVX2 && cols == FER__NR_AVX2) {
         __m256 *r[FER__MR_AVX2 * 2];
@@ -824,7 +920,7 @@ FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb,
 
 #define FER__MR_AVX512 12
 #define FER__NR_AVX512 32
-FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, float *C,
+FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, int ldb, float *C,
                                            int ldc, int rows, int cols, int acc)
 {
     /* 12 x 32 tile: 24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm */
@@ -839,7 +935,7 @@ FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float 
             c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
         }
         pa += FER__MR_AVX512;
-        pb += FER__NR_AVX512;
+        pb += ldb;
     }
     if (cols == FER__NR_AVX512) {
         for (i = 0; i < rows; i++) {
@@ -870,7 +966,7 @@ FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float 
 #if defined(FER__NEON)
 #define FER__MR_NEON 6
 #define FER__NR_NEON 16
-static void fer__kernel_neon(int kc, const float *pa, const float *pb, float *C, int ldc,
+static void fer__kernel_neon(int kc, const float *pa, const float *pb, int ldb, float *C, int ldc,
                              int rows, int cols, int acc)
 {
     float32x4_t c[FER__MR_NEON][4];
@@ -888,7 +984,7 @@ static void fer__kernel_neon(int kc, const float *pa, const float *pb, float *C,
             c[i][3] = vfmaq_n_f32(c[i][3], b3, a);
         }
         pa += FER__MR_NEON;
-        pb += FER__NR_NEON;
+        pb += ldb;
     }
     if (rows == FER__MR_NEON && cols == FER__NR_NEON) {
         for (i = 0; i < FER__MR_NEON; i++) {
@@ -908,7 +1004,40 @@ static void fer__kernel_neon(int kc, const float *pa, const float *pb, float *C,
 }
 #endif /* FER__NEON */
 
-typedef void (*fer__kernel_fn)(int kc, const float *pa, const float *pb, float *C, int ldc,
+#if defined(FER__X86)
+/* C (+)= A * B^T with A [M][K] and B [N][K] both contiguous along K (conv weight
+   gradients: dW = dY * X^T over the spatial axis). Each 4x4 tile of C is 16 long
+   dot products held in 16 registers; no packing. */
+FER__AVX512 static void fer__gemm_abt_avx512(int M, int N, int K, const float *A, int lda,
+                                             const float *B, int ldb, float *C, int ldc, int acc)
+{
+    int i0, j0, i, j, p;
+    for (i0 = 0; i0 < M; i0 += 4)
+        for (j0 = 0; j0 < N; j0 += 4) {
+            int ni = M - i0 < 4 ? M - i0 : 4, nj = N - j0 < 4 ? N - j0 : 4;
+            const float *a[4], *b[4];
+            __m512 c[4][4];
+            for (i = 0; i < 4; i++) a[i] = A + (size_t)(i0 + (i < ni ? i : 0)) * lda;
+            for (j = 0; j < 4; j++) b[j] = B + (size_t)(j0 + (j < nj ? j : 0)) * ldb;
+            for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) c[i][j] = _mm512_setzero_ps();
+            for (p = 0; p < K; p += 16) {
+                __mmask16 k = (__mmask16)(K - p >= 16 ? 0xFFFF : (1u << (K - p)) - 1u);
+                __m512 va[4], vb[4];
+                for (i = 0; i < 4; i++) va[i] = _mm512_maskz_loadu_ps(k, a[i] + p);
+                for (j = 0; j < 4; j++) vb[j] = _mm512_maskz_loadu_ps(k, b[j] + p);
+                for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) c[i][j] = _mm512_fmadd_ps(va[i], vb[j], c[i][j]);
+            }
+            for (i = 0; i < ni; i++)
+                for (j = 0; j < nj; j++) {
+                    float v = _mm512_reduce_add_ps(c[i][j]);
+                    float *cp = C + (size_t)(i0 + i) * ldc + j0 + j;
+                    *cp = acc ? *cp + v : v;
+                }
+        }
+}
+#endif
+
+typedef void (*fer__kernel_fn)(int kc, const float *pa, const float *pb, int ldb, float *C, int ldc,
                                int rows, int cols, int acc);
 
 FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
@@ -917,7 +1046,7 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
 {
     fer__kernel_fn kern = fer__kernel_scalar;
     int mr = FER__MR_SCALAR, nr = FER__NR_SCALAR;
-    int jc, pc, ic, jr, ir;
+    int jc, pc, ic, jr, ir, direct;
     float *pb = pack, *pa = pack + (size_t)FER__KC * (FER__NC + FER__NRMAX);
     (void)isa;
 #if defined(FER__X86)
@@ -927,28 +1056,43 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
     if (isa == FER_ISA_NEON) { kern = fer__kernel_neon; mr = FER__MR_NEON; nr = FER__NR_NEON; }
 #endif
     if (M <= 0 || N <= 0) return;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && !trans_a && trans_b && K >= 4 * (M > N ? M : N) && K >= 64) {
+        fer__gemm_abt_avx512(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        return;
+    }
+#endif
     if (K <= 0) {
         if (!accumulate)
             for (ir = 0; ir < M; ir++) memset(C + (size_t)ir * ldc, 0, sizeof(float) * (size_t)N);
         return;
     }
+    /* A non-transposed B is read in place when packing would not pay: few k-steps
+       per tile or few row blocks to reuse the packed strips. Only a partial last
+       strip is packed (it needs zero padding). */
+    direct = !trans_b && (K <= 128 || M <= 2 * mr);
     for (jc = 0; jc < N; jc += FER__NC) {
-        int nc = N - jc < FER__NC ? N - jc : FER__NC;
+        int nc = N - jc < FER__NC ? N - jc : FER__NC, tail = nc % nr;
         for (pc = 0; pc < K; pc += FER__KC) {
             int kc = K - pc < FER__KC ? K - pc : FER__KC;
             int acc = accumulate || pc > 0;
-            fer__pack_b(nr, nc, kc, trans_b ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
-                        ldb, trans_b, pb);
+            if (!direct)
+                fer__pack_b(nr, nc, kc, trans_b ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
+                            ldb, trans_b, pb);
+            else if (tail)
+                fer__pack_b(nr, tail, kc, B + (size_t)pc * ldb + jc + nc - tail, ldb, 0, pb);
             for (ic = 0; ic < M; ic += FER__MC) {
                 int mc = M - ic < FER__MC ? M - ic : FER__MC;
                 fer__pack_a(mr, mc, kc, trans_a ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
                             lda, trans_a, pa);
                 for (jr = 0; jr < nc; jr += nr) {
                     int cols = nc - jr < nr ? nc - jr : nr;
+                    const float *bp = direct ? (cols == nr ? B + (size_t)pc * ldb + jc + jr : pb) : pb + (size_t)jr * kc;
+                    int bs = direct && cols == nr ? ldb : nr;
                     for (ir = 0; ir < mc; ir += mr) {
                         int rows = mc - ir < mr ? mc - ir : mr;
-                        kern(kc, pa + (size_t)ir * kc, pb + (size_t)jr * kc,
-                             C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc);
+                        kern(kc, pa + (size_t)ir * kc, bp, bs, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
+                             rows, cols, acc);
                     }
                 }
             }
@@ -1459,78 +1603,162 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
         }
 }
 
+/* Row helpers for batch norm and friends, per ISA: sum, centred sum of squares,
+   y = a*x + b, and dx += a*dy + b*x + c. */
+static float fer__vsum_scalar(int n, const float *x, float m, int sq)
+{
+    float a[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, r = 0.0f;
+    int i = 0, k;
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) { float d = x[i + k] - m; a[k] += sq ? d * d : d; }
+    for (; i < n; i++) { float d = x[i] - m; r += sq ? d * d : d; }
+    for (k = 0; k < 8; k++) r += a[k];
+    return r;
+}
+#if defined(FER__X86)
+FER__AVX512 static float fer__vsum_avx512(int n, const float *x, float m, int sq)
+{
+    __m512 a = _mm512_setzero_ps(), vm = _mm512_set1_ps(m);
+    int i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm);
+        a = sq ? _mm512_fmadd_ps(d, d, a) : _mm512_add_ps(a, d);
+    }
+    return _mm512_reduce_add_ps(a);
+}
+FER__AVX512 static void fer__vaffine_avx512(int n, float *y, const float *x, float a, float b)
+{
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    int i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), va, vb));
+    }
+}
+FER__AVX512 static void fer__vaxpbypc_avx512(int n, float *dx, const float *dy, const float *x,
+                                             float a, float b, float c)
+{
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vc = _mm512_set1_ps(c);
+    int i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dy + i), va,
+                                   _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), vb, vc));
+        _mm512_mask_storeu_ps(dx + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
+    }
+}
+#endif
+static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq)
+{
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) return fer__vsum_avx512(n, x, m, sq);
+#endif
+    (void)isa;
+    return fer__vsum_scalar(n, x, m, sq);
+}
+static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, float b)
+{
+    int i;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vaffine_avx512(n, y, x, a, b); return; }
+#endif
+    (void)isa;
+    for (i = 0; i < n; i++) y[i] = x[i] * a + b;
+}
+static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *x,
+                          float a, float b, float c)
+{
+    int i;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vaxpbypc_avx512(n, dx, dy, x, a, b, c); return; }
+#endif
+    (void)isa;
+    for (i = 0; i < n; i++) dx[i] += a * dy[i] + b * x[i] + c;
+}
+
+/* Each (sample, channel) row is summed in float, rows are combined in double. */
+static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *var, float *invstd,
+                                  const float *in, const float *gamma, const float *beta,
+                                  int n, int c, int hw, float eps)
+{
+    int s, ch;
+    double cnt = (double)n * hw;
+    for (ch = 0; ch < c; ch++) {
+        double sum = 0.0, sq = 0.0;
+        float m, is;
+        for (s = 0; s < n; s++) sum += fer__vsum(isa, hw, in + ((size_t)s * c + ch) * hw, 0.0f, 0);
+        m = (float)(sum / cnt);
+        for (s = 0; s < n; s++) sq += fer__vsum(isa, hw, in + ((size_t)s * c + ch) * hw, m, 1);
+        var[ch] = (float)(sq / cnt);
+        is = (float)(1.0 / sqrt(sq / cnt + eps));
+        mean[ch] = m;
+        invstd[ch] = is;
+        for (s = 0; s < n; s++)
+            fer__vaffine(isa, hw, out + ((size_t)s * c + ch) * hw, in + ((size_t)s * c + ch) * hw,
+                         is * gamma[ch], beta[ch] - m * is * gamma[ch]);
+    }
+}
 FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, float *invstd,
                                         const float *in,
                                         const float *gamma, const float *beta,
                                         int n, int c, int hw, float eps)
 {
-    int s, ch, i;
-    double cnt = (double)n * hw;
-    for (ch = 0; ch < c; ch++) {
-        double sum = 0.0, sq = 0.0, mu;
-        float m, is, gm = gamma[ch], bt = beta[ch];
-        for (s = 0; s < n; s++) {
-            const float *x = in + ((size_t)s * c + ch) * hw;
-            for (i = 0; i < hw; i++) sum += x[i];
-        }
-        mu = sum / cnt;
-        for (s = 0; s < n; s++) {
-            const float *x = in + ((size_t)s * c + ch) * hw;
-            for (i = 0; i < hw; i++) { double d = x[i] - mu; sq += d * d; }
-        }
-        m = (float)mu;
-        var[ch] = (float)(sq / cnt);
-        is = (float)(1.0 / sqrt(sq / cnt + eps));
-        mean[ch] = m;
-        invstd[ch] = is;
-        for (s = 0; s < n; s++) {
-            const float *x = in + ((size_t)s * c + ch) * hw;
-            float *y = out + ((size_t)s * c + ch) * hw;
-            for (i = 0; i < hw; i++) y[i] = (x[i] - m) * is * gm + bt;
-        }
-    }
+    fer__bn_forward_train(FER_ISA_SCALAR, out, mean, var, invstd, in, gamma, beta, n, c, hw, eps);
 }
 
+static void fer__bn_forward_infer(fer_isa isa, float *out, const float *in, const float *gamma,
+                                  const float *beta, const float *rmean, const float *rvar,
+                                  int n, int c, int hw, float eps)
+{
+    int s, ch;
+    for (s = 0; s < n; s++)
+        for (ch = 0; ch < c; ch++) {
+            float sc = gamma[ch] / sqrtf(rvar[ch] + eps);
+            fer__vaffine(isa, hw, out + ((size_t)s * c + ch) * hw, in + ((size_t)s * c + ch) * hw,
+                         sc, beta[ch] - rmean[ch] * sc);
+        }
+}
 FERDEF void fer_batchnorm_forward_infer(float *out, const float *in, const float *gamma,
                                         const float *beta, const float *rmean, const float *rvar,
                                         int n, int c, int hw, float eps)
 {
-    int s, ch, i;
-    for (s = 0; s < n; s++)
-        for (ch = 0; ch < c; ch++) {
-            float sc = gamma[ch] / sqrtf(rvar[ch] + eps), sh = beta[ch] - rmean[ch] * sc;
-            const float *x = in + ((size_t)s * c + ch) * hw;
-            float *y = out + ((size_t)s * c + ch) * hw;
-            for (i = 0; i < hw; i++) y[i] = x[i] * sc + sh;
-        }
+    fer__bn_forward_infer(FER_ISA_SCALAR, out, in, gamma, beta, rmean, rvar, n, c, hw, eps);
 }
 
-/* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)), m = n*hw */
-FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                                   const float *in, const float *mean, const float *invstd,
-                                   const float *gamma, int n, int c, int hw)
+/* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)), m = n*hw, written as
+   dx += a*dy + b*x + c so one pass does it. */
+static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *mean, const float *invstd,
+                             const float *gamma, int n, int c, int hw)
 {
-    int s, ch, i;
+    int s, ch;
     double cnt = (double)n * hw;
     for (ch = 0; ch < c; ch++) {
         double sdy = 0.0, sdyx = 0.0;
         float m = mean[ch], is = invstd[ch], k1, k2, k3;
         for (s = 0; s < n; s++) {
             const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
-            for (i = 0; i < hw; i++) { sdy += dy[i]; sdyx += (double)dy[i] * (x[i] - m) * is; }
+            sdy += fer__vsum(isa, hw, dy, 0.0f, 0);
+            sdyx += fer_dot(isa, hw, dy, x);
         }
+        sdyx = (sdyx - m * sdy) * is;     /* sum dy * xhat */
         if (dgamma) dgamma[ch] += (float)sdyx;
         if (dbeta) dbeta[ch] += (float)sdy;
         if (!din) continue;
         k1 = gamma[ch] * is;
         k2 = (float)(sdy / cnt);
         k3 = (float)(sdyx / cnt);
-        for (s = 0; s < n; s++) {
-            const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
-            float *dx = din + ((size_t)s * c + ch) * hw;
-            for (i = 0; i < hw; i++) dx[i] += k1 * (dy[i] - k2 - (x[i] - m) * is * k3);
-        }
+        for (s = 0; s < n; s++)
+            fer__vaxpbypc(isa, hw, din + ((size_t)s * c + ch) * hw, dout + ((size_t)s * c + ch) * hw,
+                          in + ((size_t)s * c + ch) * hw, k1, -k1 * is * k3, k1 * (m * is * k3 - k2));
     }
+}
+FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                   const float *in, const float *mean, const float *invstd,
+                                   const float *gamma, int n, int c, int hw)
+{
+    fer__bn_backward(FER_ISA_SCALAR, din, dgamma, dbeta, dout, in, mean, invstd, gamma, n, c, hw);
 }
 
 FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta,
@@ -2750,9 +2978,9 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     }
     case FER_OP_BN:
         if (training)
-            fer_batchnorm_forward_train(Y, A, A + o.c, A + 2 * o.c, X, P, P + o.c, n, o.c, hw, nd->eps);
+            fer__bn_forward_train(isa, Y, A, A + o.c, A + 2 * o.c, X, P, P + o.c, n, o.c, hw, nd->eps);
         else
-            fer_batchnorm_forward_infer(Y, X, P, P + o.c, m->buffers + nd->b_off,
+            fer__bn_forward_infer(isa, Y, X, P, P + o.c, m->buffers + nd->b_off,
                                         m->buffers + nd->b_off + o.c, n, o.c, hw, nd->eps);
         break;
     case FER_OP_RELU: fer_relu_forward(Y, X, len); break;
@@ -2860,7 +3088,7 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
         break;
     }
     case FER_OP_BN:
-        fer_batchnorm_backward(dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw);
+        fer__bn_backward(isa, dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw);
         break;
     case FER_OP_RELU: fer_relu_backward(dX, dY, Y, len); break;
     case FER_OP_RELU6: fer_relu6_backward(dX, dY, Y, len); break;
@@ -3389,7 +3617,683 @@ FERDEF void fer_model_no_decay_mask(const fer_model *m, unsigned char *mask)
     }
 }
 
-/* --- 3.10 Model file (.fer) --------------------------------------------------------
+/* --- 3.10 Metrics ------------------------------------------------------------------
+   Classification metrics in one pass over the predictions plus one sort per class
+   for the AUC; temperature scaling; batched evaluation with test-time augmentation;
+   t-SNE, exact and Barnes-Hut. */
+
+static int fer__argmax(const float *p, int k)   /* the first maximum, as argmax does */
+{
+    int j, b = 0;
+    for (j = 1; j < k; j++) if (p[j] > p[b]) b = j;
+    return b;
+}
+
+typedef struct fer__scored { float s; int pos; } fer__scored;
+static int fer__cmp_scored(const void *a, const void *b)
+{
+    float x = ((const fer__scored *)a)->s, y = ((const fer__scored *)b)->s;
+    return (x > y) - (x < y);
+}
+
+/* Mann-Whitney: AUC = (sum of the positives' ranks - P(P+1)/2) / (P N). Tied scores
+   share the mean of their ranks, which makes it equal to the area under the ROC
+   curve with each tied run drawn as one diagonal (the trapezoid rule). */
+static double fer__auc(fer__scored *v, int n)
+{
+    double rank_sum = 0.0;
+    long pos = 0, neg;
+    int i = 0, j, t;
+    qsort(v, (size_t)n, sizeof(*v), fer__cmp_scored);
+    while (i < n) {
+        double r;
+        for (j = i; j < n && v[j].s == v[i].s; j++) {}
+        r = 0.5 * (double)(i + 1 + j);            /* the mean of ranks i+1 .. j */
+        for (t = i; t < j; t++) if (v[t].pos) { rank_sum += r; pos++; }
+        i = j;
+    }
+    neg = n - pos;
+    if (!pos || !neg) return NAN;
+    return (rank_sum - 0.5 * (double)pos * (double)(pos + 1)) / ((double)pos * (double)neg);
+}
+
+/* Rejects what would make a metric meaningless, naming the first bad sample. */
+static fer_result fer__check_scores(char *error, const char *who, const float *x, const int *labels,
+                                    int n, int k)
+{
+    int i, j;
+    if (n < 1 || k < 1 || k > FER_MAX_CLASSES || !x || !labels) {
+        fer__err(error, "%s: %d samples of %d classes; need at least 1 sample and 1..%d classes",
+                 who, n, k, FER_MAX_CLASSES);
+        return FER_ERR_ARG;
+    }
+    for (i = 0; i < n; i++) {
+        if (labels[i] < 0 || labels[i] >= k) {
+            fer__err(error, "%s: label %d of sample %d is not a class in 0..%d", who, labels[i], i, k - 1);
+            return FER_ERR_ARG;
+        }
+        for (j = 0; j < k; j++)
+            if (!(x[(size_t)i * k + j] - x[(size_t)i * k + j] == 0.0f)) {   /* NaN or infinite */
+                fer__err(error, "%s: value %d of sample %d is not finite", who, j, i);
+                return FER_ERR_NUMERIC;
+            }
+    }
+    return FER_OK;
+}
+
+FERDEF fer_result fer_metrics_compute(fer_metrics *mt, const float *probs, const int *labels,
+                                      int n, int k, float threshold, void *alloc_ctx)
+{
+    double conf_ok = 0.0, conf_bad = 0.0, auc_sum = 0.0;
+    long correct = 0, top2 = 0, low = 0, low_ok = 0;
+    int i, j, c, present = 0, n_auc = 0;
+    size_t bytes;
+    fer__scored *v;
+    fer_result r;
+    memset(mt, 0, sizeof(*mt));
+    if ((r = fer__check_scores(mt->error, "metrics", probs, labels, n, k)) != FER_OK) return r;
+    if (!(threshold >= 0.0f && threshold <= 1.0f)) {
+        fer__err(mt->error, "metrics: confidence threshold %g is not in [0, 1]", (double)threshold);
+        return FER_ERR_ARG;
+    }
+    bytes = fer__mul((size_t)n, sizeof(fer__scored));
+    if (bytes == SIZE_MAX || !(v = (fer__scored *)FER_MALLOC(bytes, alloc_ctx))) {
+        fer__err(mt->error, "metrics: cannot allocate %zu bytes for %d samples", bytes, n);
+        return FER_ERR_NOMEM;
+    }
+    mt->n = n; mt->k = k; mt->threshold = threshold;
+    for (i = 0; i < n; i++) {
+        const float *p = probs + (size_t)i * k;
+        int y = labels[i], pred = fer__argmax(p, k), rank = 0, ok = pred == y, b;
+        double conf = p[pred];
+        for (j = 0; j < k; j++) rank += p[j] > p[y] || (p[j] == p[y] && j < y);  /* argmax's order */
+        correct += ok;
+        top2 += rank < 2;
+        mt->confusion[y][pred]++;
+        if (ok) conf_ok += conf; else conf_bad += conf;
+        mt->nll -= log(p[y] > 1e-12f ? (double)p[y] : 1e-12);
+        if (conf < threshold) { low++; low_ok += ok; }
+        b = (int)ceil(conf * FER_ECE_BINS) - 1;        /* bin b: (b/15, (b+1)/15] */
+        b = b < 0 ? 0 : b >= FER_ECE_BINS ? FER_ECE_BINS - 1 : b;
+        mt->bin_count[b]++; mt->bin_conf[b] += conf; mt->bin_acc[b] += ok;
+    }
+    for (c = 0; c < k; c++) {
+        fer_class_metrics *cm = &mt->cls[c];
+        int tp = mt->confusion[c][c];
+        for (j = 0; j < k; j++) { cm->support += mt->confusion[c][j]; cm->predicted += mt->confusion[j][c]; }
+        cm->precision = cm->predicted ? (double)tp / cm->predicted : 0.0;
+        cm->recall = cm->support ? (double)tp / cm->support : 0.0;
+        /* 2tp / (2tp + fp + fn): the harmonic mean, and 0 where it is undefined */
+        cm->f1 = cm->support + cm->predicted ? 2.0 * tp / (double)(cm->support + cm->predicted) : 0.0;
+        for (j = 0; j < k; j++)
+            mt->confusion_norm[c][j] = cm->support ? (float)mt->confusion[c][j] / (float)cm->support : 0.0f;
+        if (cm->support || cm->predicted) {
+            present++;
+            mt->macro_precision += cm->precision; mt->macro_recall += cm->recall; mt->macro_f1 += cm->f1;
+        }
+        mt->weighted_precision += cm->support * cm->precision;
+        mt->weighted_recall += cm->support * cm->recall;
+        mt->weighted_f1 += cm->support * cm->f1;
+        for (i = 0; i < n; i++) { v[i].s = probs[(size_t)i * k + c]; v[i].pos = labels[i] == c; }
+        cm->auc = fer__auc(v, n);
+        if (cm->auc == cm->auc) { auc_sum += cm->auc; n_auc++; }
+    }
+    FER_FREE(v, alloc_ctx);
+    mt->macro_precision /= present; mt->macro_recall /= present; mt->macro_f1 /= present;
+    mt->weighted_precision /= n; mt->weighted_recall /= n; mt->weighted_f1 /= n;
+    mt->macro_auc = n_auc ? auc_sum / n_auc : NAN;
+    mt->accuracy = (double)correct / n;
+    mt->top2_accuracy = (double)top2 / n;
+    mt->nll /= n;
+    mt->conf_correct = correct ? conf_ok / correct : NAN;
+    mt->conf_incorrect = correct < n ? conf_bad / (n - correct) : NAN;
+    mt->low_share = (double)low / n;
+    mt->low_accuracy = low ? (double)low_ok / low : NAN;
+    for (j = 0; j < FER_ECE_BINS; j++) {
+        if (!mt->bin_count[j]) continue;
+        mt->bin_conf[j] /= mt->bin_count[j];
+        mt->bin_acc[j] /= mt->bin_count[j];
+        mt->ece += (double)mt->bin_count[j] / n * fabs(mt->bin_acc[j] - mt->bin_conf[j]);
+    }
+    return FER_OK;
+}
+
+/* mean NLL of softmax(z * inv_t), shifted by the row maximum so exp cannot overflow */
+static double fer__nll_scaled(const float *z, const int *labels, int n, int k, double inv_t)
+{
+    double total = 0.0;
+    int i, j;
+    for (i = 0; i < n; i++) {
+        const float *r = z + (size_t)i * k;
+        float mx = r[0];
+        double sum = 0.0;
+        for (j = 1; j < k; j++) if (r[j] > mx) mx = r[j];
+        for (j = 0; j < k; j++) sum += exp(((double)r[j] - mx) * inv_t);
+        total += log(sum) - ((double)r[labels[i]] - mx) * inv_t;
+    }
+    return total / n;
+}
+
+FERDEF fer_result fer_fit_temperature(const float *logits, const int *labels, int n, int k,
+                                      float *temperature)
+{
+    const double g = 0.61803398874989485;      /* 1 / golden ratio */
+    double a = log(0.05), b = log(20.0), c, d, fc, fd;
+    char msg[256];
+    int it;
+    fer_result r = fer__check_scores(msg, "fit_temperature", logits, labels, n, k);
+    if (r != FER_OK) return r;
+    c = b - g * (b - a); d = a + g * (b - a);
+    fc = fer__nll_scaled(logits, labels, n, k, exp(-c));
+    fd = fer__nll_scaled(logits, labels, n, k, exp(-d));
+    for (it = 0; it < 200 && b - a > 1e-7; it++) {
+        if (fc < fd) { b = d; d = c; fd = fc; c = b - g * (b - a); fc = fer__nll_scaled(logits, labels, n, k, exp(-c)); }
+        else         { a = c; c = d; fc = fd; d = a + g * (b - a); fd = fer__nll_scaled(logits, labels, n, k, exp(-d)); }
+    }
+    *temperature = (float)exp(0.5 * (a + b));
+    return FER_OK;
+}
+
+FERDEF void fer_softmax_temperature(const float *logits, int n, int k, float temperature,
+                                    float *probs)
+{
+    int i, j;
+    for (i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * k;
+        float *p = probs + (size_t)i * k, mx = z[0];
+        double sum = 0.0;
+        for (j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < k; j++) sum += exp((double)(z[j] - mx) / temperature);
+        for (j = 0; j < k; j++) p[j] = (float)(exp((double)(z[j] - mx) / temperature) / sum);
+    }
+}
+
+FERDEF int fer_tta_views(fer_tta tta)
+{
+    return tta == FER_TTA_TENCROP ? 10 : tta == FER_TTA_FLIP ? 2 : 1;
+}
+
+FERDEF void fer_tta_size(const fer_model *m, fer_tta tta, int *h, int *w)
+{
+    int H = m->input.h, W = m->input.w, sh = m->pre.store_h, sw = m->pre.store_w;
+    if (sh < H || sw < W) { sh = H; sw = W; }     /* as fer_preprocess reads it */
+    if (tta == FER_TTA_TENCROP) {                 /* corners need a margin */
+        if (sh == H) sh += 4;
+        if (sw == W) sw += 4;
+    }
+    *h = sh; *w = sw;
+}
+
+/* View v of an sh x sw image as an h x w crop: TENCROP views 0-4 are the centre,
+   top-left, top-right, bottom-left and bottom-right crops and 5-9 their mirrors;
+   otherwise view 0 is the centre crop and view 1 its mirror. */
+static void fer__tta_crop(const unsigned char *src, int sh, int sw, int h, int w, fer_tta tta,
+                          int v, unsigned char *dst)
+{
+    int pos = tta == FER_TTA_TENCROP ? v % 5 : 0, mirror = tta == FER_TTA_TENCROP ? v / 5 : v;
+    int oy = pos == 0 ? (sh - h) / 2 : pos <= 2 ? 0 : sh - h;
+    int ox = pos == 0 ? (sw - w) / 2 : (pos == 1 || pos == 3) ? 0 : sw - w, y, x;
+    for (y = 0; y < h; y++) {
+        const unsigned char *row = src + (size_t)(y + oy) * sw + ox;
+        for (x = 0; x < w; x++) dst[(size_t)y * w + x] = row[mirror ? w - 1 - x : x];
+    }
+}
+
+FERDEF fer_result fer_predict_dataset(const fer_model *m, const fer_dataset *d, fer_tta tta,
+                                      int n_threads, float *probs, float *logits, char *error)
+{
+    const int per_ws = 32;       /* views per workspace and round: bounds activation memory */
+    int V = fer_tta_views(tta), K = m->n_classes, H = m->input.h, W = m->input.w;
+    int bh, bw, chunk, n_ws, t, b, i, v, j;
+    size_t in_size = (size_t)m->input.c * H * W, hw;
+    float T = m->pre.temperature > 0.0f ? m->pre.temperature : 1.0f;
+    fer_workspace ws[64];
+    fer_model flat;
+    float *in = NULL, *out = NULL;
+    unsigned char *base = NULL, *crop = NULL;
+    fer_result r = FER_OK;
+    if (!m->finalized) { fer__err(error, "predict_dataset: the model is not finalized"); return FER_ERR_ARG; }
+    if (tta != FER_TTA_NONE && tta != FER_TTA_FLIP && tta != FER_TTA_TENCROP) {
+        fer__err(error, "predict_dataset: unknown test-time augmentation %d", (int)tta);
+        return FER_ERR_ARG;
+    }
+    if (!d->pixels || d->n < 1 || d->h < 1 || d->w < 1) { fer__err(error, "predict_dataset: the data set is empty"); return FER_ERR_ARG; }
+    n_ws = n_threads < 1 ? 1 : n_threads > 64 ? 64 : n_threads;
+    chunk = per_ws * n_ws / V > 0 ? per_ws * n_ws / V : 1;   /* images per round */
+    fer_tta_size(m, tta, &bh, &bw);
+    hw = (size_t)d->h * d->w;
+    memset(ws, 0, sizeof(ws));
+    in = (float *)FER_MALLOC(fer__mul(fer__mul((size_t)chunk * V, in_size), sizeof(float)), m->alloc_ctx);
+    out = (float *)FER_MALLOC(fer__mul((size_t)chunk * V * K, sizeof(float)), m->alloc_ctx);
+    base = (unsigned char *)FER_MALLOC((size_t)bh * bw, m->alloc_ctx);
+    crop = (unsigned char *)FER_MALLOC((size_t)H * W, m->alloc_ctx);
+    if (!in || !out || !base || !crop) { fer__err(error, "predict_dataset: out of memory"); r = FER_ERR_NOMEM; goto done; }
+    for (t = 0; t < n_ws; t++)
+        if ((r = fer_workspace_init(&ws[t], m, per_ws, 0)) != FER_OK) {
+            memcpy(error, ws[t].error, sizeof(ws[t].error));
+            goto done;
+        }
+    /* a view is already cropped to the input: preprocess it with no resize or crop */
+    flat = *m;
+    flat.pre.store_h = H; flat.pre.store_w = W;
+    for (b = 0; b < d->n; b += chunk) {
+        int cnt = d->n - b < chunk ? d->n - b : chunk;
+        for (i = 0; i < cnt; i++) {
+            const unsigned char *src = d->pixels + (size_t)(b + i) * hw;
+            if (d->h != bh || d->w != bw) { fer_resize_gray(src, d->w, d->h, base, bw, bh); src = base; }
+            for (v = 0; v < V; v++) {
+                fer__tta_crop(src, bh, bw, H, W, tta, v, crop);
+                fer_preprocess(&flat, crop, W, H, W, in + ((size_t)i * V + v) * in_size);
+            }
+        }
+        if ((r = fer_forward_threads(m, ws, n_ws, in, cnt * V, out)) != FER_OK) {
+            memcpy(error, ws[0].error, sizeof(ws[0].error));
+            goto done;
+        }
+        for (i = 0; i < cnt; i++) {
+            float *pr = probs + (size_t)(b + i) * K, *lg = logits ? logits + (size_t)(b + i) * K : NULL;
+            for (j = 0; j < K; j++) { pr[j] = 0.0f; if (lg) lg[j] = 0.0f; }
+            for (v = 0; v < V; v++) {
+                const float *z = out + ((size_t)i * V + v) * K;
+                float pv[FER_MAX_CLASSES];
+                fer_softmax_temperature(z, 1, K, T, pv);
+                for (j = 0; j < K; j++) {
+                    pr[j] += pv[j] / (float)V;
+                    if (lg) lg[j] += z[j] / (float)V;
+                }
+            }
+        }
+    }
+done:
+    for (t = 0; t < n_ws; t++) fer_workspace_free(&ws[t]);
+    if (in) FER_FREE(in, m->alloc_ctx);
+    if (out) FER_FREE(out, m->alloc_ctx);
+    if (base) FER_FREE(base, m->alloc_ctx);
+    if (crop) FER_FREE(crop, m->alloc_ctx);
+    return r;
+}
+
+/* t-SNE. Shapes: x[n][d] input, y[n][2] output; the optimiser keeps y, its update
+   and the per-coordinate gains in double. Affinities: exact, a dense p[n][n];
+   Barnes-Hut, a symmetric sparse matrix in rows (row_start[n+1], col[], val[]). */
+FERDEF void fer_tsne_defaults(fer_tsne_params *p)
+{
+    p->perplexity = 30.0f;
+    p->iterations = 1000;
+    p->learning_rate = 0.0f;
+    p->theta = 0.5f;
+    p->exact_max = 3000;
+    p->seed = 1;
+}
+
+/* Conditional affinities of one point from its squared distances dist[m] to the
+   candidates: p_j = exp(-beta dist_j) / sum, with beta bisected until the entropy
+   is ln(perplexity). Distances are shifted by their minimum, which leaves p alone
+   and keeps at least one exp() at 1. */
+static void fer__tsne_row(const float *dist, int m, double log_perp, float *p)
+{
+    double beta, lo = 0.0, hi = -1.0, dmin = dist[0], mean = 0.0, sum = 1.0;
+    int j, it;
+    for (j = 1; j < m; j++) if (dist[j] < dmin) dmin = dist[j];
+    for (j = 0; j < m; j++) mean += dist[j] - dmin;
+    beta = mean > 0.0 ? m / mean : 1.0;
+    for (it = 0; it < 200; it++) {
+        double sdp = 0.0, h;
+        sum = 0.0;
+        for (j = 0; j < m; j++) {
+            double e = exp(-beta * (dist[j] - dmin));
+            p[j] = (float)e; sum += e; sdp += (dist[j] - dmin) * e;
+        }
+        h = log(sum) + beta * sdp / sum;
+        if (fabs(h - log_perp) < 1e-5) break;
+        if (h > log_perp) { lo = beta; beta = hi < 0.0 ? beta * 2.0 : 0.5 * (beta + hi); }
+        else { hi = beta; beta = 0.5 * (lo + beta); }
+    }
+    for (j = 0; j < m; j++) p[j] = (float)(p[j] / sum);
+}
+
+/* Max-heap of the k nearest candidates of one row, by distance. */
+static void fer__heap_sift(float *dist, int *idx, int k, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, big = i;
+        float td; int ti;
+        if (l < k && dist[l] > dist[big]) big = l;
+        if (r < k && dist[r] > dist[big]) big = r;
+        if (big == i) return;
+        td = dist[i]; dist[i] = dist[big]; dist[big] = td;
+        ti = idx[i]; idx[i] = idx[big]; idx[big] = ti;
+        i = big;
+    }
+}
+
+/* The quadtree of Barnes-Hut: each node a square, the sum of its points' positions
+   and their count. Coincident points would split forever, so below FER__QT_DEPTH
+   levels a leaf keeps several. leaf_of[i] is the leaf that holds point i. */
+#define FER__QT_DEPTH 48
+typedef struct fer__qnode {
+    double cx, cy, hw;           /* centre and half-width of the square             */
+    double sx, sy;               /* sum of the positions below                      */
+    int count, point, leaf;      /* points below; the first point of a leaf        */
+    int child[4];                /* quadrant (x >= cx) + 2 (y >= cy), -1 if absent */
+} fer__qnode;
+typedef struct fer__qtree {
+    fer__qnode *nodes; int n_nodes, cap;
+    int *leaf_of;
+    void *alloc_ctx;
+} fer__qtree;
+
+static int fer__qt_new(fer__qtree *t, double cx, double cy, double hw)
+{
+    fer__qnode *nd;
+    if (t->n_nodes == t->cap) {
+        int cap = t->cap * 2;
+        fer__qnode *nn = cap > t->cap ? (fer__qnode *)FER_MALLOC(fer__mul((size_t)cap, sizeof(*nn)), t->alloc_ctx) : NULL;
+        if (!nn) return -1;
+        memcpy(nn, t->nodes, sizeof(*nn) * (size_t)t->n_nodes);
+        FER_FREE(t->nodes, t->alloc_ctx);
+        t->nodes = nn; t->cap = cap;
+    }
+    nd = &t->nodes[t->n_nodes];
+    nd->cx = cx; nd->cy = cy; nd->hw = hw; nd->sx = nd->sy = 0.0;
+    nd->count = 0; nd->point = -1; nd->leaf = 1;
+    nd->child[0] = nd->child[1] = nd->child[2] = nd->child[3] = -1;
+    return t->n_nodes++;
+}
+
+/* the child of `node` in quadrant q, created when missing; -1 when out of memory */
+static int fer__qt_child(fer__qtree *t, int node, int q)
+{
+    int c = t->nodes[node].child[q];
+    if (c < 0) {
+        double h = 0.5 * t->nodes[node].hw;
+        c = fer__qt_new(t, t->nodes[node].cx + (q & 1 ? h : -h), t->nodes[node].cy + (q & 2 ? h : -h), h);
+        if (c >= 0) { t->nodes[node].child[q] = c; t->nodes[node].leaf = 0; }
+    }
+    return c;
+}
+
+static int fer__qt_quad(const fer__qnode *nd, double x, double y)
+{
+    return (x >= nd->cx) + 2 * (y >= nd->cy);
+}
+
+static fer_result fer__qt_insert(fer__qtree *t, int i, const double *y)
+{
+    int node = 0, depth = 0;
+    double px = y[2 * i], py = y[2 * i + 1];
+    for (;;) {
+        fer__qnode *nd = &t->nodes[node];
+        nd->sx += px; nd->sy += py; nd->count++;
+        if (nd->count == 1) { nd->point = i; t->leaf_of[i] = node; return FER_OK; }
+        if (nd->leaf) {
+            int old = nd->point, c;
+            if (depth >= FER__QT_DEPTH) { t->leaf_of[i] = node; return FER_OK; }
+            /* split: the resident point moves one level down */
+            c = fer__qt_child(t, node, fer__qt_quad(nd, y[2 * old], y[2 * old + 1]));
+            if (c < 0) return FER_ERR_NOMEM;
+            t->nodes[c].sx = y[2 * old]; t->nodes[c].sy = y[2 * old + 1];
+            t->nodes[c].count = 1; t->nodes[c].point = old; t->leaf_of[old] = c;
+            t->nodes[node].point = -1;
+        }
+        node = fer__qt_child(t, node, fer__qt_quad(&t->nodes[node], px, py));
+        if (node < 0) return FER_ERR_NOMEM;
+        depth++;
+    }
+}
+
+/* Repulsion on point i: sum over the others of q^2 (y_i - y_j) into rep[2] and of
+   q = 1 / (1 + |y_i - y_j|^2) as the return value; a cell whose width is below
+   theta times its distance counts as its points at their centre of mass. */
+static double fer__qt_repulse(const fer__qtree *t, int i, const double *y, double theta, double *rep)
+{
+    int stack[4 * (FER__QT_DEPTH + 2)], top = 0;
+    double z = 0.0;
+    stack[top++] = 0;
+    while (top) {
+        const fer__qnode *nd = &t->nodes[stack[--top]];
+        int cnt = nd->count - (nd->leaf && t->leaf_of[i] == (int)(nd - t->nodes)), q;
+        double dx, dy, d2;
+        if (cnt <= 0) continue;
+        dx = y[2 * i] - nd->sx / nd->count; dy = y[2 * i + 1] - nd->sy / nd->count;
+        d2 = dx * dx + dy * dy;
+        if (nd->leaf || 4.0 * nd->hw * nd->hw < theta * theta * d2) {
+            double qq = 1.0 / (1.0 + d2);
+            z += cnt * qq;
+            rep[0] += cnt * qq * qq * dx; rep[1] += cnt * qq * qq * dy;
+        } else {
+            for (q = 0; q < 4; q++) if (nd->child[q] >= 0) stack[top++] = nd->child[q];
+        }
+    }
+    return z;
+}
+
+/* count * size bytes from the allocator, NULL when that overflows or fails */
+static void *fer__alloc_array(size_t count, size_t size, void *alloc_ctx)
+{
+    size_t bytes = fer__mul(count ? count : 1, size);
+    return bytes == SIZE_MAX ? NULL : FER_MALLOC(bytes, alloc_ctx);
+}
+
+typedef struct fer__coo { int r, c; float v; } fer__coo;
+static int fer__cmp_coo(const void *a, const void *b)
+{
+    const fer__coo *x = (const fer__coo *)a, *y = (const fer__coo *)b;
+    return x->r != y->r ? (x->r > y->r) - (x->r < y->r) : (x->c > y->c) - (x->c < y->c);
+}
+
+FERDEF fer_result fer_tsne(const float *x, int n, int d, const fer_tsne_params *p, float *y,
+                           void *alloc_ctx, char *error)
+{
+    const int block = 64;        /* rows of distances computed per GEMM call */
+    int exact, K, i, j, it, r0;
+    double perp, lr, log_perp;
+    uint64_t rng;
+    float *xc = NULL, *norms = NULL, *dblock = NULL, *pack = NULL, *pd = NULL, *hd = NULL, *prow = NULL;
+    int *hi = NULL, *row_start = NULL, *col = NULL;
+    float *val = NULL;
+    fer__coo *coo = NULL;
+    double *Y = NULL, *U, *G, *grad, *rep;   /* [n][2] each, one allocation */
+    fer__qtree qt;
+    fer_result r = FER_OK;
+    memset(&qt, 0, sizeof(qt));
+    if (!x || !y || !p || n < 2 || d < 1 || n > (1 << 24) || d > (1 << 24)) {
+        fer__err(error, "tsne: %d points of %d dimensions; need at least 2 points and 1 dimension", n, d);
+        return FER_ERR_ARG;
+    }
+    if (!(p->perplexity > 0.0f) || p->iterations < 1 || p->iterations > 1000000 ||
+        !(p->theta >= 0.0f && p->theta < 10.0f) || !(p->learning_rate >= 0.0f)) {
+        fer__err(error, "tsne: perplexity %g, iterations %d, theta %g or learning rate %g out of range",
+                 (double)p->perplexity, p->iterations, (double)p->theta, (double)p->learning_rate);
+        return FER_ERR_ARG;
+    }
+    for (i = 0; i < n; i++)
+        for (j = 0; j < d; j++)
+            if (!(x[(size_t)i * d + j] - x[(size_t)i * d + j] == 0.0f)) {
+                fer__err(error, "tsne: value %d of point %d is not finite", j, i);
+                return FER_ERR_NUMERIC;
+            }
+    exact = n <= p->exact_max;
+    perp = p->perplexity;
+    if (perp > (n - 1) / 3.0) perp = (n - 1) / 3.0;
+    if (perp < 1.0) perp = 1.0;
+    log_perp = log(perp);
+    K = exact ? n - 1 : (int)(3.0 * perp) < n - 1 ? (int)(3.0 * perp) : n - 1;
+    lr = p->learning_rate > 0.0f ? p->learning_rate : (n / 48.0 > 50.0 ? n / 48.0 : 50.0);
+
+    xc = (float *)fer__alloc_array(fer__mul((size_t)n, (size_t)d), sizeof(float), alloc_ctx);
+    norms = (float *)fer__alloc_array((size_t)n, sizeof(float), alloc_ctx);
+    dblock = (float *)fer__alloc_array(fer__mul(block, (size_t)n), sizeof(float), alloc_ctx);
+    pack = (float *)fer__alloc_array(fer_gemm_pack_floats(), sizeof(float), alloc_ctx);
+    prow = (float *)fer__alloc_array((size_t)n, sizeof(float), alloc_ctx);
+    hd = (float *)fer__alloc_array((size_t)n, sizeof(float), alloc_ctx);
+    hi = (int *)fer__alloc_array((size_t)n, sizeof(int), alloc_ctx);
+    Y = (double *)fer__alloc_array(10 * (size_t)n, sizeof(double), alloc_ctx);
+    if (exact) pd = (float *)fer__alloc_array(fer__mul((size_t)n, (size_t)n), sizeof(float), alloc_ctx);
+    else coo = (fer__coo *)fer__alloc_array(fer__mul(2 * (size_t)n, (size_t)K), sizeof(fer__coo), alloc_ctx);
+    if (!xc || !norms || !dblock || !pack || !prow || !hd || !hi || !Y || (exact ? !pd : !coo)) goto nomem;
+    U = Y + 2 * (size_t)n; G = U + 2 * (size_t)n; grad = G + 2 * (size_t)n; rep = grad + 2 * (size_t)n;
+
+    /* centred data (less cancellation in |a|^2 + |b|^2 - 2ab), its squared norms */
+    for (j = 0; j < d; j++) {
+        double mean = 0.0;
+        for (i = 0; i < n; i++) mean += x[(size_t)i * d + j];
+        mean /= n;
+        for (i = 0; i < n; i++) xc[(size_t)i * d + j] = (float)(x[(size_t)i * d + j] - mean);
+    }
+    for (i = 0; i < n; i++) {
+        double s = 0.0;
+        for (j = 0; j < d; j++) s += (double)xc[(size_t)i * d + j] * xc[(size_t)i * d + j];
+        norms[i] = (float)s;
+    }
+    /* squared distances, `block` rows at a time, each row turned into affinities */
+    for (r0 = 0; r0 < n; r0 += block) {
+        int rows = n - r0 < block ? n - r0 : block, rr;
+        fer_gemm(fer_cpu_best_isa(), 0, 1, rows, n, d, xc + (size_t)r0 * d, d, xc, d, dblock, n, 0, pack);
+        for (rr = 0; rr < rows; rr++) {
+            int row = r0 + rr, m = 0;
+            float *dr = dblock + (size_t)rr * n;
+            for (j = 0; j < n; j++) {
+                float dd = norms[row] + norms[j] - 2.0f * dr[j];
+                dr[j] = dd > 0.0f ? dd : 0.0f;
+            }
+            if (exact) {
+                for (j = 0; j < n; j++) if (j != row) { hd[m] = dr[j]; hi[m++] = j; }
+            } else {                 /* the K nearest, through a max-heap */
+                for (j = 0; j < n; j++) {
+                    if (j == row) continue;
+                    if (m < K) {
+                        int c = m++;
+                        hd[c] = dr[j]; hi[c] = j;
+                        while (c > 0 && hd[(c - 1) / 2] < hd[c]) {
+                            int pp = (c - 1) / 2, ti = hi[pp];
+                            float td = hd[pp];
+                            hd[pp] = hd[c]; hi[pp] = hi[c]; hd[c] = td; hi[c] = ti; c = pp;
+                        }
+                    } else if (dr[j] < hd[0]) { hd[0] = dr[j]; hi[0] = j; fer__heap_sift(hd, hi, K, 0); }
+                }
+            }
+            fer__tsne_row(hd, m, log_perp, prow);
+            if (exact) {
+                pd[(size_t)row * n + row] = 0.0f;
+                for (j = 0; j < m; j++) pd[(size_t)row * n + hi[j]] = prow[j];
+            } else {
+                for (j = 0; j < m; j++) {
+                    fer__coo *e = coo + 2 * ((size_t)row * K + j);
+                    e[0].r = row; e[0].c = hi[j]; e[0].v = prow[j];
+                    e[1].r = hi[j]; e[1].c = row; e[1].v = prow[j];
+                }
+            }
+        }
+    }
+    /* p_ij = (p_j|i + p_i|j) / 2n */
+    if (exact) {
+        for (i = 0; i < n; i++)
+            for (j = i + 1; j < n; j++) {
+                float s = (pd[(size_t)i * n + j] + pd[(size_t)j * n + i]) / (2.0f * n);
+                pd[(size_t)i * n + j] = pd[(size_t)j * n + i] = s;
+            }
+    } else {
+        size_t total = 2 * (size_t)n * K, e, out = 0;
+        qsort(coo, total, sizeof(*coo), fer__cmp_coo);
+        for (e = 0; e < total; e++) {   /* merge duplicates in place */
+            if (out && coo[out - 1].r == coo[e].r && coo[out - 1].c == coo[e].c) coo[out - 1].v += coo[e].v;
+            else coo[out++] = coo[e];
+        }
+        row_start = (int *)fer__alloc_array((size_t)n + 1, sizeof(int), alloc_ctx);
+        col = (int *)fer__alloc_array(out, sizeof(int), alloc_ctx);
+        val = (float *)fer__alloc_array(out, sizeof(float), alloc_ctx);
+        if (!row_start || !col || !val) goto nomem;
+        for (i = 0; i <= n; i++) row_start[i] = 0;
+        for (e = 0; e < out; e++) { row_start[coo[e].r + 1]++; col[e] = coo[e].c; val[e] = coo[e].v / (2.0f * n); }
+        for (i = 0; i < n; i++) row_start[i + 1] += row_start[i];
+        FER_FREE(coo, alloc_ctx); coo = NULL;
+        qt.alloc_ctx = alloc_ctx;
+        qt.cap = 4 * n + 16;
+        qt.nodes = (fer__qnode *)fer__alloc_array((size_t)qt.cap, sizeof(fer__qnode), alloc_ctx);
+        qt.leaf_of = (int *)fer__alloc_array((size_t)n, sizeof(int), alloc_ctx);
+        if (!qt.nodes || !qt.leaf_of) goto nomem;
+    }
+    /* initial positions N(0, 1e-4^2) by Box-Muller; unit gains, no momentum yet */
+    rng = p->seed;
+    for (i = 0; i < 2 * n; i += 2) {
+        double u1 = fer__uniform(&rng) + 1e-9, u2 = fer__uniform(&rng), rad = 1e-4 * sqrt(-2.0 * log(u1));
+        Y[i] = rad * cos(6.283185307179586 * u2); Y[i + 1] = rad * sin(6.283185307179586 * u2);
+    }
+    for (i = 0; i < 2 * n; i++) { U[i] = 0.0; G[i] = 1.0; }
+    for (it = 0; it < p->iterations; it++) {
+        double exag = it < 250 ? 12.0 : 1.0, mom = it < 250 ? 0.5 : 0.8, z = 0.0, mx = 0.0, my = 0.0;
+        for (i = 0; i < 2 * n; i++) grad[i] = 0.0;
+        /* dC/dy_i = 4 (sum_j p_ij q_ij (y_i - y_j) - sum_j q_ij^2 (y_i - y_j) / Z) with
+           q_ij = 1 / (1 + |y_i - y_j|^2) and Z = sum over all pairs of q: grad collects
+           the attraction, rep the repulsion, and Z is known only once both are done */
+        if (exact) {
+            for (i = 0; i < 2 * n; i++) rep[i] = 0.0;
+            for (i = 0; i < n; i++) {
+                const float *pr = pd + (size_t)i * n;
+                for (j = i + 1; j < n; j++) {
+                    double dx = Y[2 * i] - Y[2 * j], dy = Y[2 * i + 1] - Y[2 * j + 1];
+                    double q = 1.0 / (1.0 + dx * dx + dy * dy), a = exag * pr[j] * q, b = q * q;
+                    z += 2.0 * q;
+                    grad[2 * i] += a * dx; grad[2 * i + 1] += a * dy;
+                    grad[2 * j] -= a * dx; grad[2 * j + 1] -= a * dy;
+                    rep[2 * i] += b * dx; rep[2 * i + 1] += b * dy;
+                    rep[2 * j] -= b * dx; rep[2 * j + 1] -= b * dy;
+                }
+            }
+            for (i = 0; i < 2 * n; i++) grad[i] = 4.0 * (grad[i] - rep[i] / z);
+        } else {
+            double x0 = Y[0], x1 = Y[0], y0 = Y[1], y1 = Y[1];
+            for (i = 1; i < n; i++) {
+                if (Y[2 * i] < x0) x0 = Y[2 * i];
+                if (Y[2 * i] > x1) x1 = Y[2 * i];
+                if (Y[2 * i + 1] < y0) y0 = Y[2 * i + 1];
+                if (Y[2 * i + 1] > y1) y1 = Y[2 * i + 1];
+            }
+            qt.n_nodes = 0;
+            fer__qt_new(&qt, 0.5 * (x0 + x1), 0.5 * (y0 + y1),
+                        0.5 * (x1 - x0 > y1 - y0 ? x1 - x0 : y1 - y0) * (1.0 + 1e-6) + 1e-12);
+            for (i = 0; i < n; i++)
+                if (fer__qt_insert(&qt, i, Y) != FER_OK) goto nomem;
+            for (i = 0; i < n; i++) {
+                int e;
+                rep[2 * i] = rep[2 * i + 1] = 0.0;
+                z += fer__qt_repulse(&qt, i, Y, p->theta, rep + 2 * i);
+                for (e = row_start[i]; e < row_start[i + 1]; e++) {
+                    double dx = Y[2 * i] - Y[2 * col[e]], dy = Y[2 * i + 1] - Y[2 * col[e] + 1];
+                    double a = exag * val[e] / (1.0 + dx * dx + dy * dy);
+                    grad[2 * i] += a * dx; grad[2 * i + 1] += a * dy;
+                }
+            }
+            for (i = 0; i < 2 * n; i++) grad[i] = 4.0 * (grad[i] - rep[i] / z);
+        }
+        /* delta-bar-delta gains (Jacobs 1988), as the reference implementation */
+        for (i = 0; i < 2 * n; i++) {
+            G[i] = (grad[i] > 0.0) != (U[i] > 0.0) ? G[i] + 0.2 : G[i] * 0.8;
+            if (G[i] < 0.01) G[i] = 0.01;
+            U[i] = mom * U[i] - lr * G[i] * grad[i];
+            Y[i] += U[i];
+        }
+        for (i = 0; i < n; i++) { mx += Y[2 * i]; my += Y[2 * i + 1]; }
+        for (i = 0; i < n; i++) { Y[2 * i] -= mx / n; Y[2 * i + 1] -= my / n; }
+    }
+    for (i = 0; i < 2 * n; i++) y[i] = (float)Y[i];
+    goto done;
+nomem:
+    fer__err(error, "tsne: out of memory for %d points of %d dimensions", n, d);
+    r = FER_ERR_NOMEM;
+done:
+    {
+        void *bufs[15];
+        bufs[0] = xc; bufs[1] = norms; bufs[2] = dblock; bufs[3] = pack; bufs[4] = prow;
+        bufs[5] = hd; bufs[6] = hi; bufs[7] = pd; bufs[8] = coo; bufs[9] = row_start;
+        bufs[10] = col; bufs[11] = val; bufs[12] = Y; bufs[13] = qt.nodes; bufs[14] = qt.leaf_of;
+        for (i = 0; i < 15; i++) if (bufs[i]) FER_FREE(bufs[i], alloc_ctx);
+    }
+    return r;
+}
+
+/* --- 3.11 Model file (.fer) --------------------------------------------------------
    Version 1 layout, all fields little-endian:
      0   "FERM"                    magic
      4   u32 version (1)
