@@ -77,7 +77,7 @@ typedef struct {
     fer_workspace ws;
     const fer_dataset *d;
     const int *idx;
-    int n, total, epoch, step;
+    int n, total, epoch, step, shard;
     unsigned long long seed;
     float *x, *dlogits;
     int *labels;
@@ -95,7 +95,7 @@ static void *shard_run(void *p)
                 mix(s->seed ^ ((unsigned long long)s->idx[i] << 20) ^ (unsigned long long)s->epoch));
         s->labels[i] = s->d->labels[s->idx[i]];
     }
-    s->ws.dropout_seed = mix(s->seed ^ ((unsigned long long)s->step << 8) ^ (unsigned long long)(size_t)s->idx);
+    s->ws.dropout_seed = mix(s->seed ^ ((unsigned long long)s->step << 8) ^ (unsigned long long)s->shard);
     fer_forward(s->m, &s->ws, s->x, s->n, 1);
     y = fer_output(s->m, &s->ws);
     s->loss = fer_softmax_xent(y, s->labels, s->n, K, 0.0f, (float)s->total, s->dlogits) * s->n;
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
     for (t = 0; t < op.threads; t++) {
         int per = (op.batch + op.threads - 1) / op.threads;
         memset(&sh[t], 0, sizeof sh[t]);
-        sh[t].m = &m; sh[t].d = &tr; sh[t].seed = op.seed;
+        sh[t].m = &m; sh[t].d = &tr; sh[t].seed = op.seed; sh[t].shard = t;
         if (fer_workspace_init(&sh[t].ws, &m, per, 1) != FER_OK || fer_workspace_init(&pool[t], &m, 256 / op.threads + 1, 0) != FER_OK) {
             fprintf(stderr, "fer-train: %s\n", sh[t].ws.error); return 1;
         }
