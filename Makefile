@@ -7,7 +7,7 @@ INC      = -I. -I/usr/include/stb
 LDLIBS   = -lm -lpthread
 B        = build
 
-TOOLS    = $(B)/fer-zoo
+TOOLS    = $(B)/fer-zoo $(B)/fer-peak $(B)/fer-bench $(B)/fer-eval $(B)/fer-embed $(B)/fer-report
 EXAMPLES = $(B)/fer-predict $(B)/fer-train
 TESTS    = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 
@@ -17,6 +17,8 @@ all: $(TOOLS) $(EXAMPLES)
 $(B)/fer-%: tools/fer-%.c fer.h
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) -std=c99 $(WARN) $(INC) $< -o $@ $(LDLIBS)
+
+$(B)/fer-peak $(B)/fer-bench: tools/peak.h
 
 $(B)/fer-%: examples/%.c fer.h
 	@mkdir -p $(B)
@@ -32,7 +34,7 @@ $(B)/tests/static2: tests/static_a.c tests/static_b.c fer.h
 	$(CC) -std=c99 $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
 $(B)/tests/cxx: tests/static_a.c tests/static_b.c fer.h
 	@mkdir -p $(B)/tests
-	$(CXX) -x c++ $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
+	$(CXX) -O2 -x c++ $(WARN) $(INC) -DFER_STATIC tests/static_a.c tests/static_b.c -o $@ -lm
 
 # The configuration switches: scalar-only kernels, and no stdio, still build and pass.
 $(B)/tests/nosimd: tests/test_kernels.c fer.h tests/test.h
@@ -54,6 +56,10 @@ ALL_TESTS = $(TESTS) $(B)/tests/static2 $(B)/tests/cxx $(B)/tests/nosimd $(B)/te
 test: $(ALL_TESTS)
 	@sh tests/run.sh $(ALL_TESTS)
 
+# Speed of every default zoo model against this core's peak (tools/bench-peers compares with PyTorch, ONNX Runtime)
+bench: $(B)/fer-bench
+	$(B)/fer-bench
+
 test-arm:
 	sh tests/run-arm.sh
 
@@ -62,3 +68,6 @@ test-sanitize:
 
 clean:
 	rm -rf $(B)
+
+# the tools' shared report code
+$(B)/fer-eval $(B)/fer-embed $(B)/fer-report $(B)/tests/test_metrics: tools/report.h

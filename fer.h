@@ -594,11 +594,12 @@ FERDEF fer_result fer_predict_dataset(const fer_model *m, const fer_dataset *d, 
 /* t-SNE (van der Maaten and Hinton 2008) of x[n][d] into y[n][2]. The gradient
    is exact (O(n^2) per iteration) for n <= exact_max, and otherwise Barnes-Hut
    (van der Maaten 2014) with sparse affinities over the 3 * perplexity nearest
-   neighbours and a quadtree with accuracy theta. Deterministic for a seed. */
+   neighbours and a quadtree with accuracy theta. The same seed on the same
+   instruction set gives the same map (distances go through fer_gemm). */
 typedef struct fer_tsne_params {
     float perplexity;            /* effective neighbours (30); lowered to (n-1)/3   */
     int iterations;              /* gradient steps (1000)                          */
-    float learning_rate;         /* 0 = automatic: max(n / 12, 50)                 */
+    float learning_rate;         /* 0 = scikit-learn's automatic max(n / 48, 50)   */
     float theta;                 /* Barnes-Hut accuracy (0.5)                      */
     int exact_max;               /* largest n with the exact gradient (3000)       */
     uint64_t seed;               /* initial positions (1)                          */
@@ -1005,6 +1006,19 @@ static void fer__kernel_neon(int kc, const float *pa, const float *pb, int ldb, 
 #endif /* FER__NEON */
 
 #if defined(FER__X86)
+/* Horizontal sum of a zmm. Through memory: the shuffle intrinsics are built on
+   _mm512_undefined_ps, which g++ -O2 reports as an uninitialised read. */
+FER__AVX512 static float fer__hsum512(__m512 v)
+{
+    float t[16], r = 0.0f;
+    int i;
+    _mm512_storeu_ps(t, v);
+    for (i = 0; i < 16; i++) r += t[i];
+    return r;
+}
+#endif
+
+#if defined(FER__X86)
 /* C (+)= A * B^T with A [M][K] and B [N][K] both contiguous along K (conv weight
    gradients: dW = dY * X^T over the spatial axis). Each 4x4 tile of C is 16 long
    dot products held in 16 registers; no packing. */
@@ -1029,7 +1043,7 @@ FER__AVX512 static void fer__gemm_abt_avx512(int M, int N, int K, const float *A
             }
             for (i = 0; i < ni; i++)
                 for (j = 0; j < nj; j++) {
-                    float v = _mm512_reduce_add_ps(c[i][j]);
+                    float v = fer__hsum512(c[i][j]);
                     float *cp = C + (size_t)(i0 + i) * ldc + j0 + j;
                     *cp = acc ? *cp + v : v;
                 }
@@ -1123,7 +1137,7 @@ FER__AVX512 static float fer__dot_avx512(int n, const float *x, const float *y)
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
         s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), s);
     }
-    return _mm512_reduce_add_ps(s);
+    return fer__hsum512(s);
 }
 FER__AVX2 static void fer__axpy_avx2(int n, float a, const float *x, float *y)
 {
@@ -1371,7 +1385,7 @@ FER__AVX512 static void fer__corr2d_dw_avx512(float *dw, const float *d, int oh,
                     a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, d + y * ow + x),
                                         _mm512_maskz_loadu_ps(m, in + (y + ky) * is + x + kx), a);
                 }
-            dw[ky * kw + kx] += _mm512_reduce_add_ps(a);
+            dw[ky * kw + kx] += fer__hsum512(a);
         }
 }
 FER__AVX2 static void fer__corr2d_avx2(float *out, int oh, int ow, int os, const float *in, int is,
@@ -1625,7 +1639,7 @@ FER__AVX512 static float fer__vsum_avx512(int n, const float *x, float m, int sq
         __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm);
         a = sq ? _mm512_fmadd_ps(d, d, a) : _mm512_add_ps(a, d);
     }
-    return _mm512_reduce_add_ps(a);
+    return fer__hsum512(a);
 }
 FER__AVX512 static void fer__vaffine_avx512(int n, float *y, const float *x, float a, float b)
 {

