@@ -3245,6 +3245,26 @@ FERDEF fer_result fer_forward_threads(const fer_model *m, fer_workspace *ws, int
     return FER_OK;
 }
 
+/* Bilinear sample of 8-bit grey src (w x h, row stride `stride`) at the centre of
+   pixel (y, x) of a dh x dw grid laid over it: source = (dst + 0.5) * src / dst - 0.5,
+   clamped to the image. Shared by preprocessing and data-set resizing. */
+static float fer__bilinear(const unsigned char *src, int w, int h, int stride, int y, int x,
+                           int dh, int dw)
+{
+    float fy = ((float)y + 0.5f) * (float)h / (float)dh - 0.5f;
+    float fx = ((float)x + 0.5f) * (float)w / (float)dw - 0.5f, wy, wx;
+    int y0, y1, x0, x1;
+    const unsigned char *r0, *r1;
+    if (fy < 0.0f) fy = 0.0f;
+    if (fx < 0.0f) fx = 0.0f;
+    y0 = (int)fy; if (y0 > h - 1) y0 = h - 1;
+    x0 = (int)fx; if (x0 > w - 1) x0 = w - 1;
+    y1 = y0 + 1 < h ? y0 + 1 : h - 1; wy = fy - (float)y0;
+    x1 = x0 + 1 < w ? x0 + 1 : w - 1; wx = fx - (float)x0;
+    r0 = src + (size_t)y0 * stride; r1 = src + (size_t)y1 * stride;
+    return (1.0f - wy) * ((1.0f - wx) * r0[x0] + wx * r0[x1]) + wy * ((1.0f - wx) * r1[x0] + wx * r1[x1]);
+}
+
 FERDEF fer_result fer_preprocess(const fer_model *m, const unsigned char *gray, int w, int h,
                                  int stride, float *out)
 {
@@ -3259,23 +3279,11 @@ FERDEF fer_result fer_preprocess(const fer_model *m, const unsigned char *gray, 
     case FER_NORM_MEANSTD: a = 1.0f / (255.0f * m->pre.std); b = -m->pre.mean / m->pre.std; break;
     default: a = 1.0f / 255.0f; b = 0.0f; break;
     }
-    for (y = 0; y < H; y++) {
-        /* pixel centres: source = (store + 0.5) * src / store - 0.5, clamped */
-        float fy = ((float)(y + oy0) + 0.5f) * (float)h / (float)sh - 0.5f, wy;
-        int y0, y1;
-        if (fy < 0.0f) fy = 0.0f;
-        y0 = (int)fy; y1 = y0 + 1 < h ? y0 + 1 : h - 1; wy = fy - (float)y0;
+    for (y = 0; y < H; y++)
         for (x = 0; x < W; x++) {
-            float fx = ((float)(x + ox0) + 0.5f) * (float)w / (float)sw - 0.5f, wx, v;
-            int x0, x1;
-            const unsigned char *r0 = gray + (size_t)y0 * stride, *r1 = gray + (size_t)y1 * stride;
-            if (fx < 0.0f) fx = 0.0f;
-            x0 = (int)fx; x1 = x0 + 1 < w ? x0 + 1 : w - 1; wx = fx - (float)x0;
-            if (x0 > w - 1) x0 = w - 1;
-            v = (1.0f - wy) * ((1.0f - wx) * r0[x0] + wx * r0[x1]) + wy * ((1.0f - wx) * r1[x0] + wx * r1[x1]);
+            float v = fer__bilinear(gray, w, h, stride, y + oy0, x + ox0, sh, sw);
             for (c = 0; c < C; c++) out[((size_t)c * H + y) * W + x] = v * a + b;
         }
-    }
     return FER_OK;
 }
 
@@ -3283,8 +3291,7 @@ FERDEF int fer_predict(const fer_model *m, fer_workspace *ws, const unsigned cha
                        int w, int h, int stride, float *probs)
 {
     const float *logits;
-    float mx, t = m->pre.temperature > 0.0f ? m->pre.temperature : 1.0f;
-    double sum = 0.0;
+    float t = m->pre.temperature > 0.0f ? m->pre.temperature : 1.0f;
     int k, best = 0;
     if (!m->finalized || ws->n_nodes != m->n_nodes) { fer__err(ws->error, "predict: workspace and model do not match"); return -1; }
     if (fer_preprocess(m, gray, w, h, stride, ws->act + ws->act_off[0]) != FER_OK) {
@@ -3299,10 +3306,8 @@ FERDEF int fer_predict(const fer_model *m, fer_workspace *ws, const unsigned cha
         ws->last_training = 0;
     }
     logits = fer_output(m, ws);
-    mx = logits[0] / t;
-    for (k = 1; k < m->n_classes; k++) if (logits[k] / t > mx) { mx = logits[k] / t; best = k; }
-    for (k = 0; k < m->n_classes; k++) { probs[k] = expf(logits[k] / t - mx); sum += probs[k]; }
-    for (k = 0; k < m->n_classes; k++) probs[k] = (float)(probs[k] / sum);
+    fer_softmax_temperature(logits, 1, m->n_classes, t, probs);
+    for (k = 1; k < m->n_classes; k++) if (probs[k] > probs[best]) best = k;
     return best;
 }
 
@@ -3348,23 +3353,9 @@ FERDEF void fer_image_free(unsigned char *pixels) { stbi_image_free(pixels); }
 FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh)
 {
     int y, x;
-    for (y = 0; y < dh; y++) {
-        float fy = ((float)y + 0.5f) * (float)sh / (float)dh - 0.5f, wy;
-        int y0, y1;
-        if (fy < 0.0f) fy = 0.0f;
-        y0 = (int)fy; if (y0 > sh - 1) y0 = sh - 1;
-        y1 = y0 + 1 < sh ? y0 + 1 : sh - 1; wy = fy - (float)y0;
-        for (x = 0; x < dw; x++) {
-            float fx = ((float)x + 0.5f) * (float)sw / (float)dw - 0.5f, wx, v;
-            int x0, x1;
-            if (fx < 0.0f) fx = 0.0f;
-            x0 = (int)fx; if (x0 > sw - 1) x0 = sw - 1;
-            x1 = x0 + 1 < sw ? x0 + 1 : sw - 1; wx = fx - (float)x0;
-            v = (1.0f - wy) * ((1.0f - wx) * src[(size_t)y0 * sw + x0] + wx * src[(size_t)y0 * sw + x1]) +
-                wy * ((1.0f - wx) * src[(size_t)y1 * sw + x0] + wx * src[(size_t)y1 * sw + x1]);
-            dst[(size_t)y * dw + x] = (unsigned char)(v + 0.5f);
-        }
-    }
+    for (y = 0; y < dh; y++)
+        for (x = 0; x < dw; x++)
+            dst[(size_t)y * dw + x] = (unsigned char)(fer__bilinear(src, sw, sh, sw, y, x, dh, dw) + 0.5f);
 }
 
 FERDEF void fer_dataset_free(fer_dataset *d)
