@@ -57,7 +57,8 @@
           2.1 results            2.2 shapes, instruction sets   2.3 kernels (GEMM, axpy)
           2.4 layers: forward/backward pairs                    2.5 graph, blocks, model
           2.6 model zoo          2.7 inference, preprocessing, images
-          2.8 data (folders)     2.9 training: loss, optimizers 2.10 metrics, TTA, t-SNE
+          2.8 data, augmentation 2.9 training: loss, optimizers, schedules, the loop
+          2.10 metrics, TTA, t-SNE
           2.11 model file (.fer)
        3. Implementation, in the same order (3.1 is configuration and platform)
 
@@ -459,7 +460,7 @@ FERDEF unsigned char *fer_image_load_gray(const char *path, int *w, int *h, char
 FERDEF void           fer_image_free(unsigned char *pixels);
 #endif
 
-/* --- 2.8 Data -------------------------------------------------------------------
+/* --- 2.8 Data and augmentation --------------------------------------------------
    A data set is n grey images of one size in one contiguous uint8 buffer, with
    labels. Folder layout: ROOT/<class>/<image>, one folder per class; FER2013's
    folder names map to its canonical order (angry, disgust, fear, happy, sad,
@@ -481,9 +482,63 @@ typedef struct fer_dataset {
 FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h, int w,
                                           int n_threads, void *alloc_ctx);
 #endif
+/* FER2013's CSV (fer2013.csv): a header line naming the columns emotion, pixels
+   and, optionally, Usage, in any order; then one row per image: the class 0..6 in
+   FER2013's canonical order, 48*48 pixel values separated by spaces, and the split
+   (Training, PublicTest, PrivateTest). `usage` keeps the rows whose Usage equals
+   it (NULL keeps every row). Images are resized to h x w. A row with the wrong
+   number of pixels, a pixel outside 0..255, or an unknown class is skipped and
+   counted, and skip_reason names the first row of each kind by line number. The
+   load fails if the header lacks emotion or pixels, or if no row is kept. */
+FERDEF fer_result fer_dataset_parse_csv(fer_dataset *d, const char *text, size_t len,
+                                        const char *usage, int h, int w, int n_threads,
+                                        void *alloc_ctx);
+#if !defined(FER_NO_STDIO)
+FERDEF fer_result fer_dataset_load_csv(fer_dataset *d, const char *path, const char *usage,
+                                       int h, int w, int n_threads, void *alloc_ctx);
+#endif
 FERDEF void fer_dataset_free(fer_dataset *d);
+/* Relabels d to the class order names[k] (the training set's, say), matching
+   class names; fails with FER_ERR_FORMAT naming the first class of d that names
+   lacks, and leaves d unchanged then. */
+FERDEF fer_result fer_dataset_remap(fer_dataset *d, const char (*names)[FER_NAME_LEN], int k);
+/* counts[d->n_classes]: images per class. */
+FERDEF void fer_dataset_class_counts(const fer_dataset *d, int *counts);
 /* Resizes 8-bit grey src (sw x sh) to dst (dw x dh), bilinear, pixel centres aligned. */
 FERDEF void fer_resize_gray(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw, int dh);
+
+/* Online augmentation, one sample at a time, a pure function of its seed (the
+   trainer derives it from the run's seed, the epoch and the sample index). A
+   zeroed fer_augment is the identity: every strength 0 means "off". */
+typedef struct fer_augment {
+    int   flip;                  /* mirror left-right with probability 1/2          */
+    float rotate;                /* degrees: angle uniform in [-rotate, rotate]     */
+    float shift;                 /* fraction of the size: dx, dy uniform in [-s, s] */
+    float zoom;                  /* scale uniform in [1 - zoom, 1 + zoom]           */
+    float brightness;            /* add uniform [-b, b] (pixels in 0..1)            */
+    float contrast;              /* scale about the image mean by [1 - c, 1 + c]    */
+    int   random_crop;           /* crop at a random offset (else centred)          */
+    float erase_prob;            /* random erasing (Zhong et al. 2020): probability */
+    float erase_min, erase_max;  /* erased area as a fraction of the image          */
+    float erase_aspect;          /* aspect ratio log-uniform in [1/a, a] (a >= 1)   */
+} fer_augment;
+/* What fer-train uses by default: flip, rotate 10, shift 0.1, zoom 0.1,
+   brightness 0.2, contrast 0.2, random crop, erasing p 0.5 of 2%-20% (aspect 3). */
+FERDEF void fer_augment_defaults(fer_augment *a);
+/* dst[oh][ow] floats in [0,1] from src[h][w] 8-bit grey (oh <= h, ow <= w): one
+   affine warp (rotation, zoom and shift about the centre, and the flip) sampled
+   bilinearly with the border repeated, then the oh x ow crop, then brightness and
+   contrast (clamped to [0,1]), then erasing (uniform noise in [0,1]). At zero
+   strength the result is the centre crop of src / 255, exactly. */
+FERDEF void fer_augment_image(const fer_augment *a, const unsigned char *src, int h, int w,
+                              float *dst, int oh, int ow, uint64_t seed);
+/* x[n] from [0,1] pixels to the model's input domain, as pre->norm says. */
+FERDEF void fer_normalize(const fer_preproc *pre, float *x, size_t n);
+/* Offline class balancing: appends augmented copies (fer_augment_image at full
+   size, rounded to 8 bits) of randomly drawn images of every class that has fewer
+   than `target` images, until it has target. The originals stay first, in order. */
+FERDEF fer_result fer_dataset_oversample(fer_dataset *d, int target, const fer_augment *a,
+                                         uint64_t seed);
 
 /* --- 2.9 Training: loss and optimizers -------------------------------------------
    The loss returns the mean over the batch and writes dlogits (its gradient w.r.t.
