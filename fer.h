@@ -58,8 +58,7 @@
           2.4 layers: forward/backward pairs                    2.5 graph, blocks, model
           2.6 model zoo          2.7 inference, preprocessing, images
           2.8 data, augmentation 2.9 training: loss, optimizers, schedules, the loop
-          2.10 metrics, TTA, t-SNE
-          2.11 model file (.fer)
+          2.10 metrics, TTA, t-SNE  2.11 model file (.fer)
        3. Implementation, in the same order (3.1 is configuration and platform)
 
    LAYOUT: every activation is float32 NCHW (batch, channel, row, column), rows
