@@ -539,7 +539,7 @@ FERDEF void fer_normalize(const fer_preproc *pre, float *x, size_t n);
 FERDEF fer_result fer_dataset_oversample(fer_dataset *d, int target, const fer_augment *a,
                                          uint64_t seed);
 
-/* --- 2.9 Training: loss and optimizers -------------------------------------------
+/* --- 2.9 Training: losses, optimizers, schedules, the loop -----------------------
    The loss returns the mean over the batch and writes dlogits (its gradient w.r.t.
    the logits, already divided by `norm`, normally the whole batch size).
    Optimizers keep their state in one allocation and update params in place. */
@@ -565,6 +565,195 @@ FERDEF void       fer_optimizer_step(fer_optimizer *o, float *params, const floa
                                      const unsigned char *no_decay);
 /* Marks every parameter that weight decay should leave alone (biases, BN, PReLU). */
 FERDEF void       fer_model_no_decay_mask(const fer_model *m, unsigned char *mask);
+
+/* The loss of a training step: cross-entropy with label smoothing, or the focal
+   loss of Lin et al. 2017, FL = -alpha_y (1 - p_y)^gamma ln p_y, and per-class
+   weights (for focal loss they are the alphas). fer_loss_eval returns the SUM over
+   the n samples of weight[label] * loss and writes dlogits[n][k], the gradient of
+   that sum divided by norm: pass the total weight of the whole batch (the batch
+   size when unweighted) and the step minimises PyTorch's weighted mean. Label
+   smoothing applies to cross-entropy only. */
+typedef struct fer_loss {
+    float label_smoothing;       /* 1 - eps on the label, eps / k spread over all  */
+    float focal_gamma;           /* > 0: focal loss; 0: cross-entropy              */
+    const float *class_weight;   /* [k] or NULL (all 1)                            */
+} fer_loss;
+FERDEF double fer_loss_eval(const fer_loss *L, const float *logits, const int *labels, int n,
+                            int k, float norm, float *dlogits);
+/* w[c] = total / (k * counts[c]), scikit-learn's "balanced"; 0 for an empty class. */
+FERDEF void   fer_class_weights_balanced(const int *counts, int k, float *w);
+/* Scales g[n] so its L2 norm is at most max_norm (<= 0: never) and returns the
+   norm before clipping (NaN or infinity when g holds a non-finite value). */
+FERDEF double fer_clip_grad_norm(float *g, size_t n, float max_norm);
+
+/* Learning-rate schedules, as PyTorch defines them, with an optional linear
+   warm-up over the first warmup_epochs (per step, from lr / warm-up steps).
+     CONSTANT   lr
+     STEP       lr * gamma^floor(epoch / step_size)                 (per epoch)
+     MULTISTEP  lr * gamma^(milestones passed)                      (per epoch)
+     COSINE     min_lr + (lr - min_lr)(1 + cos(pi t)) / 2, t from 0 at the end of
+                the warm-up to 1 at the end of `epochs`             (per step)
+     PLATEAU    ReduceLROnPlateau: the rate is multiplied by factor when the
+                monitored value has not improved (relative threshold, mode min)
+                for more than `patience` epochs, never below min_lr
+   The schedule's state (the plateau's) is in the struct, so a checkpoint keeps it. */
+typedef enum fer_sched_kind {
+    FER_SCHED_CONSTANT = 0, FER_SCHED_STEP = 1, FER_SCHED_MULTISTEP = 2,
+    FER_SCHED_COSINE = 3, FER_SCHED_PLATEAU = 4
+} fer_sched_kind;
+#define FER_MAX_MILESTONES 16
+typedef struct fer_schedule {
+    int kind;                    /* fer_sched_kind                                 */
+    float lr, min_lr;            /* base rate; floor of COSINE and PLATEAU         */
+    int warmup_epochs;
+    int epochs;                  /* COSINE: the length of the run                  */
+    int step_size;               /* STEP                                           */
+    float gamma;                 /* STEP, MULTISTEP (0.1)                          */
+    int milestones[FER_MAX_MILESTONES], n_milestones;     /* MULTISTEP, ascending  */
+    float factor, threshold;     /* PLATEAU (0.5, 1e-4)                            */
+    int patience;                /* PLATEAU (3)                                    */
+    float plateau_lr;            /* state: the current PLATEAU rate                */
+    double plateau_best;         /* state: best monitored value (+inf at start)    */
+    int plateau_bad;             /* state: epochs since it improved                */
+} fer_schedule;
+FERDEF void   fer_schedule_init(fer_schedule *s, int kind, float lr, int epochs);
+/* The rate of step `step` (0-based) of epoch `epoch` (0-based). */
+FERDEF float  fer_schedule_lr(const fer_schedule *s, int epoch, int step, int steps_per_epoch);
+/* After an epoch, with the monitored value (lower is better, e.g. validation
+   loss): PLATEAU bookkeeping. Returns 1 when the rate was cut. */
+FERDEF int    fer_schedule_epoch_end(fer_schedule *s, double value);
+/* FER_ERR_ARG with a message when a field is out of range. */
+FERDEF fer_result fer_schedule_check(const fer_schedule *s, char *error);
+
+/* Weight averaging, in both forms the FER papers use:
+     EMA      avg = decay * avg + (1 - decay) * x after every epoch from the
+              start epoch (DCM-Net: decay 0.9), BN statistics averaged alike
+     UNIFORM  SWA (Izmailov et al. 2018): the plain mean of the weights at the
+              end of every epoch from the start epoch, BN statistics recomputed
+              afterwards by one pass over the training data (fer_trainer_finish)
+   avg covers the whole arena (parameters, then BN buffers). */
+typedef enum fer_swa_kind { FER_SWA_NONE = 0, FER_SWA_EMA = 1, FER_SWA_UNIFORM = 2 } fer_swa_kind;
+typedef struct fer_swa {
+    int kind;                    /* fer_swa_kind                                   */
+    float decay;                 /* EMA                                            */
+    long count;                  /* weights averaged so far                        */
+    size_t n;
+    float *avg;                  /* [n]                                            */
+    void *alloc_ctx;
+} fer_swa;
+FERDEF fer_result fer_swa_init(fer_swa *s, int kind, float decay, size_t n, void *alloc_ctx);
+FERDEF void       fer_swa_update(fer_swa *s, const float *x);   /* the first update copies x */
+FERDEF void       fer_swa_free(fer_swa *s);
+
+/* Running BN statistics from several shards of one batch (data-parallel
+   training): the shards' batch means and variances are pooled into those of the
+   whole batch, so the update does not depend on how the batch was split. Then
+   running = (1 - mo) running + mo * batch, with mo = momentum, or each node's own
+   momentum when momentum < 0 (fer_bn_update_running is the one-workspace case). */
+FERDEF void fer_bn_update_running_pooled(fer_model *m, const fer_workspace *ws, int n_ws,
+                                         float momentum);
+
+/* The training loop. fer_trainer runs data-parallel mini-batch SGD over
+   config.threads threads: each step's batch (shuffled per epoch) is split into
+   one shard per thread, each thread augments its shard, runs forward and
+   backward in its own workspace, and the parameter gradients are summed in shard
+   order. Everything random (shuffle, augmentation, dropout) is a pure function
+   of the seed, the epoch and the step, so the same seed and thread count give
+   bit-identical weights, and a run resumed from a checkpoint reaches the same
+   weights as one that was never interrupted. A different thread count changes
+   the shards: batch norm normalises each shard with its own statistics, dropout
+   masks and the summation order of gradients differ, so the weights differ (the
+   running BN statistics are pooled over the whole batch either way). */
+typedef enum fer_monitor { FER_MONITOR_ACC = 0, FER_MONITOR_LOSS = 1, FER_MONITOR_F1 = 2 } fer_monitor;
+typedef enum fer_class_weighting { FER_WEIGHT_NONE = 0, FER_WEIGHT_BALANCED = 1,
+                                   FER_WEIGHT_GIVEN = 2 } fer_class_weighting;
+typedef struct fer_train_config {
+    int epochs, batch, threads;
+    uint64_t seed;
+    int optimizer;               /* fer_opt_kind                                   */
+    float weight_decay, momentum, beta1, beta2;
+    int nesterov;
+    fer_schedule schedule;       /* schedule.lr is the base learning rate         */
+    float label_smoothing, focal_gamma;
+    int class_weighting;         /* fer_class_weighting                            */
+    float class_weight[FER_MAX_CLASSES];   /* FER_WEIGHT_GIVEN                     */
+    float clip_norm;             /* gradient clipping by global norm (0: off)      */
+    fer_augment augment;
+    int norm;                    /* fer_norm; MEANSTD takes mean, std from train   */
+    int monitor;                 /* fer_monitor: picks the best epoch             */
+    int early_stop;              /* stop after this many epochs without a better
+                                    monitored value (0: never)                    */
+    float min_delta;             /* least change that counts as better             */
+    int restore_best;            /* finish with the best epoch's weights           */
+    int swa;                     /* fer_swa_kind                                   */
+    int swa_start;               /* first epoch (0-based) averaged                 */
+    float swa_decay;             /* EMA decay (0.9)                                */
+    float swa_lr;                /* > 0: constant rate from swa_start on           */
+    int skip_nonfinite;          /* skip a step with a non-finite loss or gradient
+                                    (else the epoch fails naming the layer)       */
+    int val_tta;                 /* fer_tta for validation                         */
+} fer_train_config;
+/* Defaults that train a good FER2013 model: 60 epochs, batch 64, Adam 0.001 with
+   weight decay 1e-4 (L2), cosine with a 2-epoch warm-up, fer_augment_defaults,
+   label smoothing 0.1, best epoch by validation accuracy. */
+FERDEF void       fer_train_config_defaults(fer_train_config *c);
+/* FER_ERR_ARG with a message naming the first field out of range. */
+FERDEF fer_result fer_train_config_check(const fer_train_config *c, char *error);
+
+typedef struct fer_epoch_stats {
+    int epoch;                   /* 1-based, the epoch just finished               */
+    double train_loss, train_acc;
+    double val_loss, val_acc, val_f1;      /* NaN without validation data          */
+    double lr;                   /* the rate of the epoch's last step              */
+    int skipped_steps;           /* steps dropped as non-finite                    */
+    int improved;                /* the monitored value is the best so far         */
+    int stop;                    /* early stopping fired                           */
+} fer_epoch_stats;
+
+/* Called on the calling thread after every step with the epoch's running
+   training loss and accuracy (fer.h keeps no clock: time it in the callback). */
+typedef void (*fer_progress_fn)(void *user, int epoch, int step, int steps, double loss,
+                                double acc);
+
+typedef struct fer_trainer {
+    fer_model *m;
+    fer_train_config cfg;
+    fer_optimizer opt;
+    fer_swa swa;
+    int epoch;                   /* epochs done                                    */
+    int steps_per_epoch;
+    int stop;                    /* early stopping fired                           */
+    double best;                 /* best monitored value, larger is better        */
+    int best_epoch;              /* 1-based, 0 before any validation               */
+    int bad_epochs;              /* epochs since best                              */
+    float *best_arena;           /* the best epoch's params and buffers            */
+    unsigned char *no_decay;     /* [n_params]                                     */
+    float class_w[FER_MAX_CLASSES];
+    int n_ws;
+    fer_workspace *ws;           /* [n_ws] training workspaces, one per thread     */
+    float *x, *dlogits;          /* per shard: input and logit-gradient slices     */
+    int *labels, *perm;
+    int shard_cap;               /* samples per shard                              */
+    char error[256];
+    void *alloc_ctx;
+} fer_trainer;
+
+/* Sets up training of finalized model m on images the size of `train` (its
+   h x w is the stored size, the model input the crop): m->pre gets the stored
+   size, the crop and the normalisation. */
+FERDEF fer_result fer_trainer_init(fer_trainer *t, fer_model *m, const fer_train_config *c,
+                                   const fer_dataset *train, void *alloc_ctx);
+FERDEF void       fer_trainer_free(fer_trainer *t);
+/* One epoch: the training steps, weight averaging, validation on val (NULL:
+   none), the schedule, best-epoch and early-stopping bookkeeping. The model
+   holds the epoch's weights afterwards: save it when stats->improved. */
+FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
+                                    const fer_dataset *val, fer_epoch_stats *stats,
+                                    fer_progress_fn progress, void *user);
+/* At the end: with weight averaging, loads the average into the model (UNIFORM:
+   and recomputes the BN statistics over train); else, with restore_best, loads
+   the best epoch's weights. */
+FERDEF fer_result fer_trainer_finish(fer_trainer *t, const fer_dataset *train);
 
 /* --- 2.10 Metrics --------------------------------------------------------------
    What an evaluation reports, computed from n rows of k class probabilities and
@@ -675,6 +864,18 @@ FERDEF fer_result fer_model_save(fer_model *m, const char *path);
 FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx);
 #endif
 FERDEF uint32_t   fer_crc32(const void *buf, size_t len);
+
+/* Training checkpoints: the model (as a .fer image), the optimizer's moments,
+   the epoch, the schedule, the best-epoch and early-stopping state, the weight
+   average and the best weights, with a CRC-32. Loading into a trainer set up
+   with the same architecture and config resumes the run exactly; a checkpoint
+   of another model, seed or batch size is refused with a message. */
+FERDEF fer_result fer_trainer_save_mem(fer_trainer *t, void **out, size_t *out_len);
+FERDEF fer_result fer_trainer_load_mem(fer_trainer *t, const void *buf, size_t len);
+#ifndef FER_NO_STDIO
+FERDEF fer_result fer_trainer_save(fer_trainer *t, const char *path);   /* path.tmp + rename */
+FERDEF fer_result fer_trainer_load(fer_trainer *t, const char *path);
+#endif
 
 #ifdef __cplusplus
 }
@@ -3592,7 +3793,7 @@ done:
 }
 #endif
 
-/* --- 3.9 Training: loss and optimizers ---------------------------------------------- */
+/* --- 3.9 Training: losses, optimizers, schedules, the loop ----------------------------- */
 
 FERDEF double fer_softmax_xent(const float *logits, const int *labels, int n, int k,
                                float label_smoothing, float norm, float *dlogits)
@@ -3674,6 +3875,654 @@ FERDEF void fer_model_no_decay_mask(const fer_model *m, unsigned char *mask)
         if ((nd->op == FER_OP_CONV || nd->op == FER_OP_DENSE) && nd->share < 0)
             memset(mask + nd->p_off + nd->p_len - (size_t)nd->out.c, 1, (size_t)nd->out.c);
     }
+}
+
+/* ---- losses and gradient clipping ---- */
+
+FERDEF double fer_loss_eval(const fer_loss *L, const float *logits, const int *labels, int n,
+                            int k, float norm, float *dlogits)
+{
+    double total = 0.0;
+    float ls = L ? L->label_smoothing : 0.0f, gamma = L ? L->focal_gamma : 0.0f;
+    const float *cw = L ? L->class_weight : NULL;
+    int s, j;
+    for (s = 0; s < n; s++) {
+        const float *z = logits + (size_t)s * k;
+        float *d = dlogits ? dlogits + (size_t)s * k : NULL;
+        int y = labels[s];
+        double wy = cw ? (double)cw[y] : 1.0, mx = z[0], sum = 0.0, lse;
+        for (j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < k; j++) sum += exp((double)z[j] - mx);
+        lse = log(sum) + mx;
+        if (gamma > 0.0f) {
+            /* l = -q^g ln p with p = p_y, q = 1 - p; dl/dz_j = (g q^(g-1) p ln p - q^g)(1[j=y] - p_j) */
+            double lp = (double)z[y] - lse, p = exp(lp), q = -expm1(lp), mod = pow(q, gamma);
+            double c = (q > 0.0 ? gamma * pow(q, gamma - 1.0) * p * lp : 0.0) - mod;
+            total -= wy * mod * lp;
+            if (d) for (j = 0; j < k; j++)
+                d[j] = (float)(wy * c * ((j == y ? 1.0 : 0.0) - exp((double)z[j] - lse)) / norm);
+        } else {
+            for (j = 0; j < k; j++) {   /* target: 1-ls on the label, ls/k spread over all */
+                double tgt = ls / k + (j == y ? 1.0 - ls : 0.0);
+                total -= wy * tgt * ((double)z[j] - lse);
+                if (d) d[j] = (float)(wy * (exp((double)z[j] - lse) - tgt) / norm);
+            }
+        }
+    }
+    return total;
+}
+
+FERDEF void fer_class_weights_balanced(const int *counts, int k, float *w)
+{
+    double total = 0.0;
+    int c, present = 0;
+    for (c = 0; c < k; c++) { total += counts[c]; present += counts[c] > 0; }
+    for (c = 0; c < k; c++) w[c] = counts[c] > 0 ? (float)(total / ((double)present * counts[c])) : 0.0f;
+}
+
+FERDEF double fer_clip_grad_norm(float *g, size_t n, float max_norm)
+{
+    double ss = 0.0, norm;
+    size_t i;
+    for (i = 0; i < n; i++) ss += (double)g[i] * g[i];
+    norm = sqrt(ss);
+    if (max_norm > 0.0f && norm > max_norm && norm <= DBL_MAX) {   /* PyTorch's clip_grad_norm_ */
+        float sc = (float)(max_norm / (norm + 1e-6));
+        for (i = 0; i < n; i++) g[i] *= sc;
+    }
+    return norm;
+}
+
+/* ---- learning-rate schedules ---- */
+
+FERDEF void fer_schedule_init(fer_schedule *s, int kind, float lr, int epochs)
+{
+    memset(s, 0, sizeof(*s));
+    s->kind = kind; s->lr = lr; s->epochs = epochs;
+    s->step_size = epochs / 3 > 0 ? epochs / 3 : 1;
+    s->gamma = 0.1f; s->factor = 0.5f; s->threshold = 1e-4f; s->patience = 3;
+    s->plateau_lr = lr; s->plateau_best = HUGE_VAL;
+}
+
+FERDEF float fer_schedule_lr(const fer_schedule *s, int epoch, int step, int steps_per_epoch)
+{
+    long spe = steps_per_epoch > 0 ? steps_per_epoch : 1, g = (long)epoch * spe + step;
+    long warm = (long)s->warmup_epochs * spe, total = (long)s->epochs * spe;
+    float lr = s->lr;
+    int i, passed = 0;
+    switch (s->kind) {
+    case FER_SCHED_STEP: lr = s->lr * powf(s->gamma, (float)(epoch / (s->step_size > 0 ? s->step_size : 1))); break;
+    case FER_SCHED_MULTISTEP:
+        for (i = 0; i < s->n_milestones; i++) passed += epoch >= s->milestones[i];
+        lr = s->lr * powf(s->gamma, (float)passed);
+        break;
+    case FER_SCHED_COSINE:
+        if (g >= warm && total > warm) {
+            double t = (double)(g - warm) / (double)(total - warm);
+            if (t > 1.0) t = 1.0;
+            lr = (float)(s->min_lr + (s->lr - s->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t)));
+        }
+        break;
+    case FER_SCHED_PLATEAU: lr = s->plateau_lr; break;
+    default: break;
+    }
+    if (g < warm) lr *= (float)(g + 1) / (float)warm;
+    return lr;
+}
+
+FERDEF int fer_schedule_epoch_end(fer_schedule *s, double value)
+{
+    if (s->kind != FER_SCHED_PLATEAU) return 0;
+    if (value < s->plateau_best * (1.0 - s->threshold)) { s->plateau_best = value; s->plateau_bad = 0; }
+    else s->plateau_bad++;          /* NaN never improves */
+    if (s->plateau_bad > s->patience) {
+        float lr = s->plateau_lr * s->factor < s->min_lr ? s->min_lr : s->plateau_lr * s->factor;
+        s->plateau_bad = 0;
+        if (s->plateau_lr - lr > 1e-8f) { s->plateau_lr = lr; return 1; }
+    }
+    return 0;
+}
+
+FERDEF fer_result fer_schedule_check(const fer_schedule *s, char *error)
+{
+    int i;
+    const char *bad = NULL;
+    if (s->kind < FER_SCHED_CONSTANT || s->kind > FER_SCHED_PLATEAU) bad = "kind is not a fer_sched_kind";
+    else if (!(s->lr > 0.0f && s->lr < 10.0f)) bad = "the learning rate must be in (0, 10)";
+    else if (!(s->min_lr >= 0.0f && s->min_lr <= s->lr)) bad = "min_lr must be in [0, lr]";
+    else if (s->warmup_epochs < 0 || s->warmup_epochs > 100000) bad = "warmup_epochs must be >= 0";
+    else if (s->kind == FER_SCHED_COSINE && (s->epochs < 1 || s->warmup_epochs >= s->epochs))
+        bad = "cosine needs epochs >= 1 and a warm-up shorter than the run";
+    else if (s->kind == FER_SCHED_STEP && s->step_size < 1) bad = "step_size must be >= 1";
+    else if ((s->kind == FER_SCHED_STEP || s->kind == FER_SCHED_MULTISTEP) && !(s->gamma > 0.0f && s->gamma <= 1.0f))
+        bad = "gamma must be in (0, 1]";
+    else if (s->n_milestones < 0 || s->n_milestones > FER_MAX_MILESTONES) bad = "too many milestones";
+    else if (s->kind == FER_SCHED_PLATEAU && !(s->factor > 0.0f && s->factor < 1.0f)) bad = "the plateau factor must be in (0, 1)";
+    else if (s->kind == FER_SCHED_PLATEAU && (s->patience < 0 || !(s->threshold >= 0.0f && s->threshold < 1.0f)))
+        bad = "plateau patience must be >= 0 and threshold in [0, 1)";
+    for (i = 0; !bad && i < s->n_milestones; i++)
+        if (s->milestones[i] < 1 || (i && s->milestones[i] <= s->milestones[i - 1])) bad = "milestones must be ascending epochs >= 1";
+    if (!bad) return FER_OK;
+    if (error) fer__err(error, "schedule: %s", bad);
+    return FER_ERR_ARG;
+}
+
+/* ---- weight averaging, pooled BN statistics ---- */
+
+FERDEF fer_result fer_swa_init(fer_swa *s, int kind, float decay, size_t n, void *alloc_ctx)
+{
+    memset(s, 0, sizeof(*s));
+    if (kind < FER_SWA_NONE || kind > FER_SWA_UNIFORM || (kind == FER_SWA_EMA && !(decay > 0.0f && decay < 1.0f)))
+        return FER_ERR_ARG;
+    s->kind = kind; s->decay = decay; s->n = n; s->alloc_ctx = alloc_ctx;
+    if (kind == FER_SWA_NONE) return FER_OK;
+    if (fer__mul(n ? n : 1, sizeof(float)) == SIZE_MAX ||
+        !(s->avg = (float *)FER_MALLOC(fer__mul(n ? n : 1, sizeof(float)), alloc_ctx)))
+        return FER_ERR_NOMEM;
+    return FER_OK;
+}
+
+FERDEF void fer_swa_update(fer_swa *s, const float *x)
+{
+    size_t i;
+    if (!s->avg) return;
+    if (s->count == 0) memcpy(s->avg, x, sizeof(float) * s->n);
+    else if (s->kind == FER_SWA_EMA)
+        for (i = 0; i < s->n; i++) s->avg[i] = s->decay * s->avg[i] + (1.0f - s->decay) * x[i];
+    else {
+        float inv = 1.0f / (float)(s->count + 1);
+        for (i = 0; i < s->n; i++) s->avg[i] += (x[i] - s->avg[i]) * inv;
+    }
+    s->count++;
+}
+
+FERDEF void fer_swa_free(fer_swa *s)
+{
+    if (s->avg) FER_FREE(s->avg, s->alloc_ctx);
+    s->avg = NULL;
+}
+
+/* Pooled statistics of shards t with N_t values each: mean = sum N_t m_t / N,
+   var = sum N_t (v_t + (m_t - mean)^2) / N. One shard gives m_0, v_0 exactly. */
+FERDEF void fer_bn_update_running_pooled(fer_model *m, const fer_workspace *ws, int n_ws,
+                                         float momentum)
+{
+    int i, c, t;
+    for (i = 0; i < m->n_nodes; i++) {
+        const fer_node *nd = &m->nodes[i];
+        float *rm = m->buffers + nd->b_off, *rv = rm + nd->out.c;
+        float mo = momentum >= 0.0f ? momentum : nd->momentum;
+        double hw = (double)m->nodes[nd->in[0]].out.h * m->nodes[nd->in[0]].out.w, cnt = 0.0;
+        if (nd->op != FER_OP_BN) continue;
+        for (t = 0; t < n_ws; t++) if (ws[t].last_training) cnt += (double)ws[t].n * hw;
+        if (cnt <= 0.0) continue;
+        for (c = 0; c < nd->out.c; c++) {
+            double mean = 0.0, var = 0.0;
+            float unbiased;
+            for (t = 0; t < n_ws; t++)
+                if (ws[t].last_training) mean += (double)ws[t].n * hw * ws[t].aux[ws[t].aux_off[i] + c];
+            mean /= cnt;
+            for (t = 0; t < n_ws; t++) {
+                const float *A = ws[t].aux + ws[t].aux_off[i];
+                double dm = (double)A[c] - mean;
+                if (ws[t].last_training) var += (double)ws[t].n * hw * (A[nd->out.c + c] + dm * dm);
+            }
+            var /= cnt;
+            unbiased = cnt > 1.0 ? (float)(var * cnt / (cnt - 1.0)) : (float)var;
+            rm[c] = (1.0f - mo) * rm[c] + mo * (float)mean;
+            rv[c] = (1.0f - mo) * rv[c] + mo * unbiased;
+        }
+    }
+}
+
+/* ---- the training loop ---- */
+
+FERDEF void fer_train_config_defaults(fer_train_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->epochs = 60; c->batch = 64; c->threads = 1; c->seed = 1;
+    c->optimizer = FER_OPT_ADAM; c->weight_decay = 1e-4f;
+    c->momentum = 0.9f; c->beta1 = 0.9f; c->beta2 = 0.999f;
+    fer_schedule_init(&c->schedule, FER_SCHED_COSINE, 0.002f, c->epochs);
+    c->schedule.warmup_epochs = 2;
+    c->label_smoothing = 0.1f;
+    fer_augment_defaults(&c->augment);
+    c->norm = FER_NORM_UNIT;
+    c->monitor = FER_MONITOR_ACC;
+    c->restore_best = 1;
+    c->swa_decay = 0.9f;
+    c->val_tta = FER_TTA_NONE;
+}
+
+static int fer__in(double x, double lo, double hi) { return x >= lo && x <= hi; }
+
+FERDEF fer_result fer_train_config_check(const fer_train_config *c, char *error)
+{
+    const fer_augment *a = &c->augment;
+    const char *bad = NULL;
+    int i;
+    if (fer_schedule_check(&c->schedule, error) != FER_OK) return FER_ERR_ARG;
+    if (c->epochs < 1 || c->epochs > 100000) bad = "epochs must be 1..100000";
+    else if (c->batch < 1 || c->batch > 65536) bad = "batch must be 1..65536";
+    else if (c->threads < 1 || c->threads > 64) bad = "threads must be 1..64";
+    else if (c->optimizer < FER_OPT_SGD || c->optimizer > FER_OPT_ADAMW) bad = "optimizer is not sgd, adam or adamw";
+    else if (!fer__in(c->weight_decay, 0.0, 0.999)) bad = "weight decay must be in [0, 1)";
+    else if (!fer__in(c->momentum, 0.0, 0.9999) || !fer__in(c->beta1, 0.0, 0.9999) || !fer__in(c->beta2, 0.0, 0.999999))
+        bad = "momentum and betas must be in [0, 1)";
+    else if (!fer__in(c->label_smoothing, 0.0, 0.999)) bad = "label smoothing must be in [0, 1)";
+    else if (!fer__in(c->focal_gamma, 0.0, 10.0)) bad = "the focal gamma must be in [0, 10]";
+    else if (c->focal_gamma > 0.0f && c->label_smoothing > 0.0f) bad = "label smoothing applies to cross-entropy, not focal loss";
+    else if (c->class_weighting < FER_WEIGHT_NONE || c->class_weighting > FER_WEIGHT_GIVEN) bad = "unknown class weighting";
+    else if (!fer__in(c->clip_norm, 0.0, 1e30)) bad = "the clipping norm must be >= 0";
+    else if (!fer__in(a->rotate, 0.0, 180.0)) bad = "augment: rotation must be 0..180 degrees";
+    else if (!fer__in(a->shift, 0.0, 0.5)) bad = "augment: shift must be 0..0.5";
+    else if (!fer__in(a->zoom, 0.0, 0.9)) bad = "augment: zoom must be 0..0.9";
+    else if (!fer__in(a->brightness, 0.0, 1.0) || !fer__in(a->contrast, 0.0, 1.0)) bad = "augment: brightness and contrast must be 0..1";
+    else if (!fer__in(a->erase_prob, 0.0, 1.0)) bad = "augment: erasing probability must be 0..1";
+    else if (a->erase_prob > 0.0f && !(fer__in(a->erase_min, 0.0, 1.0) && fer__in(a->erase_max, a->erase_min, 1.0) &&
+                                       a->erase_max > 0.0f && fer__in(a->erase_aspect, 1.0, 100.0)))
+        bad = "augment: erasing needs 0 <= min <= max <= 1, max > 0 and aspect >= 1";
+    else if (c->norm < FER_NORM_UNIT || c->norm > FER_NORM_MEANSTD) bad = "unknown normalisation";
+    else if (c->monitor < FER_MONITOR_ACC || c->monitor > FER_MONITOR_F1) bad = "unknown monitored metric";
+    else if (c->early_stop < 0 || !fer__in(c->min_delta, 0.0, 1e30)) bad = "early stopping patience and min_delta must be >= 0";
+    else if (c->swa < FER_SWA_NONE || c->swa > FER_SWA_UNIFORM) bad = "unknown weight averaging";
+    else if (c->swa && (c->swa_start < 0 || c->swa_start >= c->epochs)) bad = "swa_start must be an epoch of the run";
+    else if (c->swa == FER_SWA_EMA && !(c->swa_decay > 0.0f && c->swa_decay < 1.0f)) bad = "the EMA decay must be in (0, 1)";
+    else if (!fer__in(c->swa_lr, 0.0, 10.0)) bad = "swa_lr must be in [0, 10]";
+    else if (c->val_tta < FER_TTA_NONE || c->val_tta > FER_TTA_TENCROP) bad = "unknown test-time augmentation";
+    for (i = 0; !bad && c->class_weighting == FER_WEIGHT_GIVEN && i < FER_MAX_CLASSES; i++)
+        if (!fer__in(c->class_weight[i], 0.0, 1e6)) bad = "class weights must be finite and >= 0";
+    if (!bad) return FER_OK;
+    if (error) fer__err(error, "training config: %s", bad);
+    return FER_ERR_ARG;
+}
+
+FERDEF void fer_trainer_free(fer_trainer *t)
+{
+    int i;
+    void *ctx = t->alloc_ctx;
+    if (t->ws) { for (i = 0; i < t->n_ws; i++) fer_workspace_free(&t->ws[i]); FER_FREE(t->ws, ctx); }
+    fer_optimizer_free(&t->opt);
+    fer_swa_free(&t->swa);
+    if (t->best_arena) FER_FREE(t->best_arena, ctx);
+    if (t->no_decay) FER_FREE(t->no_decay, ctx);
+    if (t->x) FER_FREE(t->x, ctx);
+    if (t->dlogits) FER_FREE(t->dlogits, ctx);
+    if (t->labels) FER_FREE(t->labels, ctx);
+    if (t->perm) FER_FREE(t->perm, ctx);
+    t->ws = NULL; t->best_arena = NULL; t->no_decay = NULL; t->x = t->dlogits = NULL;
+    t->labels = t->perm = NULL; t->n_ws = 0;
+}
+
+static fer_result fer__trainer_data_ok(fer_trainer *t, const fer_dataset *d, const char *what)
+{
+    int i;
+    if (!d->pixels || d->n < 1) { fer__err(t->error, "train: the %s set is empty", what); return FER_ERR_ARG; }
+    if (d->n_classes > t->m->n_classes) {
+        fer__err(t->error, "train: the %s set has %d classes, the model %d", what, d->n_classes, t->m->n_classes);
+        return FER_ERR_ARG;
+    }
+    for (i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= t->m->n_classes) {
+            fer__err(t->error, "train: %s image %d has label %d, outside 0..%d", what, i, d->labels[i], t->m->n_classes - 1);
+            return FER_ERR_ARG;
+        }
+    return FER_OK;
+}
+
+FERDEF fer_result fer_trainer_init(fer_trainer *t, fer_model *m, const fer_train_config *c,
+                                   const fer_dataset *train, void *alloc_ctx)
+{
+    size_t in_size, arena = m->n_params + m->n_buffers;
+    int i, K = m->n_classes;
+    fer_result r;
+    memset(t, 0, sizeof(*t));
+    t->m = m; t->alloc_ctx = alloc_ctx;
+    if (fer_train_config_check(c, t->error) != FER_OK) return FER_ERR_ARG;
+    t->cfg = *c;
+    if (!m->finalized) { fer__err(t->error, "train: the model is not finalized"); return FER_ERR_ARG; }
+    for (i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].op == FER_OP_CONV && m->nodes[i].act) {
+            fer__err(t->error, "train: node %d has a folded batch norm; a folded model cannot be trained", i);
+            return FER_ERR_ARG;
+        }
+    if ((r = fer__trainer_data_ok(t, train, "training")) != FER_OK) return r;
+    if (train->h < m->input.h || train->w < m->input.w) {
+        fer__err(t->error, "train: images are %dx%d, smaller than the model input %dx%d",
+                 train->w, train->h, m->input.w, m->input.h);
+        return FER_ERR_SHAPE;
+    }
+    if (train->n < c->batch) {
+        fer__err(t->error, "train: %d training images, fewer than one batch of %d", train->n, c->batch);
+        return FER_ERR_ARG;
+    }
+    /* the model remembers how its inputs were made */
+    m->pre.store_h = train->h; m->pre.store_w = train->w;
+    m->pre.crop_h = train->h > m->input.h ? m->input.h : 0;
+    m->pre.crop_w = train->w > m->input.w ? m->input.w : 0;
+    m->pre.norm = c->norm; m->pre.temperature = 1.0f;
+    if (c->norm == FER_NORM_MEANSTD) {
+        double s1 = 0.0, s2 = 0.0, N = (double)train->n * train->h * train->w, mean;
+        size_t j, len = (size_t)train->n * train->h * train->w;
+        for (j = 0; j < len; j++) { double v = train->pixels[j] / 255.0; s1 += v; s2 += v * v; }
+        mean = s1 / N;
+        m->pre.mean = (float)mean;
+        m->pre.std = (float)sqrt(s2 / N - mean * mean > 1e-12 ? s2 / N - mean * mean : 1e-12);
+    }
+    for (i = 0; i < K; i++) t->class_w[i] = 1.0f;
+    if (c->class_weighting == FER_WEIGHT_GIVEN) for (i = 0; i < K; i++) t->class_w[i] = c->class_weight[i];
+    if (c->class_weighting == FER_WEIGHT_BALANCED) {
+        int counts[FER_MAX_CLASSES] = { 0 };
+        for (i = 0; i < train->n; i++) counts[train->labels[i]]++;
+        fer_class_weights_balanced(counts, K, t->class_w);
+    }
+    t->steps_per_epoch = train->n / c->batch;
+    t->best = -HUGE_VAL;
+    t->n_ws = c->threads < c->batch ? c->threads : c->batch;
+    t->shard_cap = (c->batch + t->n_ws - 1) / t->n_ws;
+    in_size = fer__shape_size(m->input);
+    if ((r = fer_optimizer_init(&t->opt, c->optimizer, m->n_params, c->schedule.lr, c->weight_decay, alloc_ctx)) != FER_OK ||
+        (r = fer_swa_init(&t->swa, c->swa, c->swa_decay, arena, alloc_ctx)) != FER_OK) {
+        fer__err(t->error, "train: cannot allocate the optimizer state");
+        goto fail;
+    }
+    t->opt.momentum = c->momentum; t->opt.beta1 = c->beta1; t->opt.beta2 = c->beta2; t->opt.nesterov = c->nesterov;
+    t->ws = (fer_workspace *)FER_MALLOC(sizeof(fer_workspace) * (size_t)t->n_ws, alloc_ctx);
+    t->best_arena = (float *)FER_MALLOC(fer__mul(arena, sizeof(float)), alloc_ctx);
+    t->no_decay = (unsigned char *)FER_MALLOC(m->n_params ? m->n_params : 1, alloc_ctx);
+    t->x = (float *)FER_MALLOC(fer__mul(fer__mul((size_t)c->batch, in_size), sizeof(float)), alloc_ctx);
+    t->dlogits = (float *)FER_MALLOC(fer__mul((size_t)c->batch * K, sizeof(float)), alloc_ctx);
+    t->labels = (int *)FER_MALLOC(sizeof(int) * (size_t)c->batch, alloc_ctx);
+    t->perm = (int *)FER_MALLOC(sizeof(int) * (size_t)train->n, alloc_ctx);
+    r = FER_ERR_NOMEM;
+    if (!t->ws || !t->best_arena || !t->no_decay || !t->x || !t->dlogits || !t->labels || !t->perm) {
+        if (t->ws) FER_FREE(t->ws, alloc_ctx);
+        t->ws = NULL;
+        fer__err(t->error, "train: out of memory");
+        goto fail;
+    }
+    memset(t->ws, 0, sizeof(fer_workspace) * (size_t)t->n_ws);
+    for (i = 0; i < t->n_ws; i++)
+        if ((r = fer_workspace_init(&t->ws[i], m, t->shard_cap, 1)) != FER_OK) {
+            memcpy(t->error, t->ws[i].error, sizeof(t->error));
+            goto fail;
+        }
+    fer_model_no_decay_mask(m, t->no_decay);
+    memcpy(t->best_arena, m->arena, sizeof(float) * arena);
+    return FER_OK;
+fail:
+    fer_trainer_free(t);
+    return r;
+}
+
+/* One shard of a step: augment its samples, forward, loss, backward. */
+typedef struct fer__shard {
+    fer_trainer *t;
+    const fer_dataset *d;
+    int index, begin, n, epoch, augment;
+    int forward_only;            /* BN recalibration: no loss, no backward */
+    int step;
+    long gstep;                  /* steps since the start of the run */
+    float norm;
+    double loss;
+    int correct;
+    fer_result r;
+} fer__shard;
+
+static uint64_t fer__sample_seed(uint64_t seed, int epoch, int idx)
+{
+    return fer__mix64(fer__mix64(fer__mix64(seed) ^ (uint64_t)(epoch + 1)) ^ (uint64_t)idx);
+}
+
+static void *fer__shard_run(void *p)
+{
+    fer__shard *s = (fer__shard *)p;
+    fer_trainer *t = s->t;
+    const fer_model *m = t->m;
+    fer_workspace *ws = &t->ws[s->index];
+    fer_augment none;
+    const fer_augment *aug = s->augment ? &t->cfg.augment : &none;
+    int C = m->input.c, H = m->input.h, W = m->input.w, K = m->n_classes, i, j, c;
+    size_t in_size = (size_t)C * H * W, hw = (size_t)s->d->h * s->d->w;
+    float *x = t->x + (size_t)s->begin * in_size, *dl = t->dlogits + (size_t)s->begin * K;
+    int *lab = t->labels + s->begin;
+    const float *y;
+    fer_loss L;
+    memset(&none, 0, sizeof(none));
+    for (i = 0; i < s->n; i++) {
+        int idx = t->perm[(size_t)s->step * t->cfg.batch + (size_t)s->begin + i];
+        float *xi = x + (size_t)i * in_size;
+        fer_augment_image(aug, s->d->pixels + (size_t)idx * hw, s->d->h, s->d->w, xi, H, W,
+                          fer__sample_seed(t->cfg.seed, s->epoch, idx));
+        fer_normalize(&m->pre, xi, (size_t)H * W);
+        for (c = 1; c < C; c++) memcpy(xi + (size_t)c * H * W, xi, sizeof(float) * (size_t)H * W);
+        lab[i] = s->d->labels[idx];
+    }
+    ws->dropout_seed = fer__mix64(fer__mix64(t->cfg.seed ^ 0xD7u) ^ (uint64_t)s->gstep) ^ (uint64_t)s->index;
+    if ((s->r = fer_forward(m, ws, x, s->n, 1)) != FER_OK || s->forward_only) return NULL;
+    y = fer_output(m, ws);
+    L.label_smoothing = t->cfg.label_smoothing; L.focal_gamma = t->cfg.focal_gamma; L.class_weight = t->class_w;
+    s->loss = fer_loss_eval(&L, y, lab, s->n, K, s->norm, dl);
+    s->correct = 0;
+    for (i = 0; i < s->n; i++) {
+        int best = 0;
+        for (j = 1; j < K; j++) if (y[(size_t)i * K + j] > y[(size_t)i * K + best]) best = j;
+        s->correct += best == lab[i];
+    }
+    fer_zero_grad(m, ws);
+    s->r = fer_backward(m, ws, dl);
+    return NULL;
+}
+
+/* Runs the shards of one step, one thread each (the caller runs the first). */
+static void fer__run_shards(fer__shard *sh, int n)
+{
+#if !defined(FER_NO_THREADS)
+    pthread_t tid[64];
+    int started[64], i;
+    for (i = 1; i < n; i++) started[i] = pthread_create(&tid[i], NULL, fer__shard_run, &sh[i]) == 0;
+    fer__shard_run(&sh[0]);
+    for (i = 1; i < n; i++) { if (started[i]) pthread_join(tid[i], NULL); else fer__shard_run(&sh[i]); }
+#else
+    int i;
+    for (i = 0; i < n; i++) fer__shard_run(&sh[i]);
+#endif
+}
+
+static int fer__all_finite(const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) if (!(x[i] - x[i] == 0.0f)) return 0;
+    return 1;
+}
+
+/* Names the layer where a non-finite value first appears: the first node whose
+   output is not finite in some shard, else the last node (the first one the
+   backward pass reached) whose parameter gradient is not finite. */
+static void fer__name_nonfinite(fer_trainer *t, int epoch, int step, double loss)
+{
+    const fer_model *m = t->m;
+    int i, s;
+    for (i = 0; i < m->n_nodes; i++)
+        for (s = 0; s < t->n_ws; s++) {
+            const fer_workspace *ws = &t->ws[s];
+            if (!fer__all_finite(ws->act + ws->act_off[i], (size_t)ws->n * fer__shape_size(m->nodes[i].out))) {
+                fer__err(t->error, "train: epoch %d step %d: the output of node %d (%s, %dx%dx%d) is not finite "
+                         "(loss %g); lower the learning rate or clip gradients", epoch + 1, step + 1, i,
+                         fer__op_names[m->nodes[i].op], m->nodes[i].out.c, m->nodes[i].out.h, m->nodes[i].out.w, loss);
+                return;
+            }
+        }
+    for (i = m->n_nodes - 1; i >= 0; i--)
+        if (m->nodes[i].p_len && !fer__all_finite(t->ws[0].pgrad + m->nodes[i].p_off, m->nodes[i].p_len)) {
+            fer__err(t->error, "train: epoch %d step %d: the parameter gradient of node %d (%s) is not finite; "
+                     "lower the learning rate or clip gradients", epoch + 1, step + 1, i, fer__op_names[m->nodes[i].op]);
+            return;
+        }
+    fer__err(t->error, "train: epoch %d step %d: the loss is not finite (%g)", epoch + 1, step + 1, loss);
+}
+
+/* One step over batch `step` of the epoch's permutation. */
+static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoch, int step, float lr,
+                                  double *loss, int *correct, int augment)
+{
+    fer__shard sh[64];
+    fer_model *m = t->m;
+    int s, i, B = t->cfg.batch, begin = 0;
+    double norm = 0.0, L = 0.0, gn;
+    long gstep = (long)epoch * t->steps_per_epoch + step;
+    for (i = 0; i < B; i++) norm += t->class_w[d->labels[t->perm[(size_t)step * B + i]]];
+    if (!(norm > 0.0)) norm = 1.0;        /* a batch of zero-weight classes: no signal */
+    for (s = 0; s < t->n_ws; s++) {
+        int cnt = (int)(((long)B * (s + 1)) / t->n_ws) - begin;
+        sh[s].t = t; sh[s].d = d; sh[s].index = s; sh[s].begin = begin; sh[s].n = cnt;
+        sh[s].epoch = epoch; sh[s].step = step; sh[s].gstep = gstep; sh[s].norm = (float)norm; sh[s].augment = augment;
+        sh[s].r = FER_OK; sh[s].loss = 0.0; sh[s].correct = 0; sh[s].forward_only = 0;
+        begin += cnt;
+    }
+    fer__run_shards(sh, t->n_ws);
+    *correct = 0;
+    for (s = 0; s < t->n_ws; s++) {
+        if (sh[s].r != FER_OK) { memcpy(t->error, t->ws[s].error, sizeof(t->error)); return sh[s].r; }
+        L += sh[s].loss; *correct += sh[s].correct;
+    }
+    for (s = 1; s < t->n_ws; s++) fer_axpy(t->ws[0].isa, (int)m->n_params, 1.0f, t->ws[s].pgrad, t->ws[0].pgrad);
+    *loss = L;
+    gn = fer_clip_grad_norm(t->ws[0].pgrad, m->n_params, t->cfg.clip_norm);
+    if (!(L - L == 0.0) || !(gn - gn == 0.0)) {
+        fer__name_nonfinite(t, epoch, step, L / norm);
+        return FER_ERR_NUMERIC;
+    }
+    t->opt.lr = lr;
+    fer_optimizer_step(&t->opt, m->params, t->ws[0].pgrad, t->no_decay);
+    fer_bn_update_running_pooled(m, t->ws, t->n_ws, -1.0f);
+    return FER_OK;
+}
+
+static void fer__shuffle(int *perm, int n, uint64_t seed)
+{
+    int i;
+    for (i = 0; i < n; i++) perm[i] = i;
+    for (i = n - 1; i > 0; i--) {       /* Fisher-Yates */
+        int r = (int)(fer__uniform(&seed) * (float)(i + 1)), tmp;
+        if (r > i) r = i;
+        tmp = perm[i]; perm[i] = perm[r]; perm[r] = tmp;
+    }
+}
+
+static fer_result fer__trainer_validate(fer_trainer *t, const fer_dataset *val, fer_epoch_stats *st)
+{
+    int K = t->m->n_classes;
+    float *probs = (float *)FER_MALLOC(fer__mul((size_t)val->n * K, sizeof(float)), t->alloc_ctx);
+    fer_metrics *mt = (fer_metrics *)FER_MALLOC(sizeof(fer_metrics), t->alloc_ctx);
+    fer_result r = FER_ERR_NOMEM;
+    if (!probs || !mt) fer__err(t->error, "train: out of memory for validation");
+    else if ((r = fer_predict_dataset(t->m, val, (fer_tta)t->cfg.val_tta, t->cfg.threads, probs, NULL, t->error)) == FER_OK &&
+             (r = fer_metrics_compute(mt, probs, val->labels, val->n, K, 0.5f, t->alloc_ctx)) != FER_OK)
+        memcpy(t->error, mt->error, sizeof(t->error));
+    if (r == FER_OK) { st->val_loss = mt->nll; st->val_acc = mt->accuracy; st->val_f1 = mt->macro_f1; }
+    if (probs) FER_FREE(probs, t->alloc_ctx);
+    if (mt) FER_FREE(mt, t->alloc_ctx);
+    return r;
+}
+
+FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
+                                    const fer_dataset *val, fer_epoch_stats *st,
+                                    fer_progress_fn progress, void *user)
+{
+    fer_model *m = t->m;
+    int e = t->epoch, step, correct = 0, skipped = 0;
+    long seen = 0;
+    double loss = 0.0, value, monitor;
+    float lr = t->cfg.schedule.lr;
+    fer_result r;
+    memset(st, 0, sizeof(*st));
+    st->val_loss = st->val_acc = st->val_f1 = NAN;
+    if (!t->ws) { fer__err(t->error, "train: the trainer is not set up"); return FER_ERR_ARG; }
+    if (t->stop || e >= t->cfg.epochs) { fer__err(t->error, "train: the run is over (epoch %d of %d%s)", e, t->cfg.epochs, t->stop ? ", stopped early" : ""); return FER_ERR_ARG; }
+    if (train->h != m->pre.store_h || train->w != m->pre.store_w || train->n / t->cfg.batch != t->steps_per_epoch) {
+        fer__err(t->error, "train: the training set changed since fer_trainer_init (%d images of %dx%d)", train->n, train->w, train->h);
+        return FER_ERR_ARG;
+    }
+    if ((r = fer__trainer_data_ok(t, train, "training")) != FER_OK) return r;
+    if (val && (r = fer__trainer_data_ok(t, val, "validation")) != FER_OK) return r;
+    fer__shuffle(t->perm, train->n, fer__mix64(t->cfg.seed ^ 0x5EEDu) ^ (uint64_t)(e + 1));
+    for (step = 0; step < t->steps_per_epoch; step++) {
+        double L;
+        int c;
+        lr = (t->cfg.swa && t->cfg.swa_lr > 0.0f && e >= t->cfg.swa_start) ? t->cfg.swa_lr
+             : fer_schedule_lr(&t->cfg.schedule, e, step, t->steps_per_epoch);
+        r = fer__train_step(t, train, e, step, lr, &L, &c, 1);
+        if (r == FER_ERR_NUMERIC && t->cfg.skip_nonfinite) { skipped++; continue; }
+        if (r != FER_OK) return r;
+        loss += L; correct += c; seen += t->cfg.batch;
+        if (progress)
+            progress(user, e + 1, step + 1, t->steps_per_epoch, loss / (double)seen, (double)correct / (double)seen);
+    }
+    if (skipped == t->steps_per_epoch) {
+        fer__err(t->error, "train: epoch %d: every step was non-finite and skipped (last: %.150s)", e + 1, t->error);
+        return FER_ERR_NUMERIC;
+    }
+    st->epoch = e + 1;
+    st->train_loss = loss / (double)seen;    /* weighted sum over weighted count when weighted */
+    st->train_acc = (double)correct / (double)seen;
+    st->lr = lr; st->skipped_steps = skipped;
+    if (t->swa.kind && e >= t->cfg.swa_start) fer_swa_update(&t->swa, m->arena);
+    if (val && (r = fer__trainer_validate(t, val, st)) != FER_OK) return r;
+    /* larger is better for the best-epoch bookkeeping */
+    value = !val ? -st->train_loss
+            : t->cfg.monitor == FER_MONITOR_LOSS ? -st->val_loss
+            : t->cfg.monitor == FER_MONITOR_F1 ? st->val_f1 : st->val_acc;
+    monitor = val ? st->val_loss : st->train_loss;
+    fer_schedule_epoch_end(&t->cfg.schedule, monitor);
+    if (value > t->best + t->cfg.min_delta || (t->best_epoch == 0 && value == value)) {
+        t->best = value; t->best_epoch = e + 1; t->bad_epochs = 0;
+        memcpy(t->best_arena, m->arena, sizeof(float) * (m->n_params + m->n_buffers));
+        st->improved = 1;
+    } else t->bad_epochs++;
+    if (t->cfg.early_stop > 0 && t->bad_epochs >= t->cfg.early_stop) t->stop = 1;
+    st->stop = t->stop;
+    t->epoch = e + 1;
+    return FER_OK;
+}
+
+FERDEF fer_result fer_trainer_finish(fer_trainer *t, const fer_dataset *train)
+{
+    fer_model *m = t->m;
+    size_t arena = m->n_params + m->n_buffers;
+    int i, step, c;
+    if (!t->ws) { fer__err(t->error, "train: the trainer is not set up"); return FER_ERR_ARG; }
+    if (t->swa.kind == FER_SWA_NONE || t->swa.count == 0) {
+        if (t->cfg.restore_best && t->best_epoch > 0) memcpy(m->arena, t->best_arena, sizeof(float) * arena);
+        return FER_OK;
+    }
+    memcpy(m->arena, t->swa.avg, sizeof(float) * arena);
+    if (t->swa.kind != FER_SWA_UNIFORM) return FER_OK;
+    /* Recompute the BN statistics of the averaged weights (Izmailov et al.,
+       bn_update): a cumulative mean over one un-augmented pass of train. */
+    if (fer__trainer_data_ok(t, train, "training") != FER_OK) return FER_ERR_ARG;
+    for (i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].op == FER_OP_BN) {
+            float *rm = m->buffers + m->nodes[i].b_off;
+            for (c = 0; c < m->nodes[i].out.c; c++) { rm[c] = 0.0f; rm[m->nodes[i].out.c + c] = 1.0f; }
+        }
+    fer__shuffle(t->perm, train->n, fer__mix64(t->cfg.seed ^ 0xB1u));
+    for (step = 0; step < train->n / t->cfg.batch; step++) {
+        fer__shard sh[64];
+        int s, begin = 0;
+        for (s = 0; s < t->n_ws; s++) {
+            int cnt = (int)(((long)t->cfg.batch * (s + 1)) / t->n_ws) - begin;
+            memset(&sh[s], 0, sizeof(sh[s]));
+            sh[s].t = t; sh[s].d = train; sh[s].index = s; sh[s].begin = begin; sh[s].n = cnt;
+            sh[s].step = step; sh[s].gstep = step; sh[s].norm = 1.0f; sh[s].forward_only = 1;
+            begin += cnt;
+        }
+        fer__run_shards(sh, t->n_ws);
+        for (s = 0; s < t->n_ws; s++)
+            if (sh[s].r != FER_OK) { memcpy(t->error, t->ws[s].error, sizeof(t->error)); return sh[s].r; }
+        fer_bn_update_running_pooled(m, t->ws, t->n_ws, 1.0f / (float)(step + 1));
+    }
+    return FER_OK;
 }
 
 /* --- 3.10 Metrics ------------------------------------------------------------------
@@ -4718,91 +5567,293 @@ FERDEF fer_result fer_model_load_mem(fer_model *m, const void *buf, size_t len, 
 }
 
 #ifndef FER_NO_STDIO
-FERDEF fer_result fer_model_save(fer_model *m, const char *path)
+/* Writes buf to path.tmp, checks every write, then renames it over path: a
+   failure at any point leaves the previous file as it was. */
+static fer_result fer__write_atomic(const char *path, const void *buf, size_t len, char *err)
 {
-    void *buf;
-    size_t len, plen = strlen(path);
+    size_t plen = strlen(path);
     char tmp[4096];
     FILE *f;
-    fer_result r;
     int ok;
-    if (plen + 5 > sizeof(tmp)) { fer__err(m->error, "save: path too long"); return FER_ERR_ARG; }
-    r = fer_model_save_mem(m, &buf, &len, m->alloc_ctx);
-    if (r != FER_OK) return r;
+    if (plen + 5 > sizeof(tmp)) { fer__err(err, "save: path too long"); return FER_ERR_ARG; }
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp", 5);
-    f = fopen(tmp, "wb");
-    if (!f) {
-        FER_FREE(buf, m->alloc_ctx);
-        fer__err(m->error, "save: cannot create %.200s", tmp);
-        return FER_ERR_IO;
-    }
+    if (!(f = fopen(tmp, "wb"))) { fer__err(err, "save: cannot create %.200s", tmp); return FER_ERR_IO; }
     ok = fwrite(buf, 1, len, f) == len;
     ok = (fflush(f) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
-    FER_FREE(buf, m->alloc_ctx);
     if (!ok || rename(tmp, path) != 0) {
         remove(tmp);
-        fer__err(m->error, "save: writing %.200s failed; the previous file is untouched", path);
+        fer__err(err, "save: writing %.200s failed; the previous file is untouched", path);
         return FER_ERR_IO;
     }
     return FER_OK;
 }
 
-FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx)
+/* Reads all of path (at most max_len bytes, `what` names the kind of file). */
+static fer_result fer__read_file(const char *path, uint64_t max_len, const char *what, void **out,
+                                 size_t *out_len, void *alloc_ctx, char *err)
 {
     FILE *f = fopen(path, "rb");
     long sz;
     void *buf;
-    fer_result r;
-    memset(m, 0, sizeof(*m));
-    m->alloc_ctx = alloc_ctx;
-    if (!f) { fer__err(m->error, "load: cannot open %.200s", path); m->status = FER_ERR_IO; return FER_ERR_IO; }
-    /* A directory opens but cannot be read (and sizes as 2^63 - 1): read a byte
-       first. No .fer file is larger than the header's counts allow. */
-    if (fgetc(f) == EOF && ferror(f)) {
-        fclose(f);
-        fer__err(m->error, "load: cannot read %.200s", path);
-        m->status = FER_ERR_IO;
-        return FER_ERR_IO;
-    }
+    *out = NULL; *out_len = 0;
+    if (!f) { fer__err(err, "load: cannot open %.200s", path); return FER_ERR_IO; }
+    /* A directory opens but cannot be read (and sizes as 2^63 - 1): read a byte first. */
+    if (fgetc(f) == EOF && ferror(f)) { fclose(f); fer__err(err, "load: cannot read %.200s", path); return FER_ERR_IO; }
     if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        fer__err(m->error, "load: cannot size %.200s", path);
-        m->status = FER_ERR_IO;
+        fer__err(err, "load: cannot size %.200s", path);
         return FER_ERR_IO;
     }
-    if ((uint64_t)sz > fer__file_size(FER_MAX_NODES, FER_MAX_CLASSES, FER__MAX_VALUES, FER__MAX_VALUES)) {
+    if ((uint64_t)sz > max_len) {
         fclose(f);
-        fer__err(m->error, "load: %.200s is %ld bytes, larger than any .fer file", path, sz);
-        m->status = FER_ERR_FORMAT;
+        fer__err(err, "load: %.200s is %ld bytes, larger than any %s", path, sz, what);
         return FER_ERR_FORMAT;
     }
     if ((uint64_t)sz > (uint64_t)SIZE_MAX || !(buf = FER_MALLOC(sz ? (size_t)sz : 1, alloc_ctx))) {
         fclose(f);
-        fer__err(m->error, "load: cannot allocate %ld bytes for %.200s", sz, path);
-        m->status = FER_ERR_NOMEM;
+        fer__err(err, "load: cannot allocate %ld bytes for %.200s", sz, path);
         return FER_ERR_NOMEM;
     }
     if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
         fclose(f);
         FER_FREE(buf, alloc_ctx);
-        fer__err(m->error, "load: cannot read %.200s", path);
-        m->status = FER_ERR_IO;
+        fer__err(err, "load: cannot read %.200s", path);
         return FER_ERR_IO;
     }
     fclose(f);
-    r = fer_model_load_mem(m, buf, (size_t)sz, alloc_ctx);
+    *out = buf; *out_len = (size_t)sz;
+    return FER_OK;
+}
+
+FERDEF fer_result fer_model_save(fer_model *m, const char *path)
+{
+    void *buf;
+    size_t len;
+    fer_result r;
+    if (strlen(path) + 5 > 4096) { fer__err(m->error, "save: path too long"); return FER_ERR_ARG; }
+    if ((r = fer_model_save_mem(m, &buf, &len, m->alloc_ctx)) != FER_OK) return r;
+    r = fer__write_atomic(path, buf, len, m->error);
+    FER_FREE(buf, m->alloc_ctx);
+    return r;
+}
+
+/* Prefixes a load error with the path. */
+static void fer__err_path(char *err, const char *path)
+{
+    char msg[256];
+    memcpy(msg, err, sizeof(msg));
+    msg[200] = 0;
+    fer__err(err, "%.200s: %s", path, msg);
+}
+
+FERDEF fer_result fer_model_load(fer_model *m, const char *path, void *alloc_ctx)
+{
+    void *buf;
+    size_t len;
+    fer_result r;
+    memset(m, 0, sizeof(*m));
+    m->alloc_ctx = alloc_ctx;
+    /* no .fer file is larger than the header's counts allow */
+    r = fer__read_file(path, fer__file_size(FER_MAX_NODES, FER_MAX_CLASSES, FER__MAX_VALUES, FER__MAX_VALUES),
+                       ".fer file", &buf, &len, alloc_ctx, m->error);
+    if (r != FER_OK) { m->status = r; return r; }
+    r = fer_model_load_mem(m, buf, len, alloc_ctx);
     FER_FREE(buf, alloc_ctx);
-    if (r != FER_OK) {
-        char msg[256];
-        memcpy(msg, m->error, sizeof(msg));
-        msg[200] = 0;
-        fer__err(m->error, "%.200s: %s", path, msg);
-    }
+    if (r != FER_OK) fer__err_path(m->error, path);
     return r;
 }
 #endif /* FER_NO_STDIO */
+
+/* Training checkpoint, little-endian:
+     "FERC"  u32 version (1)  u64 length of the .fer image, the image
+     u64 seed  u32 batch  u32 threads  u32 epoch  u32 stop  f64 best  u32 best_epoch
+     u32 bad_epochs  f32 plateau_lr  f64 plateau_best  u32 plateau_bad
+     u64 optimizer step  u64 n_params  f32 m[n_params]  f32 v[n_params]
+     u32 swa kind  u64 swa count  u64 arena  f32 avg[arena] (when kind != 0)
+     f32 best_arena[arena]  u32 CRC-32 of everything before it */
+#define FER__CKPT_VERSION 1u
+
+static void fer__put64(unsigned char *p, uint64_t v)
+{
+    fer__put32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    fer__put32(p + 4, (uint32_t)(v >> 32));
+}
+static uint64_t fer__get64(const unsigned char *p) { return (uint64_t)fer__get32(p) | ((uint64_t)fer__get32(p + 4) << 32); }
+static uint64_t fer__dbits(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+static double fer__bitsd(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
+static unsigned char *fer__put_floats(unsigned char *p, const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++, p += 4) fer__put32(p, fer__fbits(x[i]));
+    return p;
+}
+static const unsigned char *fer__get_floats(const unsigned char *p, float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++, p += 4) x[i] = fer__bitsf(fer__get32(p));
+    return p;
+}
+
+FERDEF fer_result fer_trainer_save_mem(fer_trainer *t, void **out, size_t *out_len)
+{
+    fer_model *m = t->m;
+    void *img;
+    size_t img_len, arena = m->n_params + m->n_buffers, len;
+    unsigned char *b, *p;
+    fer_result r;
+    *out = NULL; *out_len = 0;
+    if (!t->ws) { fer__err(t->error, "checkpoint: the trainer is not set up"); return FER_ERR_ARG; }
+    if ((r = fer_model_save_mem(m, &img, &img_len, t->alloc_ctx)) != FER_OK) { memcpy(t->error, m->error, sizeof(t->error)); return r; }
+    len = fer__add(fer__add(16 + 72 + 20 + 4, img_len),    /* header, state, SWA header, CRC */
+                   fer__mul(fer__add(fer__mul(2, m->n_params), fer__mul(t->swa.kind ? 2 : 1, arena)), 4));
+    if (len == SIZE_MAX || !(b = (unsigned char *)FER_MALLOC(len, t->alloc_ctx))) {
+        FER_FREE(img, t->alloc_ctx);
+        fer__err(t->error, "checkpoint: cannot allocate %zu bytes", len);
+        return FER_ERR_NOMEM;
+    }
+    memcpy(b, "FERC", 4);
+    fer__put32(b + 4, FER__CKPT_VERSION);
+    fer__put64(b + 8, (uint64_t)img_len);
+    memcpy(b + 16, img, img_len);
+    FER_FREE(img, t->alloc_ctx);
+    p = b + 16 + img_len;
+    fer__put64(p, t->cfg.seed); p += 8;
+    fer__put32(p, (uint32_t)t->cfg.batch); p += 4;
+    fer__put32(p, (uint32_t)t->cfg.threads); p += 4;
+    fer__put32(p, (uint32_t)t->epoch); p += 4;
+    fer__put32(p, (uint32_t)t->stop); p += 4;
+    fer__put64(p, fer__dbits(t->best)); p += 8;
+    fer__put32(p, (uint32_t)t->best_epoch); p += 4;
+    fer__put32(p, (uint32_t)t->bad_epochs); p += 4;
+    fer__put32(p, fer__fbits(t->cfg.schedule.plateau_lr)); p += 4;
+    fer__put64(p, fer__dbits(t->cfg.schedule.plateau_best)); p += 8;
+    fer__put32(p, (uint32_t)t->cfg.schedule.plateau_bad); p += 4;
+    fer__put64(p, (uint64_t)t->opt.step); p += 8;
+    fer__put64(p, (uint64_t)m->n_params); p += 8;
+    p = fer__put_floats(p, t->opt.m, m->n_params);
+    p = fer__put_floats(p, t->opt.v, m->n_params);
+    fer__put32(p, (uint32_t)t->swa.kind); p += 4;
+    fer__put64(p, (uint64_t)t->swa.count); p += 8;
+    fer__put64(p, (uint64_t)arena); p += 8;
+    if (t->swa.kind) p = fer__put_floats(p, t->swa.avg, arena);
+    p = fer__put_floats(p, t->best_arena, arena);
+    fer__put32(p, fer_crc32(b, (size_t)(p - b))); p += 4;
+    FER_ASSERT((size_t)(p - b) == len);
+    *out = b; *out_len = len;
+    return FER_OK;
+}
+
+FERDEF fer_result fer_trainer_load_mem(fer_trainer *t, const void *buf, size_t len)
+{
+    const unsigned char *b = (const unsigned char *)buf, *p, *end;
+    fer_model *m = t->m, ck;
+    size_t arena = m->n_params + m->n_buffers;
+    uint64_t img_len, seed, np, na, count;
+    uint32_t batch, kind;
+    int i;
+    if (!t->ws) { fer__err(t->error, "checkpoint: the trainer is not set up"); return FER_ERR_ARG; }
+#define FER__CK_BAD(...) do { fer__err(t->error, __VA_ARGS__); return FER_ERR_FORMAT; } while (0)
+    if (len < 20 || memcmp(b, "FERC", 4) != 0) FER__CK_BAD("checkpoint: not a fer.h training checkpoint (no FERC magic)");
+    if (fer__get32(b + 4) != FER__CKPT_VERSION) FER__CK_BAD("checkpoint: version %u, this fer.h reads %u", fer__get32(b + 4), FER__CKPT_VERSION);
+    if (fer_crc32(b, len - 4) != fer__get32(b + len - 4)) FER__CK_BAD("checkpoint: CRC mismatch: the file is corrupt or truncated");
+    img_len = fer__get64(b + 8);
+    end = b + len - 4;
+    if (img_len > (uint64_t)(len - 20)) FER__CK_BAD("checkpoint: the model image (%llu bytes) overruns the file", (unsigned long long)img_len);
+    if (fer_model_load_mem(&ck, b + 16, (size_t)img_len, t->alloc_ctx) != FER_OK) {
+        fer__err(t->error, "checkpoint: model: %.200s", ck.error);
+        return FER_ERR_FORMAT;
+    }
+    if (ck.n_nodes != m->n_nodes || ck.n_params != m->n_params || ck.n_buffers != m->n_buffers ||
+        ck.n_classes != m->n_classes || strcmp(ck.arch, m->arch) != 0) {
+        fer__err(t->error, "checkpoint: it holds %s (%d nodes, %zu parameters), this run trains %s (%d nodes, %zu parameters)",
+                 ck.arch, ck.n_nodes, ck.n_params, m->arch, m->n_nodes, m->n_params);
+        fer_model_free(&ck);
+        return FER_ERR_ARG;
+    }
+    for (i = 0; i < m->n_nodes; i++)
+        if (ck.nodes[i].op != m->nodes[i].op || ck.nodes[i].p_len != m->nodes[i].p_len) {
+            fer__err(t->error, "checkpoint: node %d is %s there, %s here", i, fer__op_names[ck.nodes[i].op], fer__op_names[m->nodes[i].op]);
+            fer_model_free(&ck);
+            return FER_ERR_ARG;
+        }
+    p = b + 16 + img_len;
+    if ((size_t)(end - p) < 8 + 4 * 4 + 8 + 4 * 2 + 4 + 8 + 4 + 16) { fer_model_free(&ck); FER__CK_BAD("checkpoint: truncated after the model"); }
+    seed = fer__get64(p); batch = fer__get32(p + 8);
+    if (seed != t->cfg.seed || batch != (uint32_t)t->cfg.batch) {
+        fer__err(t->error, "checkpoint: written with seed %llu and batch %u; this run has seed %llu and batch %d",
+                 (unsigned long long)seed, batch, (unsigned long long)t->cfg.seed, t->cfg.batch);
+        fer_model_free(&ck);
+        return FER_ERR_ARG;
+    }
+    /* p + 12: threads (informational: another count resumes, not bit-identically) */
+    {
+        int epoch = (int)fer__get32(p + 16), stop = (int)fer__get32(p + 20), best_epoch, bad, pbad;
+        double best = fer__bitsd(fer__get64(p + 24)), pbest;
+        float plr;
+        uint64_t step;
+        best_epoch = (int)fer__get32(p + 32); bad = (int)fer__get32(p + 36);
+        plr = fer__bitsf(fer__get32(p + 40)); pbest = fer__bitsd(fer__get64(p + 44)); pbad = (int)fer__get32(p + 52);
+        step = fer__get64(p + 56); np = fer__get64(p + 64);
+        p += 72;
+        if (np != m->n_params || epoch < 0 || epoch > 100000 || best_epoch < 0 || best_epoch > epoch) {
+            fer_model_free(&ck);
+            FER__CK_BAD("checkpoint: inconsistent state (epoch %d, best epoch %d, %llu optimizer values)", epoch, best_epoch, (unsigned long long)np);
+        }
+        if ((uint64_t)(end - p) < 8 * np + 20) { fer_model_free(&ck); FER__CK_BAD("checkpoint: truncated in the optimizer state"); }
+        kind = fer__get32(p + 8 * np);
+        count = fer__get64(p + 8 * np + 4);
+        na = fer__get64(p + 8 * np + 12);
+        if (kind != (uint32_t)t->swa.kind || na != arena) {
+            fer_model_free(&ck);
+            fer__err(t->error, "checkpoint: weight averaging %u over %llu values there, %d over %zu here",
+                     kind, (unsigned long long)na, t->swa.kind, arena);
+            return FER_ERR_ARG;
+        }
+        if ((uint64_t)(end - p) != 8 * np + 20 + 4 * na * (kind ? 2 : 1)) { fer_model_free(&ck); FER__CK_BAD("checkpoint: wrong length for its counts"); }
+        /* everything checked: commit */
+        memcpy(m->arena, ck.arena, sizeof(float) * arena);
+        m->pre = ck.pre;
+        fer_model_free(&ck);
+        p = fer__get_floats(p, t->opt.m, m->n_params);
+        p = fer__get_floats(p, t->opt.v, m->n_params);
+        p += 20;
+        if (kind) p = fer__get_floats(p, t->swa.avg, arena);
+        fer__get_floats(p, t->best_arena, arena);
+        t->swa.count = (long)count;
+        t->opt.step = (long)step;
+        t->epoch = epoch; t->stop = stop != 0; t->best = best; t->best_epoch = best_epoch; t->bad_epochs = bad;
+        t->cfg.schedule.plateau_lr = plr; t->cfg.schedule.plateau_best = pbest; t->cfg.schedule.plateau_bad = pbad;
+    }
+#undef FER__CK_BAD
+    return FER_OK;
+}
+
+#ifndef FER_NO_STDIO
+FERDEF fer_result fer_trainer_save(fer_trainer *t, const char *path)
+{
+    void *buf;
+    size_t len;
+    fer_result r = fer_trainer_save_mem(t, &buf, &len);
+    if (r != FER_OK) return r;
+    r = fer__write_atomic(path, buf, len, t->error);
+    FER_FREE(buf, t->alloc_ctx);
+    return r;
+}
+
+FERDEF fer_result fer_trainer_load(fer_trainer *t, const char *path)
+{
+    void *buf;
+    size_t len;
+    fer_result r = fer__read_file(path, (uint64_t)1 << 40, "checkpoint", &buf, &len, t->alloc_ctx, t->error);
+    if (r != FER_OK) return r;
+    r = fer_trainer_load_mem(t, buf, len);
+    FER_FREE(buf, t->alloc_ctx);
+    if (r != FER_OK) fer__err_path(t->error, path);
+    return r;
+}
+#endif
 
 #endif /* FER_IMPLEMENTATION_DONE */
 #endif /* FER_IMPLEMENTATION */
