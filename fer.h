@@ -1,4 +1,4 @@
-/* fer.h - v0.1.0 - facial expression recognition in one C header - MIT or public domain
+/* fer.h - v0.2.0 - facial expression recognition in one C header - MIT or public domain
 
    Train, evaluate and run the CNNs of the facial-expression literature on a CPU,
    from raw pixels to "happy 0.91": no framework, no Python, no GPU.
@@ -37,6 +37,25 @@
        x = fer_dense(&m, x, 7, 1);
        if (fer_model_finalize(&m, 42) != FER_OK) ...   // allocates and initialises
 
+   QUICK START (training)
+
+       fer_model m;
+       fer_dataset tr, va;
+       fer_train_config cfg;
+       fer_trainer t;
+       fer_epoch_stats st;
+       fer_dataset_load_folder(&tr, "fer2013/train", 48, 48, 2, NULL);   // or _load_csv
+       fer_dataset_load_folder(&va, "fer2013/val", 48, 48, 2, NULL);
+       fer_zoo_build(&m, "mini_xception", 1, 48, 48, tr.n_classes, 1, NULL);
+       fer_train_config_defaults(&cfg);                // Adam, cosine, augmentation, ...
+       cfg.threads = 2;
+       if (fer_trainer_init(&t, &m, &cfg, &tr, NULL) != FER_OK) ... t.error
+       while (t.epoch < cfg.epochs && !t.stop) {
+           if (fer_trainer_epoch(&t, &tr, &va, &st, NULL, NULL) != FER_OK) ...
+           if (st.improved) fer_model_save(&m, "best.fer");
+           fer_trainer_save(&t, "last.ferc");          // resume with fer_trainer_load
+       }
+
    CONFIGURATION (define before the #include that has FER_IMPLEMENTATION)
 
        FER_STATIC                 every function static (private copy per translation unit)
@@ -66,6 +85,8 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.2.0 (2026-12-01)  training: CSV loader, augmentation, focal/weighted losses,
+                           schedules, SWA, data-parallel trainer, checkpoints
        0.1.0 (2026-11-23)  engine: layers, blocks, zoo, SIMD kernels, .fer format v1
 
    LICENSE: see the end of this file.
@@ -74,7 +95,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 1
+#define FER_VERSION_MINOR 2
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================

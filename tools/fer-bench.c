@@ -11,10 +11,13 @@
      infer 1t  batch-64 inference on 1 thread (fer_forward), images/s
      infer Nt  batch-64 inference on N threads (fer_forward_threads, one inference
                workspace per thread), images/s
-     train 1t  batch-64 training step: forward, fer_softmax_xent, backward, Adam step
-               and batch-norm running statistics, images/s
-     train Nt  the same step data parallel as examples/train.c: N threads, each with its
-               own training workspace and 64/N samples, gradients summed, one Adam step
+     train 1t  batch-64 training steps of fer_trainer (what fer-train runs): default
+               augmentation, forward, label-smoothed cross-entropy, backward, Adam step
+               and batch-norm running statistics, images/s (one epoch of 4 batches of
+               random 8-bit images per timed run)
+     train Nt  the same, data parallel over N threads (fer_train_config.threads): each
+               thread augments and runs 64/N samples in its own workspace, gradients
+               are summed in shard order, one Adam step
    GFLOP/s counts 2 flops per multiply-add: 2 * fer_model_macs * images/s for inference,
    3 times that for training (forward, plus backward to inputs and to weights). %peak is
    the fraction of the single-core FP32 FMA peak measured at start-up (tools/peak.h,
@@ -61,12 +64,12 @@ static void *bench_malloc(size_t n)
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #define BATCH      64
 #define CLASSES    7
 #define MAX_THREADS 64
+#define STEPS      4       /* training batches per timed run (one fer_trainer epoch) */
 
 static const char *default_models[] = {"mini_xception", "mobilenetv2_lite", "resnet_lite",
                                        "baseline_cnn", "resnet18"};
@@ -125,26 +128,12 @@ static fer_result measure(work_fn fn, void *ctx, plan p, timing *out)
 
 typedef struct {
     fer_model *m;
-    fer_workspace ws;
-    const float *x;           /* this shard's samples */
-    const int *labels;
-    float *dlogits;
-    int n, total;
-    unsigned long long seed;
-    double loss;
-    fer_result r;
-} shard;
-
-typedef struct {
-    fer_model *m;
     fer_workspace *ws;        /* inference workspaces */
     int n_ws, n;
     const float *x;
     float *out;
-    shard *sh;                /* training shards */
-    int n_sh;
-    fer_optimizer *opt;
-    long step;
+    fer_trainer *trainer;     /* training: STEPS batches per timed run */
+    const fer_dataset *data;
     char *error;              /* where a failure's message goes */
 } bench;
 
@@ -164,48 +153,19 @@ static fer_result run_forward_threads(void *p)
     return r;
 }
 
-static void *shard_run(void *p)
-{
-    shard *s = (shard *)p;
-    s->ws.dropout_seed = s->seed;
-    if ((s->r = fer_forward(s->m, &s->ws, s->x, s->n, 1)) != FER_OK) return NULL;
-    s->loss = fer_softmax_xent(fer_output(s->m, &s->ws), s->labels, s->n, s->m->n_classes, 0.0f,
-                               (float)s->total, s->dlogits);
-    fer_zero_grad(s->m, &s->ws);
-    s->r = fer_backward(s->m, &s->ws, s->dlogits);
-    return NULL;
-}
-
-/* One data-parallel step over n_sh shards (the caller's thread runs the first). */
-static fer_result run_train_step(void *p)
+/* One epoch of fer_trainer over STEPS batches: augmentation, forward, loss,
+   backward, gradient sum, Adam and BN statistics, exactly as fer-train runs. */
+static fer_result run_train_epoch(void *p)
 {
     bench *b = (bench *)p;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS], t;
-    size_t k;
-    b->step++;
-    for (t = 0; t < b->n_sh; t++) b->sh[t].seed = (unsigned long long)b->step * 1000003u + (unsigned)t;
-    for (t = 1; t < b->n_sh; t++) started[t] = pthread_create(&tid[t], NULL, shard_run, &b->sh[t]) == 0;
-    shard_run(&b->sh[0]);
-    for (t = 1; t < b->n_sh; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else shard_run(&b->sh[t]);
+    fer_epoch_stats st;
+    fer_result r = fer_trainer_epoch(b->trainer, b->data, NULL, &st, NULL, NULL);
+    if (r != FER_OK) snprintf(b->error, 256, "training: %.200s", b->trainer->error);
+    else if (!isfinite(st.train_loss)) {
+        snprintf(b->error, 256, "training loss is %g at epoch %d", st.train_loss, st.epoch);
+        r = FER_ERR_NUMERIC;
     }
-    for (t = 0; t < b->n_sh; t++) {
-        if (b->sh[t].r != FER_OK) {
-            snprintf(b->error, 256, "training pass: %.200s", b->sh[t].ws.error);
-            return b->sh[t].r;
-        }
-        if (!isfinite(b->sh[t].loss)) {
-            snprintf(b->error, 256, "training loss is %g at step %ld", b->sh[t].loss, b->step);
-            return FER_ERR_NUMERIC;
-        }
-    }
-    for (t = 1; t < b->n_sh; t++)
-        for (k = 0; k < b->m->n_params; k++) b->sh[0].ws.pgrad[k] += b->sh[t].ws.pgrad[k];
-    fer_optimizer_step(b->opt, b->m->params, b->sh[0].ws.pgrad, NULL);
-    fer_bn_update_running(b->m, &b->sh[0].ws);
-    return FER_OK;
+    return r;
 }
 
 /* --- one model ------------------------------------------------------------------ */
@@ -268,40 +228,18 @@ static void free_ws(fer_workspace *ws, int n)
     for (i = 0; i < n; i++) fer_workspace_free(&ws[i]);
 }
 
-static int setup_shards(shard *sh, int n_sh, fer_model *m, const float *x, const int *labels,
-                        float *dlogits, char *err)
-{
-    int t, per = (BATCH + n_sh - 1) / n_sh, start = 0;
-    size_t in = (size_t)m->input.c * m->input.h * m->input.w;
-    for (t = 0; t < n_sh; t++) {
-        memset(&sh[t], 0, sizeof sh[t]);
-        sh[t].m = m;
-        sh[t].n = BATCH - start < per ? BATCH - start : per;
-        sh[t].total = BATCH;
-        sh[t].x = x + (size_t)start * in;
-        sh[t].labels = labels + start;
-        sh[t].dlogits = dlogits + (size_t)start * m->n_classes;
-        if (fer_workspace_init(&sh[t].ws, m, per, 1) != FER_OK) {
-            snprintf(err, 256, "training workspace: %.200s", sh[t].ws.error);
-            while (t-- > 0) fer_workspace_free(&sh[t].ws);
-            return 0;
-        }
-        start += sh[t].n;
-    }
-    return 1;
-}
-
 static void bench_model(result *res, const char *name, int h, int w, int threads, plan lat_plan,
                         plan big_plan, double peak)
 {
     fer_model m;
     fer_workspace ws[MAX_THREADS];
-    shard sh[MAX_THREADS];
-    fer_optimizer opt;
+    fer_trainer tr;
+    fer_train_config cfg;
+    fer_dataset data;
     bench b;
     timing t;
-    float *x = NULL, *out1 = NULL, *out64 = NULL, *outn = NULL, *dlogits = NULL;
-    int *labels = NULL, i, per;
+    float *x = NULL, *out1 = NULL, *out64 = NULL, *outn = NULL;
+    int i, per;
     size_t in, K = CLASSES;
     double f;
     unsigned long long s = 12345;
@@ -319,17 +257,20 @@ static void bench_model(result *res, const char *name, int h, int w, int threads
     f = 2.0 * res->macs;
     in = (size_t)m.input.c * m.input.h * m.input.w;
     x = (float *)malloc(sizeof(float) * in * BATCH);
-    labels = (int *)malloc(sizeof(int) * BATCH);
     out1 = (float *)malloc(sizeof(float) * K);
     out64 = (float *)malloc(sizeof(float) * K * BATCH);
     outn = (float *)malloc(sizeof(float) * K * BATCH);
-    dlogits = (float *)malloc(sizeof(float) * K * BATCH);
-    if (!x || !labels || !out1 || !out64 || !outn || !dlogits) {
+    memset(&data, 0, sizeof data);
+    data.n = BATCH * STEPS; data.h = h; data.w = w; data.n_classes = CLASSES;
+    data.pixels = (unsigned char *)malloc((size_t)data.n * h * w);
+    data.labels = (int *)malloc(sizeof(int) * (size_t)data.n);
+    if (!x || !out1 || !out64 || !outn || !data.pixels || !data.labels) {
         snprintf(res->error, sizeof res->error, "out of memory");
         goto done;
     }
     for (i = 0; i < (int)(in * BATCH); i++) { s = mix(s); x[i] = (float)(s >> 40) / 16777216.0f; }
-    for (i = 0; i < BATCH; i++) { s = mix(s); labels[i] = (int)(s % K); }
+    for (i = 0; i < data.n * h * w; i++) { s = mix(s); data.pixels[i] = (unsigned char)(s >> 56); }
+    for (i = 0; i < data.n; i++) { s = mix(s); data.labels[i] = (int)(s % K); }
     memset(&b, 0, sizeof b);
     b.m = &m; b.x = x; b.out = outn; b.error = res->error;
 
@@ -380,26 +321,28 @@ static void bench_model(result *res, const char *name, int h, int w, int threads
     }
 
     /* training, 1 thread then N threads (parameters change: inference ran first) */
-    if (fer_optimizer_init(&opt, FER_OPT_ADAM, m.n_params, 1e-4f, 0.0f, NULL) != FER_OK) {
-        snprintf(res->error, sizeof res->error, "optimizer: out of memory");
-        goto done;
-    }
-    b.opt = &opt; b.sh = sh;
+    b.data = &data; b.trainer = &tr;
     for (i = 0; i < 2; i++) {
-        int n_sh = i == 0 ? 1 : threads;
         fer_result r;
-        if (!setup_shards(sh, n_sh, &m, x, labels, dlogits, res->error)) break;
-        b.n_sh = n_sh;
-        r = measure(run_train_step, &b, big_plan, &t);
-        while (n_sh-- > 0) fer_workspace_free(&sh[n_sh].ws);
+        fer_train_config_defaults(&cfg);
+        cfg.epochs = 100000; cfg.schedule.epochs = cfg.epochs; cfg.batch = BATCH;
+        cfg.threads = i == 0 ? 1 : threads;
+        cfg.schedule.lr = 1e-4f;
+        if (fer_trainer_init(&tr, &m, &cfg, &data, NULL) != FER_OK) {
+            snprintf(res->error, sizeof res->error, "trainer: %.200s", tr.error);
+            break;
+        }
+        r = measure(run_train_epoch, &b, big_plan, &t);
+        fer_trainer_free(&tr);
         if (r != FER_OK) break;
+        t.median /= STEPS; t.min /= STEPS;
         if (i == 0) res->tr1 = to_rate(t, BATCH, 3.0 * f, peak);
         else res->trn = to_rate(t, BATCH, 3.0 * f, peak * threads);
     }
-    fer_optimizer_free(&opt);
 
 done:
-    free(x); free(labels); free(out1); free(out64); free(outn); free(dlogits);
+    free(x); free(out1); free(out64); free(outn);
+    free(data.pixels); free(data.labels);
     fer_model_free(&m);
 }
 
