@@ -548,7 +548,12 @@ FERDEF void fer_augment_image(const fer_augment *a, const unsigned char *src, in
 FERDEF void fer_normalize(const fer_preproc *pre, float *x, size_t n);
 /* Offline class balancing: appends augmented copies (fer_augment_image at full
    size, rounded to 8 bits) of randomly drawn images of every class that has fewer
-   than `target` images, until it has target. The originals stay first, in order. */
+   than `target` images, until it has target. The originals stay first, in order,
+   then the copies class by class. A class with no image stays empty (not an
+   error); a == NULL makes plain copies. Per copy, two 64-bit draws from
+   fer__mix64(seed): which image of the class (uniform), and its augmentation seed.
+   target must be in 1..2^24, and so must the new total (else FER_ERR_ARG); on
+   FER_ERR_NOMEM d is unchanged. Both set d->error. */
 FERDEF fer_result fer_dataset_oversample(fer_dataset *d, int target, const fer_augment *a,
                                          uint64_t seed);
 
@@ -3605,7 +3610,7 @@ done:
 }
 #endif
 
-/* ---- augmentation ----
+/* ---- augmentation and class balancing ----
    fer_augment_image makes its ten parameter draws up front, whatever is switched
    on, so one seed means the same warp with or without, say, erasing; only the
    erasing draws, which come last, vary in number. The warp is skipped when the
@@ -3778,6 +3783,86 @@ FERDEF void fer_normalize(const fer_preproc *pre, float *x, size_t n)
     default: return;                        /* FER_NORM_UNIT: [0,1] already */
     }
     for (i = 0; i < n; i++) x[i] = x[i] * s + b;
+}
+
+static uint64_t fer__next64(uint64_t *st)  /* the stream of fer__uniform, 64 bits */
+{
+    *st += 0x9E3779B97F4A7C15ull;
+    return fer__mix64(*st);
+}
+
+#define FER__MAX_IMAGES (1 << 24)
+
+FERDEF fer_result fer_dataset_oversample(fer_dataset *d, int target, const fer_augment *a,
+                                         uint64_t seed)
+{
+    int count[FER_MAX_CLASSES], start[FER_MAX_CLASSES], fill[FER_MAX_CLASSES];
+    int K = d->n_classes, c, i, k, j;
+    long long added = 0;
+    size_t hw, total, p, np, nl, nb;
+    unsigned char *pixels = NULL;
+    int *labels = NULL, *byclass;
+    float *buf = NULL;
+    uint64_t st;
+    if (target < 1 || target > FER__MAX_IMAGES) {
+        fer__err(d->error, "oversample: target %d is not in 1..%d", target, FER__MAX_IMAGES);
+        return FER_ERR_ARG;
+    }
+    if (K < 1 || K > FER_MAX_CLASSES || d->n < 0 || d->h < 1 || d->w < 1 ||
+        (d->n > 0 && (!d->pixels || !d->labels))) {
+        fer__err(d->error, "oversample: the data set is inconsistent (%d images of %dx%d, %d classes)",
+                 d->n, d->h, d->w, K);
+        return FER_ERR_ARG;
+    }
+    memset(count, 0, sizeof(count));
+    for (i = 0; i < d->n; i++) if (d->labels[i] >= 0 && d->labels[i] < K) count[d->labels[i]]++;
+    for (c = 0; c < K; c++) if (count[c] > 0 && count[c] < target) added += target - count[c];
+    if (added == 0) return FER_OK;
+    if ((long long)d->n + added > FER__MAX_IMAGES) {
+        fer__err(d->error, "oversample: %d images and %lld copies make more than %d", d->n, added,
+                 FER__MAX_IMAGES);
+        return FER_ERR_ARG;
+    }
+    total = (size_t)d->n + (size_t)added;
+    hw = fer__mul((size_t)d->h, (size_t)d->w);
+    np = fer__mul(total, hw);
+    nl = fer__mul(total, sizeof(int));
+    nb = fer__add(fer__mul(hw, sizeof(float)), fer__mul((size_t)d->n, sizeof(int)));
+    if (np != SIZE_MAX && nl != SIZE_MAX && nb != SIZE_MAX) {
+        pixels = (unsigned char *)FER_MALLOC(np, d->alloc_ctx);
+        labels = (int *)FER_MALLOC(nl, d->alloc_ctx);
+        buf = (float *)FER_MALLOC(nb, d->alloc_ctx);  /* one image, then the class index */
+    }
+    if (!pixels || !labels || !buf) {
+        if (pixels) FER_FREE(pixels, d->alloc_ctx);
+        if (labels) FER_FREE(labels, d->alloc_ctx);
+        if (buf) FER_FREE(buf, d->alloc_ctx);
+        fer__err(d->error, "oversample: cannot allocate %zu images of %dx%d", total, d->h, d->w);
+        return FER_ERR_NOMEM;
+    }
+    byclass = (int *)(buf + hw);            /* image indices grouped by class */
+    for (c = 0, k = 0; c < K; c++) { start[c] = fill[c] = k; k += count[c]; }
+    for (i = 0; i < d->n; i++) if (d->labels[i] >= 0 && d->labels[i] < K) byclass[fill[d->labels[i]]++] = i;
+    memcpy(pixels, d->pixels, (size_t)d->n * hw);
+    memcpy(labels, d->labels, (size_t)d->n * sizeof(int));
+    st = fer__mix64(seed);
+    for (c = 0, j = d->n; c < K; c++)
+        for (k = count[c]; count[c] > 0 && k < target; k++, j++) {
+            uint64_t r = fer__next64(&st), s = fer__next64(&st);
+            int pick = byclass[start[c] + (int)(((r >> 32) * (uint64_t)count[c]) >> 32)];
+            unsigned char *o = pixels + (size_t)j * hw;
+            fer_augment_image(a, d->pixels + (size_t)pick * hw, d->h, d->w, buf, d->h, d->w, s);
+            for (p = 0; p < hw; p++) {
+                float v = buf[p] * 255.0f + 0.5f;
+                o[p] = (unsigned char)(v < 255.0f ? (v > 0.0f ? v : 0.0f) : 255.0f);
+            }
+            labels[j] = c;
+        }
+    FER_FREE(buf, d->alloc_ctx);
+    if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
+    if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
+    d->pixels = pixels; d->labels = labels; d->n = (int)total;
+    return FER_OK;
 }
 
 /* --- 3.9 Training: loss and optimizers ---------------------------------------------- */

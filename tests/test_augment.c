@@ -1,7 +1,31 @@
 /* test_augment: fer_augment_image against what each option must do to simple
-   images (a disc, a bar, a blob, a ramp) and fer_normalize against
-   fer_preprocess. The expected parameters come from the documented order of draws. */
+   images (a disc, a bar, a blob, a ramp), fer_normalize against fer_preprocess,
+   and fer_dataset_oversample's counts, order, seeds, refusals and allocation
+   failures. The expected parameters come from the documented order of draws. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <stddef.h>
+
+/* an allocator that fails once `left` reaches 0 (left < 0: never) and counts */
+typedef struct budget { long left, live; } budget;
+static void *budget_malloc(size_t n, void *ctx)
+{
+    budget *b = (budget *)ctx;
+    if (b) {
+        if (b->left == 0) return NULL;
+        if (b->left > 0) b->left--;
+        b->live++;
+    }
+    return malloc(n);
+}
+static void budget_free(void *p, void *ctx)
+{
+    budget *b = (budget *)ctx;
+    if (b && p) b->live--;
+    free(p);
+}
+#define FER_MALLOC(sz, ctx) budget_malloc(sz, ctx)
+#define FER_FREE(p, ctx) budget_free(p, ctx)
 #define FER_NO_STB_IMAGE
 #define FER_IMPLEMENTATION
 #include "fer.h"
@@ -473,6 +497,94 @@ static void test_normalize(void)
     }
 }
 
+/* 4 classes of 8x8 images, counts {5, 2, 0, 8}, labels interleaved */
+static void make_set(fer_dataset *d, budget *b)
+{
+    static const int lab[15] = { 3, 0, 1, 3, 0, 3, 3, 0, 1, 3, 0, 3, 3, 0, 3 };
+    memset(d, 0, sizeof *d);
+    d->alloc_ctx = b;
+    d->n = 15; d->h = 8; d->w = 8; d->n_classes = 4;
+    d->pixels = (unsigned char *)FER_MALLOC(15 * 64, b);
+    d->labels = (int *)FER_MALLOC(15 * sizeof(int), b);
+    random_image(d->pixels, 15 * 64, 7, 0, 255);
+    memcpy(d->labels, lab, sizeof lab);
+}
+
+static int copy_of_class(const fer_dataset *d, int j, int n_orig)
+{
+    int i;
+    for (i = 0; i < n_orig; i++)
+        if (d->labels[i] == d->labels[j] && !memcmp(d->pixels + (size_t)i * 64, d->pixels + (size_t)j * 64, 64))
+            return 1;
+    return 0;
+}
+
+static void test_oversample(void)
+{
+    fer_dataset d, e, o;
+    fer_augment zero, def;
+    budget b = { -1, 0 };
+    int i, counts[4], copies = 1, fresh = 1, order = 1;
+    unsigned char *p0;
+    memset(&zero, 0, sizeof zero);
+    fer_augment_defaults(&def);
+    make_set(&o, &b);
+
+    make_set(&d, &b);
+    CHECK(fer_dataset_oversample(&d, 6, &zero, 1) == FER_OK, "oversample: %s", d.error);
+    memset(counts, 0, sizeof counts);
+    for (i = 0; i < d.n; i++) counts[d.labels[i]]++;
+    CHECK(d.n == 20 && counts[0] == 6 && counts[1] == 6 && counts[2] == 0 && counts[3] == 8,
+          "counts {5,2,0,8} -> {%d,%d,%d,%d} (n %d): below 6 raised to 6, empty and larger classes untouched",
+          counts[0], counts[1], counts[2], counts[3], d.n);
+    CHECK(!memcmp(d.pixels, o.pixels, 15 * 64) && !memcmp(d.labels, o.labels, 15 * sizeof(int)),
+          "the originals come first, unchanged");
+    order = d.n == 20 && d.labels[15] == 0 && d.labels[16] == 1 && d.labels[19] == 1;
+    CHECK(order, "then the copies, class by class");
+    for (i = 15; i < d.n; i++) copies &= copy_of_class(&d, i, 15);
+    CHECK(copies, "zero strength appends exact copies of images of the same class");
+    fer_dataset_free(&d);
+
+    make_set(&d, &b);
+    make_set(&e, &b);
+    CHECK(fer_dataset_oversample(&d, 6, &def, 77) == FER_OK && fer_dataset_oversample(&e, 6, &def, 77) == FER_OK,
+          "oversample with the defaults");
+    CHECK(d.n == 20 && e.n == 20 && !memcmp(d.pixels, e.pixels, 20 * 64) && !memcmp(d.labels, e.labels, 20 * sizeof(int)),
+          "the same seed gives the same data set");
+    for (i = 15; i < d.n; i++) fresh &= !copy_of_class(&d, i, 15);
+    CHECK(fresh, "augmented copies differ from every original of their class");
+    fer_dataset_free(&e);
+    make_set(&e, &b);
+    CHECK(fer_dataset_oversample(&e, 6, &def, 78) == FER_OK && memcmp(d.pixels + 15 * 64, e.pixels + 15 * 64, 5 * 64),
+          "another seed, other copies");
+    fer_dataset_free(&e);
+    fer_dataset_free(&d);
+
+    make_set(&d, &b);
+    p0 = d.pixels;
+    CHECK(fer_dataset_oversample(&d, 5, NULL, 1) == FER_OK && d.n == 18 && d.pixels != p0,
+          "target 5 only raises class 1 (n %d)", d.n);
+    p0 = d.pixels;
+    CHECK(fer_dataset_oversample(&d, 2, &def, 1) == FER_OK && d.n == 18 && d.pixels == p0,
+          "a target every class meets changes nothing");
+    CHECK(fer_dataset_oversample(&d, 0, &def, 1) == FER_ERR_ARG && strstr(d.error, "target") && d.n == 18 &&
+          d.pixels == p0, "target 0 refused: %s", d.error);
+    CHECK(fer_dataset_oversample(&d, 1 << 25, &def, 1) == FER_ERR_ARG && d.n == 18, "target 2^25 refused: %s", d.error);
+    CHECK(fer_dataset_oversample(&d, 1 << 24, &def, 1) == FER_ERR_ARG && strstr(d.error, "16777216") && d.n == 18,
+          "a total over 2^24 refused: %s", d.error);
+    for (i = 0; i < 3; i++) {
+        d.error[0] = 0;
+        b.left = i;
+        CHECK(fer_dataset_oversample(&d, 9, &def, 1) == FER_ERR_NOMEM && d.n == 18 && d.pixels == p0 &&
+              strstr(d.error, "allocate"), "allocation %d failing: out of memory, d unchanged: %s", i + 1, d.error);
+    }
+    b.left = -1;
+    CHECK(fer_dataset_oversample(&d, 9, &def, 1) == FER_OK && d.n == 27, "and then it succeeds (n %d)", d.n);
+    fer_dataset_free(&d);
+    fer_dataset_free(&o);
+    CHECK(b.live == 0, "every allocation freed (%ld live)", b.live);
+}
+
 static void time_defaults(void)
 {
     unsigned char src[S * S];
@@ -507,6 +619,7 @@ int main(void)
     test_erase();
     test_random_crop();
     test_normalize();
+    test_oversample();
     time_defaults();
     return test_done("augment");
 }
