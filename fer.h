@@ -549,14 +549,32 @@ FERDEF void fer_augment_defaults(fer_augment *a);
    affine warp (rotation, zoom and shift about the centre, and the flip) sampled
    bilinearly with the border repeated, then the oh x ow crop, then brightness and
    contrast (clamped to [0,1]), then erasing (uniform noise in [0,1]). At zero
-   strength the result is the centre crop of src / 255, exactly. */
+   strength the result is the centre crop of src / 255, exactly; a == NULL is zero
+   strength. Inconsistent sizes (a size < 1, oh > h, ow > w) write nothing.
+   Random draws: the state starts at fer__mix64(seed), each draw is
+   fer__uniform(&state) in [0,1), and u1..u10 come first whatever is switched on:
+     u1 flip: mirror if u1 < 1/2          u2 angle (2u2-1)*rotate, clockwise on screen
+     u3 scale 1+(2u3-1)*zoom, >= 0.05     u4, u5 shift (2u-1)*shift*w, *h: right, down
+     u6, u7 crop top floor(u6*(h-oh+1)), left floor(u7*(w-ow+1)), if random_crop
+     u8 brightness (2u8-1)*brightness     u9 contrast factor 1+(2u9-1)*contrast
+     u10 erase if u10 < erase_prob
+   Erasing then draws, for each of at most 10 tries, the area and the aspect ratio
+   (height/width) and, for the first rectangle that fits strictly inside the crop,
+   its top and left; then one noise value per erased pixel, row by row. */
 FERDEF void fer_augment_image(const fer_augment *a, const unsigned char *src, int h, int w,
                               float *dst, int oh, int ow, uint64_t seed);
-/* x[n] from [0,1] pixels to the model's input domain, as pre->norm says. */
+/* x[n] from [0,1] pixels to the model's input domain, as pre->norm says: what
+   fer_preprocess does after its resize and crop (to float rounding), for one
+   channel. FER_NORM_MEANSTD needs pre->std > 0 (model files are checked for it). */
 FERDEF void fer_normalize(const fer_preproc *pre, float *x, size_t n);
 /* Offline class balancing: appends augmented copies (fer_augment_image at full
    size, rounded to 8 bits) of randomly drawn images of every class that has fewer
-   than `target` images, until it has target. The originals stay first, in order. */
+   than `target` images, until it has target. The originals stay first, in order,
+   then the copies class by class. A class with no image stays empty (not an
+   error); a == NULL makes plain copies. Per copy, two 64-bit draws from
+   fer__mix64(seed): which image of the class (uniform), and its augmentation seed.
+   target must be in 1..2^24, and so must the new total (else FER_ERR_ARG); on
+   FER_ERR_NOMEM d is unchanged. Both set d->error. */
 FERDEF fer_result fer_dataset_oversample(fer_dataset *d, int target, const fer_augment *a,
                                          uint64_t seed);
 
@@ -3813,6 +3831,261 @@ done:
     return r;
 }
 #endif
+
+/* ---- augmentation and class balancing ----
+   fer_augment_image makes its ten parameter draws up front, whatever is switched
+   on, so one seed means the same warp with or without, say, erasing; only the
+   erasing draws, which come last, vary in number. The warp is skipped when the
+   drawn transform is the identity or a plain mirror, so that path copies pixels
+   exactly. */
+
+FERDEF void fer_augment_defaults(fer_augment *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->flip = 1;
+    a->rotate = 10.0f; a->shift = 0.1f; a->zoom = 0.1f;
+    a->brightness = 0.2f; a->contrast = 0.2f;
+    a->random_crop = 1;
+    a->erase_prob = 0.5f; a->erase_min = 0.02f; a->erase_max = 0.2f; a->erase_aspect = 3.0f;
+}
+
+/* v * 65536 rounded, as a 48.16 fixed-point number; |v| is held to 2^24 pixels,
+   far outside any image, so no conversion overflows (NaN goes to -2^24), and a
+   row of steps of at most 20 pixels (scale >= 0.05) cannot overflow either. */
+static int64_t fer__fixed16(double v)
+{
+    v *= 65536.0;
+    v = v > -1099511627776.0 ? (v < 1099511627776.0 ? v : 1099511627776.0) : -1099511627776.0;
+    return (int64_t)(v < 0.0 ? v - 0.5 : v + 0.5);
+}
+
+/* dst[oh][ow] = src[h][w] / 255 sampled bilinearly at (sx, sy) = (A0 x + A1 y + b0,
+   A2 x + A3 y + b1), in fixed point: coordinates with 16 fractional bits, stepped
+   along each row, and weights with 11 (OpenCV's warpAffine uses 5), so a pixel
+   costs integer work and one conversion. A coordinate at or beyond the border is
+   clamped to the image, which is sampling with the border repeated; ix stops at
+   w-2 so that ix+1 is always a pixel (fx = 2048 then reads the last column).
+   Against exact bilinear sampling the error is below 1e-3 of full scale. */
+static void fer__warp(const unsigned char *src, int h, int w, float *dst, int oh, int ow,
+                      const float *A, const float *b)
+{
+    int64_t xm = (int64_t)(w - 1) << 16, ym = (int64_t)(h - 1) << 16;
+    int64_t ixm = w > 1 ? w - 2 : 0, iym = h > 1 ? h - 2 : 0;
+    int64_t dx = fer__fixed16(A[0]), dy = fer__fixed16(A[2]);
+    size_t xs = w > 1, ys = h > 1 ? (size_t)w : 0;
+    int y, x;
+    for (y = 0; y < oh; y++) {
+        int64_t qx = fer__fixed16((double)A[1] * y + b[0]), qy = fer__fixed16((double)A[3] * y + b[1]);
+        float *o = dst + (size_t)y * ow;
+        for (x = 0; x < ow; x++, qx += dx, qy += dy) {
+            int64_t cx = qx, cy = qy, ix, iy;
+            const unsigned char *p;
+            int fx, fy, top, bot;
+            if (!((uint64_t)qx < (uint64_t)xm && (uint64_t)qy < (uint64_t)ym)) {
+                cx = qx < 0 ? 0 : qx > xm ? xm : qx;
+                cy = qy < 0 ? 0 : qy > ym ? ym : qy;
+            }
+            ix = cx >> 16; if (ix > ixm) ix = ixm;
+            iy = cy >> 16; if (iy > iym) iy = iym;
+            fx = (int)((cx - (ix << 16) + 16) >> 5);           /* 0 .. 2048, rounded */
+            fy = (int)((cy - (iy << 16) + 16) >> 5);
+            p = src + (size_t)iy * (size_t)w + (size_t)ix;
+            top = p[0] * 2048 + fx * (p[xs] - p[0]);            /* <= 255 * 2^11 */
+            bot = p[ys] * 2048 + fx * (p[ys + xs] - p[ys]);
+            o[x] = (float)(top * 2048 + fy * (bot - top)) * (1.0f / (255.0f * 4194304.0f));
+        }
+    }
+}
+
+static float fer__clamp01(float v)   /* NaN goes to 0; the two selects are maxps, minps */
+{
+    v = v > 0.0f ? v : 0.0f;
+    return v < 1.0f ? v : 1.0f;
+}
+
+/* Random erasing as torchvision's RandomErasing draws it: up to ten tries of an
+   area and a log-uniform aspect ratio (height / width); the first rectangle that
+   fits strictly inside the image (and is not empty) is placed uniformly and
+   filled with uniform noise, row by row. */
+static void fer__erase(const fer_augment *a, float *dst, int oh, int ow, uint64_t *st)
+{
+    float area = (float)oh * (float)ow, ar = a->erase_aspect > 0.0f ? a->erase_aspect : 1.0f;
+    float lo = a->erase_min, hi = a->erase_max, la = logf(ar);
+    int t, y, x;
+    for (t = 0; t < 10; t++) {
+        float s = area * (lo + fer__uniform(st) * (hi - lo));
+        float r = expf((2.0f * fer__uniform(st) - 1.0f) * la);
+        float fh = floorf(sqrtf(s * r) + 0.5f), fw = floorf(sqrtf(s / r) + 0.5f);
+        int eh, ew, top, left;
+        if (!(fh >= 1.0f && fw >= 1.0f && fh < (float)oh && fw < (float)ow)) continue;  /* NaN too */
+        eh = (int)fh; ew = (int)fw;
+        top = (int)(fer__uniform(st) * (float)(oh - eh + 1));
+        left = (int)(fer__uniform(st) * (float)(ow - ew + 1));
+        if (top > oh - eh) top = oh - eh;
+        if (left > ow - ew) left = ow - ew;
+        for (y = top; y < top + eh; y++)
+            for (x = left; x < left + ew; x++) dst[(size_t)y * ow + x] = fer__uniform(st);
+        return;
+    }
+}
+
+FERDEF void fer_augment_image(const fer_augment *a, const unsigned char *src, int h, int w,
+                              float *dst, int oh, int ow, uint64_t seed)
+{
+    fer_augment zero;
+    uint64_t st = fer__mix64(seed);
+    float u[10], ang, sc, tx, ty, bri, con;
+    int i, y, x, oy, ox, mirror;
+    size_t n = (size_t)oh * (size_t)ow;
+    if (!src || !dst || h < 1 || w < 1 || oh < 1 || ow < 1 || oh > h || ow > w) return;
+    if (!a) { memset(&zero, 0, sizeof(zero)); a = &zero; }
+    for (i = 0; i < 10; i++) u[i] = fer__uniform(&st);
+    mirror = a->flip && u[0] < 0.5f;
+    ang = (2.0f * u[1] - 1.0f) * a->rotate * (3.14159265358979f / 180.0f);
+    sc = 1.0f + (2.0f * u[2] - 1.0f) * a->zoom;
+    if (!(sc >= 0.05f)) sc = 0.05f;
+    tx = (2.0f * u[3] - 1.0f) * a->shift * (float)w;
+    ty = (2.0f * u[4] - 1.0f) * a->shift * (float)h;
+    oy = (h - oh) / 2; ox = (w - ow) / 2;
+    if (a->random_crop) {
+        oy = (int)(u[5] * (float)(h - oh + 1)); if (oy > h - oh) oy = h - oh;
+        ox = (int)(u[6] * (float)(w - ow + 1)); if (ox > w - ow) ox = w - ow;
+    }
+    bri = (2.0f * u[7] - 1.0f) * a->brightness;
+    con = 1.0f + (2.0f * u[8] - 1.0f) * a->contrast;
+
+    if (ang == 0.0f && sc == 1.0f && tx == 0.0f && ty == 0.0f) {
+        for (y = 0; y < oh; y++) {          /* the crop of src, or of its mirror, exactly */
+            const unsigned char *r = src + (size_t)(y + oy) * w;
+            float *o = dst + (size_t)y * ow;
+            if (mirror) for (x = 0; x < ow; x++) o[x] = (float)r[w - 1 - ox - x] / 255.0f;
+            else for (x = 0; x < ow; x++) o[x] = (float)r[ox + x] / 255.0f;
+        }
+    } else {
+        /* Output pixel (X, Y) = (x + ox, y + oy) of the warped full image comes from
+           source c + F R(-ang) (X - c - t) / sc, with c = ((w-1)/2, (h-1)/2), t the
+           shift, F the mirror x -> -x: the source is mirrored, rotated clockwise on
+           screen (y points down), scaled and shifted, in that order. */
+        float cs = cosf(ang) / sc, sn = sinf(ang) / sc, m = mirror ? -1.0f : 1.0f;
+        float cx = 0.5f * (float)(w - 1), cy = 0.5f * (float)(h - 1);
+        float ex = (float)ox - cx - tx, ey = (float)oy - cy - ty, A[4], b[2];
+        A[0] = m * cs; A[1] = m * sn; A[2] = -sn; A[3] = cs;
+        b[0] = cx + m * (cs * ex + sn * ey);
+        b[1] = cy + cs * ey - sn * ex;
+        fer__warp(src, h, w, dst, oh, ow, A, b);
+    }
+
+    if (bri != 0.0f || con != 1.0f) {
+        /* (x + bri - mean') * con + mean' with mean' = mean + bri, in one pass */
+        float k = bri, acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+        size_t j;
+        if (con != 1.0f) {
+            float mean = 0.0f;
+            for (j = 0; j + 8 <= n; j += 8)   /* eight sums: no chain of n dependent adds */
+                for (i = 0; i < 8; i++) acc[i] += dst[j + (size_t)i];
+            for (; j < n; j++) acc[0] += dst[j];
+            for (i = 0; i < 8; i++) mean += acc[i];
+            mean /= (float)n;
+            k = mean * (1.0f - con) + bri;
+        }
+        for (j = 0; j + 8 <= n; j += 8)
+            for (i = 0; i < 8; i++) dst[j + (size_t)i] = fer__clamp01(dst[j + (size_t)i] * con + k);
+        for (; j < n; j++) dst[j] = fer__clamp01(dst[j] * con + k);
+    }
+    if (u[9] < a->erase_prob) fer__erase(a, dst, oh, ow, &st);
+}
+
+FERDEF void fer_normalize(const fer_preproc *pre, float *x, size_t n)
+{
+    float s, b;
+    size_t i;
+    switch (pre->norm) {
+    case FER_NORM_SIGNED: s = 2.0f; b = -1.0f; break;
+    case FER_NORM_MEANSTD: s = 1.0f / pre->std; b = -pre->mean / pre->std; break;
+    default: return;                        /* FER_NORM_UNIT: [0,1] already */
+    }
+    for (i = 0; i < n; i++) x[i] = x[i] * s + b;
+}
+
+static uint64_t fer__next64(uint64_t *st)  /* the stream of fer__uniform, 64 bits */
+{
+    *st += 0x9E3779B97F4A7C15ull;
+    return fer__mix64(*st);
+}
+
+#define FER__MAX_IMAGES (1 << 24)
+
+FERDEF fer_result fer_dataset_oversample(fer_dataset *d, int target, const fer_augment *a,
+                                         uint64_t seed)
+{
+    int count[FER_MAX_CLASSES], start[FER_MAX_CLASSES], fill[FER_MAX_CLASSES];
+    int K = d->n_classes, c, i, k, j;
+    long long added = 0;
+    size_t hw, total, p, np, nl, nb;
+    unsigned char *pixels = NULL;
+    int *labels = NULL, *byclass;
+    float *buf = NULL;
+    uint64_t st;
+    if (target < 1 || target > FER__MAX_IMAGES) {
+        fer__err(d->error, "oversample: target %d is not in 1..%d", target, FER__MAX_IMAGES);
+        return FER_ERR_ARG;
+    }
+    if (K < 1 || K > FER_MAX_CLASSES || d->n < 0 || d->h < 1 || d->w < 1 ||
+        (d->n > 0 && (!d->pixels || !d->labels))) {
+        fer__err(d->error, "oversample: the data set is inconsistent (%d images of %dx%d, %d classes)",
+                 d->n, d->h, d->w, K);
+        return FER_ERR_ARG;
+    }
+    memset(count, 0, sizeof(count));
+    for (i = 0; i < d->n; i++) if (d->labels[i] >= 0 && d->labels[i] < K) count[d->labels[i]]++;
+    for (c = 0; c < K; c++) if (count[c] > 0 && count[c] < target) added += target - count[c];
+    if (added == 0) return FER_OK;
+    if ((long long)d->n + added > FER__MAX_IMAGES) {
+        fer__err(d->error, "oversample: %d images and %lld copies make more than %d", d->n, added,
+                 FER__MAX_IMAGES);
+        return FER_ERR_ARG;
+    }
+    total = (size_t)d->n + (size_t)added;
+    hw = fer__mul((size_t)d->h, (size_t)d->w);
+    np = fer__mul(total, hw);
+    nl = fer__mul(total, sizeof(int));
+    nb = fer__add(fer__mul(hw, sizeof(float)), fer__mul((size_t)d->n, sizeof(int)));
+    if (np != SIZE_MAX && nl != SIZE_MAX && nb != SIZE_MAX) {
+        pixels = (unsigned char *)FER_MALLOC(np, d->alloc_ctx);
+        labels = (int *)FER_MALLOC(nl, d->alloc_ctx);
+        buf = (float *)FER_MALLOC(nb, d->alloc_ctx);  /* one image, then the class index */
+    }
+    if (!pixels || !labels || !buf) {
+        if (pixels) FER_FREE(pixels, d->alloc_ctx);
+        if (labels) FER_FREE(labels, d->alloc_ctx);
+        if (buf) FER_FREE(buf, d->alloc_ctx);
+        fer__err(d->error, "oversample: cannot allocate %zu images of %dx%d", total, d->h, d->w);
+        return FER_ERR_NOMEM;
+    }
+    byclass = (int *)(buf + hw);            /* image indices grouped by class */
+    for (c = 0, k = 0; c < K; c++) { start[c] = fill[c] = k; k += count[c]; }
+    for (i = 0; i < d->n; i++) if (d->labels[i] >= 0 && d->labels[i] < K) byclass[fill[d->labels[i]]++] = i;
+    memcpy(pixels, d->pixels, (size_t)d->n * hw);
+    memcpy(labels, d->labels, (size_t)d->n * sizeof(int));
+    st = fer__mix64(seed);
+    for (c = 0, j = d->n; c < K; c++)
+        for (k = count[c]; count[c] > 0 && k < target; k++, j++) {
+            uint64_t r = fer__next64(&st), s = fer__next64(&st);
+            int pick = byclass[start[c] + (int)(((r >> 32) * (uint64_t)count[c]) >> 32)];
+            unsigned char *o = pixels + (size_t)j * hw;
+            fer_augment_image(a, d->pixels + (size_t)pick * hw, d->h, d->w, buf, d->h, d->w, s);
+            for (p = 0; p < hw; p++) {
+                float v = buf[p] * 255.0f + 0.5f;
+                o[p] = (unsigned char)(v < 255.0f ? (v > 0.0f ? v : 0.0f) : 255.0f);
+            }
+            labels[j] = c;
+        }
+    FER_FREE(buf, d->alloc_ctx);
+    if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
+    if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
+    d->pixels = pixels; d->labels = labels; d->n = (int)total;
+    return FER_OK;
+}
 
 /* --- 3.9 Training: losses, optimizers, schedules, the loop ----------------------------- */
 
