@@ -491,8 +491,9 @@ typedef struct fer_dataset {
     int *labels;                 /* [n], 0 .. n_classes-1                            */
     int n, h, w, n_classes;
     char class_names[FER_MAX_CLASSES][FER_NAME_LEN];
-    int n_skipped;               /* files that could not be used                     */
-    char skip_reason[256];       /* why the first of them was skipped                */
+    int n_skipped;               /* files or CSV rows that could not be used         */
+    char skip_reason[256];       /* why: the first file; for a CSV, each kind of bad
+                                    row, how many and the first by line number      */
     char error[256];
     void *alloc_ctx;
 } fer_dataset;
@@ -503,13 +504,24 @@ FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h
                                           int n_threads, void *alloc_ctx);
 #endif
 /* FER2013's CSV (fer2013.csv): a header line naming the columns emotion, pixels
-   and, optionally, Usage, in any order; then one row per image: the class 0..6 in
-   FER2013's canonical order, 48*48 pixel values separated by spaces, and the split
-   (Training, PublicTest, PrivateTest). `usage` keeps the rows whose Usage equals
-   it (NULL keeps every row). Images are resized to h x w. A row with the wrong
-   number of pixels, a pixel outside 0..255, or an unknown class is skipped and
-   counted, and skip_reason names the first row of each kind by line number. The
-   load fails if the header lacks emotion or pixels, or if no row is kept. */
+   and, optionally, Usage, in any order (any case; a UTF-8 BOM, CRLF line ends,
+   blank lines and a missing final newline are fine); then one row per image: the
+   class 0..6 in FER2013's canonical order (class_names are those 7), the pixel
+   values 0..255 separated by spaces, side*side of them (48*48 in FER2013), and
+   the split (Training, PublicTest, PrivateTest). `usage` keeps the rows whose
+   Usage equals it exactly (NULL keeps every row; a Usage column is then optional).
+   Every row must have as many pixels as the first good row of the file. Images
+   are resized to h x w (fer_resize_gray) when side differs; rows keep file order.
+   A row with missing columns, an unknown class, a value that is not a whole
+   number, a pixel outside 0..255 or the wrong number of pixels is skipped and
+   counted; skip_reason says how many of each kind and names the first of each
+   by line number (the header is line 1). Fails with FER_ERR_FORMAT and a message
+   naming the line or the cause if the text is empty, the header lacks emotion or
+   pixels (or Usage when `usage` is given), or no row is kept (listing the Usage
+   values seen when none matched); FER_ERR_ARG if h or w is not 1..FER_MAX_DIM.
+   n_threads parse in parallel; the result is the same for any number of them.
+   fer_dataset_load_csv reads the file `path` into memory first (FER_ERR_IO
+   naming it if it cannot) and starts its messages with the path. */
 FERDEF fer_result fer_dataset_parse_csv(fer_dataset *d, const char *text, size_t len,
                                         const char *usage, int h, int w, int n_threads,
                                         void *alloc_ctx);
@@ -518,9 +530,10 @@ FERDEF fer_result fer_dataset_load_csv(fer_dataset *d, const char *path, const c
                                        int h, int w, int n_threads, void *alloc_ctx);
 #endif
 FERDEF void fer_dataset_free(fer_dataset *d);
-/* Relabels d to the class order names[k] (the training set's, say), matching
-   class names; fails with FER_ERR_FORMAT naming the first class of d that names
-   lacks, and leaves d unchanged then. */
+/* Relabels d to the class order names[k] (a model's, say), matching class names
+   exactly: afterwards n_classes is k and class_names are names. Fails with
+   FER_ERR_FORMAT naming the first class of d that names lacks, and leaves d
+   unchanged then. Classes of names that d lacks simply have no images. */
 FERDEF fer_result fer_dataset_remap(fer_dataset *d, const char (*names)[FER_NAME_LEN], int k);
 /* counts[d->n_classes]: images per class. */
 FERDEF void fer_dataset_class_counts(const fer_dataset *d, int *counts);
@@ -3657,6 +3670,529 @@ FERDEF void fer_dataset_free(fer_dataset *d)
     if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
     if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
     d->pixels = NULL; d->labels = NULL; d->n = 0;
+}
+
+/* Runs fn on each of the n jobs (`size` bytes apart): jobs 1.. on threads of their
+   own, job 0 on the caller, and a job whose thread cannot start on the caller too. */
+static void fer__run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
+{
+    char *b = (char *)jobs;
+    int t;
+#if !defined(FER_NO_THREADS)
+    pthread_t tid[64];
+    int started[64];
+    FER_ASSERT(n <= 64);
+    for (t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, fn, b + size * (size_t)t) == 0;
+    fn(b);
+    for (t = 1; t < n; t++) { if (started[t]) pthread_join(tid[t], NULL); else fn(b + size * (size_t)t); }
+#else
+    for (t = 0; t < n; t++) fn(b + size * (size_t)t);
+#endif
+}
+
+/* Appends to the string in buf[cap], cutting it short rather than overflowing. */
+static void fer__catf(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t l = strlen(buf);
+    va_list ap;
+    if (l + 1 >= cap) return;
+    va_start(ap, fmt);
+    vsnprintf(buf + l, cap - l, fmt, ap);
+    va_end(ap);
+}
+
+/* FER2013's CSV. The text after the header is cut into one piece per thread at
+   line starts and read twice: pass 1 judges every row and counts, per piece, the
+   rows kept and the bad rows of each kind; a prefix sum then gives each piece its
+   first output slot, and pass 2 converts the kept rows into place. Every row is
+   judged on its own (the pixel count it must have comes from the first good row
+   of the file, found before the passes), so the result does not depend on the
+   number of threads. Line numbers count from 1 at the header. */
+enum {
+    FER__CSV_COUNT, FER__CSV_NUMBER, FER__CSV_RANGE, FER__CSV_CLASS, FER__CSV_COLUMNS,
+    FER__CSV_KINDS,             /* kinds of bad row, the order skip_reason lists them in */
+    FER__CSV_OK = -1
+};
+static const char *fer__csv_kind[FER__CSV_KINDS] = {
+    "wrong pixel count", "non-numeric pixel", "pixel outside 0..255", "unknown class", "missing columns"
+};
+#define FER__CSV_SEEN 8         /* distinct Usage values remembered for messages */
+#define FER__CSV_DETAIL 64      /* what is wrong with a row, for skip_reason      */
+
+typedef struct fer__csv_fmt {   /* what the header and the first good row say; read-only in the passes */
+    int col[3];                 /* columns of emotion, pixels, Usage (-1: none)          */
+    int n_need;                 /* fields a row needs: the largest of col[] + 1          */
+    const char *usage;          /* keep rows whose Usage is this (NULL: every row)       */
+    size_t usage_len;
+    size_t expect;              /* pixels per row, side * side (0: any square, pre-scan) */
+    int side, h, w;
+} fer__csv_fmt;
+
+typedef struct fer__csv_job {
+    const fer__csv_fmt *f;
+    const char *begin, *end;    /* whole lines                                           */
+    int convert;                /* 0: pass 1, judge and count; 1: pass 2, write          */
+    unsigned char *pixels;      /* pass 2: [kept][h][w], this piece's first slot         */
+    unsigned char *tmp;         /* pass 2: side * side scratch when images are resized   */
+    int *labels;                /* pass 2: [kept]                                        */
+    size_t kept, rows, lines;   /* pass 1: rows kept, rows with the Usage asked, lines   */
+    size_t n_bad[FER__CSV_KINDS], bad_line[FER__CSV_KINDS];  /* bad_line: from 0 in the piece */
+    char bad[FER__CSV_KINDS][FER__CSV_DETAIL];                           /* what was wrong with it      */
+    char seen[FER__CSV_SEEN][32];
+    int n_seen;
+} fer__csv_job;
+
+/* The next line of [*p, end) as [*s, *e), without its \n or \r\n; 0 at the end. */
+static int fer__csv_line(const char **p, const char *end, const char **s, const char **e)
+{
+    const char *nl;
+    if (*p >= end) return 0;
+    nl = (const char *)memchr(*p, '\n', (size_t)(end - *p));
+    *s = *p;
+    *e = nl ? nl : end;
+    *p = nl ? nl + 1 : end;
+    while (*e > *s && (*e)[-1] == '\r') (*e)--;
+    return 1;
+}
+
+static int fer__csv_blank(const char *s, const char *e)
+{
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\r')) s++;
+    return s == e;
+}
+
+/* Cuts the next field off the line [*p, e) as [*fb, *fe), without surrounding
+   blanks and one pair of quotes (a comma inside quotes does not cut); *p becomes
+   NULL after the last field. */
+static void fer__csv_field(const char **p, const char *e, const char **fb, const char **fe)
+{
+    const char *q = *p, *b, *x;
+    int quoted = 0;
+    while (q < e && (quoted || *q != ',')) { if (*q == '"') quoted = !quoted; q++; }
+    b = *p; x = q;
+    *p = q < e ? q + 1 : NULL;
+    while (b < x && (*b == ' ' || *b == '\t' || *b == '\r')) b++;
+    while (x > b && (x[-1] == ' ' || x[-1] == '\t' || x[-1] == '\r')) x--;
+    if (x - b >= 2 && *b == '"' && x[-1] == '"') {
+        b++; x--;
+        while (b < x && (*b == ' ' || *b == '\t')) b++;
+        while (x > b && (x[-1] == ' ' || x[-1] == '\t')) x--;
+    }
+    *fb = b; *fe = x;
+}
+
+/* The fields at columns col[0..2] of a line (NULL where the line is too short);
+   returns how many fields it has, counting no further than `need`. */
+static size_t fer__csv_split(const char *p, const char *e, const int col[3], int need,
+                             const char *fb[3], const char *fe[3])
+{
+    size_t n = 0;
+    int k;
+    for (k = 0; k < 3; k++) fb[k] = fe[k] = NULL;
+    while (p && n < (size_t)need) {
+        const char *b, *x;
+        fer__csv_field(&p, e, &b, &x);
+        for (k = 0; k < 3; k++) if (col[k] >= 0 && (size_t)col[k] == n) { fb[k] = b; fe[k] = x; }
+        n++;
+    }
+    return n;
+}
+
+/* Untrusted text for a message in out[max + 4]: at most max characters (then
+   "..."), the unprintable as '?'. */
+static void fer__csv_show(char *out, int max, const char *s, const char *e)
+{
+    int i = 0;
+    for (; s < e && i < max; s++, i++) out[i] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+    if (s < e) { out[i++] = '.'; out[i++] = '.'; out[i++] = '.'; }
+    out[i] = 0;
+}
+
+/* Pixel values separated by blanks into out[cap] (out may be NULL); *count gets
+   how many there are. A value that is not a whole number, or not in 0..255,
+   makes the row bad (detail says which value). */
+static int fer__csv_pixels(const char *p, const char *e, unsigned char *out, size_t cap, size_t *count,
+                           char *detail)
+{
+    size_t n = 0;
+    for (;;) {
+        const char *s;
+        unsigned v = 0;
+        while (p < e && (*p == ' ' || *p == '\t')) p++;
+        if (p >= e) break;
+        s = p;
+        while (p < e && *p >= '0' && *p <= '9') { if (v < 1000) v = v * 10 + (unsigned)(*p - '0'); p++; }
+        if (p == s || (p < e && *p != ' ' && *p != '\t')) {
+            const char *t = s + (*s == '-'), *x = t;
+            char show[16];
+            while (x < e && *x >= '0' && *x <= '9') x++;
+            while (p < e && *p != ' ' && *p != '\t') p++;
+            fer__csv_show(show, 11, s, p);
+            if (x > t && x == p) {      /* a negative whole number */
+                fer__catf(detail, FER__CSV_DETAIL, "pixel %llu is %s", (unsigned long long)n + 1, show);
+                return FER__CSV_RANGE;
+            }
+            fer__catf(detail, FER__CSV_DETAIL, "pixel %llu is '%s'", (unsigned long long)n + 1, show);
+            return FER__CSV_NUMBER;
+        }
+        if (v > 255) {
+            char show[16];
+            fer__csv_show(show, 11, s, p);
+            fer__catf(detail, FER__CSV_DETAIL, "pixel %llu is %s", (unsigned long long)n + 1, show);
+            return FER__CSV_RANGE;
+        }
+        if (out && n < cap) out[n] = (unsigned char)v;
+        n++;
+    }
+    *count = n;
+    return FER__CSV_OK;
+}
+
+static int fer__isqrt(size_t n)      /* floor(sqrt(n)) for n up to FER_MAX_DIM^2 and a little over */
+{
+    size_t s = (size_t)sqrt((double)n);
+    while (s * s > n) s--;
+    while ((s + 1) * (s + 1) <= n) s++;
+    return (int)s;
+}
+
+/* Judges a row from its fields: FER__CSV_OK (pixels in out, when not NULL, and
+   the class in *label) or the kind of fault, described in detail[FER__CSV_DETAIL]. */
+static int fer__csv_check(const fer__csv_fmt *f, size_t nf, const char *const fb[3], const char *const fe[3],
+                          unsigned char *out, int *label, size_t *count, char *detail)
+{
+    const char *s = fb[0];
+    int kind;
+    detail[0] = 0;
+    if (nf < (size_t)f->n_need) {
+        fer__catf(detail, FER__CSV_DETAIL, "%llu of %d columns", (unsigned long long)nf, f->n_need);
+        return FER__CSV_COLUMNS;
+    }
+    if (fe[0] - s != 1 || *s < '0' || *s > '6') {
+        char show[16];
+        fer__csv_show(show, 11, s, fe[0]);
+        fer__catf(detail, FER__CSV_DETAIL, "emotion '%s'", show);
+        return FER__CSV_CLASS;
+    }
+    *label = *s - '0';
+    kind = fer__csv_pixels(fb[1], fe[1], out, f->expect, count, detail);
+    if (kind != FER__CSV_OK) return kind;
+    if (f->expect ? *count != f->expect
+                  : *count < 1 || *count > (size_t)FER_MAX_DIM * FER_MAX_DIM ||
+                    (size_t)fer__isqrt(*count) * (size_t)fer__isqrt(*count) != *count) {
+        if (f->expect) fer__catf(detail, FER__CSV_DETAIL, "%llu pixels, expected %llu", (unsigned long long)*count,
+                                (unsigned long long)f->expect);
+        else fer__catf(detail, FER__CSV_DETAIL, "%llu pixels, not a square", (unsigned long long)*count);
+        return FER__CSV_COUNT;
+    }
+    return FER__CSV_OK;
+}
+
+static void fer__csv_saw(fer__csv_job *j, const char *s, const char *e)
+{
+    size_t n = (size_t)(e - s) < 31 ? (size_t)(e - s) : 31;
+    int i;
+    for (i = 0; i < j->n_seen; i++) if (strlen(j->seen[i]) == n && !memcmp(j->seen[i], s, n)) return;
+    if (j->n_seen == FER__CSV_SEEN) return;
+    memcpy(j->seen[j->n_seen], s, n);
+    j->seen[j->n_seen++][n] = 0;
+}
+
+static void *fer__csv_run(void *arg)
+{
+    fer__csv_job *j = (fer__csv_job *)arg;
+    const fer__csv_fmt *f = j->f;
+    const char *p = j->begin, *s, *e;
+    size_t line = 0, slot = 0, hw = (size_t)f->h * f->w;
+    int resize = f->side != f->h || f->side != f->w;
+    for (; fer__csv_line(&p, j->end, &s, &e); line++) {
+        const char *fb[3], *fe[3];
+        char detail[FER__CSV_DETAIL];
+        unsigned char *out = NULL;
+        size_t nf, count;
+        int kind, label = 0;
+        if (j->convert && slot == j->kept) break;
+        if (fer__csv_blank(s, e)) continue;
+        nf = fer__csv_split(s, e, f->col, f->n_need, fb, fe);
+        if (fb[2]) {
+            if (!j->convert) fer__csv_saw(j, fb[2], fe[2]);
+            if (f->usage && ((size_t)(fe[2] - fb[2]) != f->usage_len || memcmp(fb[2], f->usage, f->usage_len)))
+                continue;
+        }
+        if (j->convert) out = resize ? j->tmp : j->pixels + slot * hw;
+        kind = fer__csv_check(f, nf, fb, fe, out, &label, &count, detail);
+        if (j->convert) {
+            if (kind != FER__CSV_OK) continue;
+            if (resize) fer_resize_gray(j->tmp, f->side, f->side, j->pixels + slot * hw, f->w, f->h);
+            j->labels[slot++] = label;
+            continue;
+        }
+        if (fb[2] || !f->usage) j->rows++;   /* a row too short to have a Usage is in no split */
+        if (kind == FER__CSV_OK) j->kept++;
+        else if (!j->n_bad[kind]++) { j->bad_line[kind] = line; memcpy(j->bad[kind], detail, sizeof(j->bad[kind])); }
+    }
+    j->lines = line;
+    return NULL;
+}
+
+static fer_result fer__csv_parse(fer_dataset *d, const char *text, size_t len, const char *usage, int h, int w,
+                                 int n_threads, void *alloc_ctx, const char *name)
+{
+    static const char *want[3] = { "emotion", "pixels", "usage" };
+    fer__csv_fmt f;
+    fer__csv_job jobs[64];
+    const char *p, *end, *s, *e, *body;
+    size_t line = 1, kept = 0, rows = 0, skipped = 0, blen, hw;
+    int t, T, k, i;
+    char seen[FER__CSV_SEEN][32], list[120] = "";
+    int n_seen = 0;
+    fer_result r = FER_OK;
+    memset(d, 0, sizeof(*d));
+    memset(&f, 0, sizeof(f));
+    d->alloc_ctx = alloc_ctx;
+    if (h < 1 || w < 1 || h > FER_MAX_DIM || w > FER_MAX_DIM) {
+        fer__err(d->error, "%.100s: image size %dx%d out of range 1..%d", name, h, w, FER_MAX_DIM);
+        return FER_ERR_ARG;
+    }
+    if (!text) { text = ""; len = 0; }
+    p = text; end = text + len;
+    if (end - p >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;     /* UTF-8 byte order mark */
+    for (;; line++) {
+        if (!fer__csv_line(&p, end, &s, &e)) {
+            fer__err(d->error, "%.100s: empty: no header line (emotion,pixels,Usage)", name);
+            return FER_ERR_FORMAT;
+        }
+        if (!fer__csv_blank(s, e)) break;
+    }
+    /* the header: names the columns, in any order, case aside */
+    f.col[0] = f.col[1] = f.col[2] = -1;
+    {
+        const char *q = s, *b, *x;
+        for (i = 0; q; i++) {
+            fer__csv_field(&q, e, &b, &x);
+            for (k = 0; k < 3; k++) {
+                size_t n = strlen(want[k]), c;
+                if ((size_t)(x - b) != n || f.col[k] >= 0 || i == INT_MAX) continue;
+                for (c = 0; c < n && (b[c] | 0x20) == want[k][c]; c++) {}
+                if (c == n) f.col[k] = i;
+            }
+            if (i == INT_MAX) break;
+        }
+    }
+    if (f.col[0] < 0 || f.col[1] < 0 || (usage && f.col[2] < 0)) {
+        char show[44];
+        fer__csv_show(show, 40, s, e);
+        if (f.col[0] < 0 || f.col[1] < 0)
+            fer__err(d->error, "%.100s: line %llu: the header '%s' has no %s column (expected emotion,pixels,Usage)",
+                     name, (unsigned long long)line, show, f.col[0] < 0 ? "emotion" : "pixels");
+        else
+            fer__err(d->error, "%.100s: line %llu: the header '%s' has no Usage column to pick the '%.32s' rows by",
+                     name, (unsigned long long)line, show, usage);
+        return FER_ERR_FORMAT;
+    }
+    for (k = 0; k < 3; k++) if (f.col[k] + 1 > f.n_need) f.n_need = f.col[k] + 1;
+    f.usage = usage;
+    f.usage_len = usage ? strlen(usage) : 0;
+    f.h = h; f.w = w;
+    body = p;
+    /* the pixel count every row must have: that of the first good row */
+    {
+        const char *q = body, *fb[3], *fe[3];
+        char detail[FER__CSV_DETAIL];
+        size_t count, nf;
+        int label;
+        while (fer__csv_line(&q, end, &s, &e)) {
+            if (fer__csv_blank(s, e)) continue;
+            nf = fer__csv_split(s, e, f.col, f.n_need, fb, fe);
+            if (fer__csv_check(&f, nf, fb, fe, NULL, &label, &count, detail) == FER__CSV_OK) {
+                f.expect = count;
+                f.side = fer__isqrt(count);
+                break;
+            }
+        }
+    }
+    /* pass 1 */
+    blen = (size_t)(end - body);
+    T = n_threads < 1 ? 1 : n_threads > 64 ? 64 : n_threads;
+    if ((size_t)T > blen / 4096 + 1) T = (int)(blen / 4096 + 1);
+    memset(jobs, 0, sizeof(jobs[0]) * (size_t)T);
+    for (t = 0; t < T; t++) {
+        const char *b = body + blen / (size_t)T * (size_t)t;
+        if (b > body && b[-1] != '\n') {
+            const char *nl = (const char *)memchr(b, '\n', (size_t)(end - b));
+            b = nl ? nl + 1 : end;
+        }
+        jobs[t].f = &f;
+        jobs[t].begin = b;
+        if (t) jobs[t - 1].end = b;
+    }
+    jobs[T - 1].end = end;
+    fer__run_jobs(fer__csv_run, jobs, sizeof(jobs[0]), T);
+    /* merge, in file order: the first bad row of a kind is in the first piece that has one */
+    {
+        size_t n_bad[FER__CSV_KINDS], bad_line[FER__CSV_KINDS], base = line + 1;
+        const char *bad[FER__CSV_KINDS];
+        for (k = 0; k < FER__CSV_KINDS; k++) { n_bad[k] = 0; bad_line[k] = 0; bad[k] = ""; }
+        for (t = 0; t < T; t++) {
+            for (k = 0; k < FER__CSV_KINDS; k++) {
+                if (jobs[t].n_bad[k] && !n_bad[k]) { bad_line[k] = base + jobs[t].bad_line[k]; bad[k] = jobs[t].bad[k]; }
+                n_bad[k] += jobs[t].n_bad[k];
+            }
+            for (i = 0; i < jobs[t].n_seen; i++) {
+                int c;
+                for (c = 0; c < n_seen && strcmp(seen[c], jobs[t].seen[i]); c++) {}
+                if (c == n_seen && n_seen < FER__CSV_SEEN) memcpy(seen[n_seen++], jobs[t].seen[i], 32);
+            }
+            kept += jobs[t].kept;
+            rows += jobs[t].rows;
+            base += jobs[t].lines;
+        }
+        for (k = 0; k < FER__CSV_KINDS; k++) {
+            if (!n_bad[k]) continue;
+            fer__catf(d->skip_reason, sizeof(d->skip_reason), "%s%llu %s (line %llu: %s)", skipped ? "; " : "",
+                      (unsigned long long)n_bad[k], fer__csv_kind[k], (unsigned long long)bad_line[k], bad[k]);
+            skipped += n_bad[k];
+        }
+    }
+    d->n_skipped = skipped > (size_t)INT_MAX ? INT_MAX : (int)skipped;
+    for (i = 0; i < n_seen; i++) {
+        char show[20];
+        fer__csv_show(show, 16, seen[i], seen[i] + strlen(seen[i]));
+        fer__catf(list, sizeof(list), "%s%s", i ? ", " : "", show);
+    }
+    if (kept == 0) {
+        if (!rows && !n_seen && !skipped)
+            fer__err(d->error, "%.100s: no rows after the header (line %llu)", name, (unsigned long long)line);
+        else if (!rows)
+            fer__err(d->error, "%.100s: no row has Usage '%.32s'; the file's Usage values: %s%s%s", name, usage,
+                     n_seen ? list : "none", skipped ? "; skipped: " : "", d->skip_reason);
+        else
+            fer__err(d->error, "%.100s: none of the %llu rows%s%.32s%s could be used: %s", name,
+                     (unsigned long long)rows, usage ? " with Usage '" : "", usage ? usage : "", usage ? "'" : "",
+                     d->skip_reason);
+        return FER_ERR_FORMAT;
+    }
+    if (kept > (size_t)INT_MAX) {
+        fer__err(d->error, "%.100s: %llu rows, more than a data set holds", name, (unsigned long long)kept);
+        return FER_ERR_FORMAT;
+    }
+    /* pass 2 */
+    hw = (size_t)h * (size_t)w;
+    d->pixels = (unsigned char *)FER_MALLOC(fer__mul(kept, hw), alloc_ctx);
+    d->labels = (int *)FER_MALLOC(fer__mul(kept, sizeof(int)), alloc_ctx);
+    if (!d->pixels || !d->labels) r = FER_ERR_NOMEM;
+    for (t = 0, kept = 0; t < T && r == FER_OK; t++) {
+        jobs[t].convert = 1;
+        jobs[t].pixels = d->pixels + kept * hw;
+        jobs[t].labels = d->labels + kept;
+        kept += jobs[t].kept;
+        if ((f.side != h || f.side != w) && jobs[t].kept &&
+            !(jobs[t].tmp = (unsigned char *)FER_MALLOC(f.expect, alloc_ctx)))
+            r = FER_ERR_NOMEM;
+    }
+    if (r == FER_OK) fer__run_jobs(fer__csv_run, jobs, sizeof(jobs[0]), T);
+    for (t = 0; t < T; t++) if (jobs[t].tmp) FER_FREE(jobs[t].tmp, alloc_ctx);
+    if (r != FER_OK) {
+        fer__err(d->error, "%.100s: out of memory for %llu images of %dx%d", name, (unsigned long long)kept, h, w);
+        fer_dataset_free(d);
+        return r;
+    }
+    d->n = (int)kept; d->h = h; d->w = w; d->n_classes = 7;
+    for (k = 0; k < 7; k++) memcpy(d->class_names[k], fer__fer2013_names[k], strlen(fer__fer2013_names[k]) + 1);
+    return FER_OK;
+}
+
+FERDEF fer_result fer_dataset_parse_csv(fer_dataset *d, const char *text, size_t len, const char *usage,
+                                        int h, int w, int n_threads, void *alloc_ctx)
+{
+    return fer__csv_parse(d, text, len, usage, h, w, n_threads, alloc_ctx, "csv");
+}
+
+#if !defined(FER_NO_STDIO)
+FERDEF fer_result fer_dataset_load_csv(fer_dataset *d, const char *path, const char *usage,
+                                       int h, int w, int n_threads, void *alloc_ctx)
+{
+    FILE *fp;
+    long sz;
+    int c;
+    size_t got = 0;
+    char *buf = NULL;
+    fer_result r;
+    memset(d, 0, sizeof(*d));
+    d->alloc_ctx = alloc_ctx;
+    if (h < 1 || w < 1 || h > FER_MAX_DIM || w > FER_MAX_DIM)      /* before reading a large file */
+        return fer__csv_parse(d, NULL, 0, usage, h, w, n_threads, alloc_ctx, path);
+    if (!(fp = fopen(path, "rb"))) { fer__err(d->error, "csv: cannot open %.200s", path); return FER_ERR_IO; }
+    c = fgetc(fp);                     /* a folder opens, but does not read */
+    if (c == EOF && ferror(fp)) {
+        fclose(fp);
+        fer__err(d->error, "csv: cannot read %.200s (a folder?)", path);
+        return FER_ERR_IO;
+    }
+    if (fseek(fp, 0, SEEK_END) != 0 || (sz = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+        fclose(fp);
+        fer__err(d->error, "csv: cannot find the size of %.200s (not a regular file?)", path);
+        return FER_ERR_IO;
+    }
+    buf = (char *)FER_MALLOC(fer__add((size_t)sz, 1), alloc_ctx);
+    if (!buf) {
+        fclose(fp);
+        fer__err(d->error, "csv: out of memory for the %ld bytes of %.200s", sz, path);
+        return FER_ERR_NOMEM;
+    }
+    if (sz > 0) got = fread(buf, 1, (size_t)sz, fp);
+    if (ferror(fp) || got != (size_t)sz) {
+        fclose(fp);
+        FER_FREE(buf, alloc_ctx);
+        fer__err(d->error, "csv: reading %.200s failed after %llu of %ld bytes", path, (unsigned long long)got, sz);
+        return FER_ERR_IO;
+    }
+    fclose(fp);
+    r = fer__csv_parse(d, buf, got, usage, h, w, n_threads, alloc_ctx, path);
+    FER_FREE(buf, alloc_ctx);
+    return r;
+}
+#endif
+
+FERDEF fer_result fer_dataset_remap(fer_dataset *d, const char (*names)[FER_NAME_LEN], int k)
+{
+    int map[FER_MAX_CLASSES], c, j, i;
+    if (k < 1 || k > FER_MAX_CLASSES || !names) {
+        fer__err(d->error, "remap: %d class names, expected 1 to %d", k, FER_MAX_CLASSES);
+        return FER_ERR_ARG;
+    }
+    for (c = 0; c < d->n_classes; c++) {
+        for (map[c] = -1, j = 0; j < k && map[c] < 0; j++)
+            if (!strncmp(d->class_names[c], names[j], FER_NAME_LEN)) map[c] = j;
+        if (map[c] < 0) {
+            char list[120] = "";
+            for (j = 0; j < k; j++) fer__catf(list, sizeof(list), "%s%.31s", j ? ", " : "", names[j]);
+            fer__err(d->error, "remap: class '%s' of the data set is not among the %d names (%s)",
+                     d->class_names[c], k, list);
+            return FER_ERR_FORMAT;
+        }
+    }
+    for (i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= d->n_classes) {
+            fer__err(d->error, "remap: image %d has label %d, outside 0..%d", i, d->labels[i], d->n_classes - 1);
+            return FER_ERR_ARG;
+        }
+    for (i = 0; i < d->n; i++) d->labels[i] = map[d->labels[i]];
+    for (j = 0; j < k; j++) {          /* memmove: names may be d->class_names itself */
+        memmove(d->class_names[j], names[j], FER_NAME_LEN);
+        d->class_names[j][FER_NAME_LEN - 1] = 0;
+    }
+    for (; j < FER_MAX_CLASSES; j++) memset(d->class_names[j], 0, FER_NAME_LEN);
+    d->n_classes = k;
+    return FER_OK;
+}
+
+FERDEF void fer_dataset_class_counts(const fer_dataset *d, int *counts)
+{
+    int i;
+    for (i = 0; i < d->n_classes; i++) counts[i] = 0;
+    for (i = 0; i < d->n; i++)
+        if (d->labels[i] >= 0 && d->labels[i] < d->n_classes) counts[d->labels[i]]++;
 }
 
 #if !defined(FER_NO_STDIO) && !defined(FER_NO_STB_IMAGE)

@@ -344,6 +344,60 @@ static void test_pictures(void)
     sh(cmd);
 }
 
+/* The tools' loader (rep_load_labelled): FER2013's CSV with --split names, and
+   folders, both relabelled to a model whose class order is not FER2013's. */
+static void test_load_labelled(void)
+{
+    static const char *sorted[7] = { "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise" };
+    static const int to_sorted[7] = { 0, 1, 2, 3, 5, 6, 4 };    /* FER2013 index -> sorted index */
+    char dir[] = "/tmp/fer_test_labelled_XXXXXX", path[600], desc[4200], err[256], cmd[700];
+    fer_model m, other;
+    fer_dataset d;
+    FILE *f;
+    int i, ok;
+    unsigned char img[48 * 48] = { 0 };
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    fer_model_init(&m, 1, 48, 48, 7, NULL);
+    for (i = 0; i < 7; i++) snprintf(m.class_names[i], FER_NAME_LEN, "%s", sorted[i]);
+    snprintf(path, sizeof path, "%s/fer2013.csv", dir);
+    f = fopen(path, "w");
+    if (f) {      /* row r: class r % 7, Usage Training for r < 7, else PublicTest */
+        fputs("emotion,pixels,Usage\n", f);
+        for (i = 0; i < 10; i++) fprintf(f, "%d,%d 1 2 3,%s\n", i % 7, i, i < 7 ? "Training" : "PublicTest");
+        fclose(f);
+    }
+    CHECK(rep_load_labelled(&m, path, "train", 48, 48, 2, &d, desc, sizeof desc, err) && d.n == 7 && strstr(desc, "Training"),
+          "CSV --split train: %s", err);
+    for (i = 0, ok = d.n == 7; ok && i < 7; i++) ok = d.labels[i] == to_sorted[i] && d.pixels[(size_t)i * 48 * 48] == i;
+    CHECK(ok && d.n_classes == 7 && !strcmp(d.class_names[4], "neutral"), "CSV labels in the model's order");
+    fer_dataset_free(&d);
+    CHECK(rep_load_labelled(&m, path, NULL, 48, 48, 2, &d, desc, sizeof desc, err) && d.n == 3 && strstr(desc, "PublicTest"),
+          "CSV without --split: PublicTest (%s)", err);
+    fer_dataset_free(&d);
+    CHECK(rep_load_labelled(&m, path, "all", 48, 48, 2, &d, NULL, 0, err) && d.n == 10, "CSV --split all: %s", err);
+    fer_dataset_free(&d);
+    CHECK(!rep_load_labelled(&m, path, "test", 48, 48, 2, &d, NULL, 0, err) && strstr(err, "'PrivateTest'") &&
+          strstr(err, "Training, PublicTest"), "CSV --split test, no such rows: %s", err);
+    fer_model_init(&other, 1, 48, 48, 3, NULL);
+    CHECK(!rep_load_labelled(&other, path, "all", 48, 48, 2, &d, NULL, 0, err) && strstr(err, "not FER2013's") &&
+          strstr(err, "'angry'"), "a model without FER2013's classes: %s", err);
+    fer_model_free(&other);
+
+    /* a folder of two class folders: sorted happy, sad in the data, 3 and 5 in the model */
+    snprintf(path, sizeof path, "%s/val", dir); mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/val/sad", dir); mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/val/sad/a.png", dir); stbi_write_png(path, 48, 48, 1, img, 48);
+    snprintf(path, sizeof path, "%s/val/happy", dir); mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/val/happy/b.png", dir); stbi_write_png(path, 48, 48, 1, img, 48);
+    CHECK(rep_load_labelled(&m, dir, "val", 48, 48, 2, &d, desc, sizeof desc, err) && d.n == 2 && d.labels[0] == 3 &&
+          d.labels[1] == 5 && strstr(desc, "/val"), "folder relabelled: %s", err);
+    fer_dataset_free(&d);
+    CHECK(!rep_load_labelled(&m, dir, NULL, 48, 48, 2, &d, NULL, 0, err) && strstr(err, "--split"), "no split: %s", err);
+    fer_model_free(&m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void)
 {
     test_fixed();
@@ -352,5 +406,6 @@ int main(void)
     test_tta();
     test_tsne();
     test_pictures();
+    test_load_labelled();
     return test_done("test_metrics");
 }

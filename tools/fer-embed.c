@@ -2,9 +2,11 @@
 
    cc -O2 -I. -I/usr/include/stb tools/fer-embed.c -lm -lpthread -o build/fer-embed
 
-   usage: fer-embed --model M.fer --data DIR [--split NAME] --out MAP.csv [--svg MAP.svg]
+   usage: fer-embed --model M.fer --data DIR_OR_CSV [--split NAME] --out MAP.csv [--svg MAP.svg]
                     [--png MAP.png] [--limit N] [--pca D] [--perplexity X] [--iterations N]
                     [--seed N] [--threads N]
+   --data and --split as in fer-eval: a folder of class folders, or FER2013's CSV
+   (--split picks its rows by Usage; PublicTest without it).
    The penultimate layer is the input of the model's last dense or conv node (for
    mini_xception the 128-channel map before the 1x1 conv to the classes). Its
    features for up to --limit images (2000, a seeded sample when there are more)
@@ -21,8 +23,10 @@
 static int usage(const char *why)
 {
     if (why) fprintf(stderr, "fer-embed: %s\n", why);
-    fprintf(stderr, "usage: fer-embed --model M.fer --data DIR [--split NAME] --out MAP.csv [--svg MAP.svg] [--png MAP.png]\n"
-                    "                 [--limit N] [--pca D] [--perplexity X] [--iterations N] [--seed N] [--threads N]\n");
+    fprintf(stderr, "usage: fer-embed --model M.fer --data DIR_OR_CSV [--split NAME] --out MAP.csv [--svg MAP.svg] [--png MAP.png]\n"
+                    "                 [--limit N] [--pca D] [--perplexity X] [--iterations N] [--seed N] [--threads N]\n"
+                    "  a CSV is FER2013's fer2013.csv: --split Training|PublicTest|PrivateTest (or train|val|test, all);\n"
+                    "  PublicTest without --split\n");
     return 2;
 }
 
@@ -127,7 +131,7 @@ int main(int argc, char **argv)
     job jobs[16];
     pthread_t tid[16];
     int started[16];
-    int i, t, n, last = -1, node, dim, h, w, *labels = NULL, *pick = NULL, *pred = NULL, *lab = NULL, rc = 1;
+    int i, t, n, last = -1, node, dim, h, w, *pick = NULL, *pred = NULL, *lab = NULL, rc = 1;
     float *feat = NULL, *map = NULL;
     char err[256];
     rep_file o;
@@ -170,7 +174,7 @@ int main(int argc, char **argv)
     node = m.nodes[last].in[0];
     dim = (int)((size_t)m.nodes[node].out.c * m.nodes[node].out.h * m.nodes[node].out.w);
     fer_tta_size(&m, FER_TTA_NONE, &h, &w);
-    if (!rep_load_labelled(&m, data, split, h, w, (int)threads, &d, &labels, err)) {
+    if (!rep_load_labelled(&m, data, split, h, w, (int)threads, &d, NULL, 0, err)) {
         fprintf(stderr, "fer-embed: %s\n", err); fer_model_free(&m); return 1;
     }
     n = d.n < limit ? d.n : (int)limit;
@@ -194,7 +198,7 @@ int main(int argc, char **argv)
             while (j >= 0 && pick[j] > v) { pick[j + 1] = pick[j]; j--; }
             pick[j + 1] = v;
         }
-        for (i = 0; i < n; i++) lab[i] = labels[pick[i]];
+        for (i = 0; i < n; i++) lab[i] = d.labels[pick[i]];
     }
     fprintf(stderr, "fer-embed: %d images, features of node %d (%d values, the input of node %d, %s)\n", n, node, dim, last,
             m.nodes[last].op == FER_OP_DENSE ? "dense" : "conv");
@@ -225,7 +229,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "fer-embed: map of %d points in %s%s%s%s%s\n", n, out, svg ? ", " : "", svg ? svg : "", png ? ", " : "", png ? png : "");
     rc = 0;
 done:
-    free(pick); free(pred); free(lab); free(feat); free(map); free(labels);
+    free(pick); free(pred); free(lab); free(feat); free(map);
     fer_dataset_free(&d);
     fer_model_free(&m);
     return rc;

@@ -1,11 +1,15 @@
-/* fer-eval: evaluate a .fer model on a labelled image folder.
+/* fer-eval: evaluate a .fer model on labelled images: a folder, or FER2013's CSV.
 
    cc -O2 -I. -I/usr/include/stb tools/fer-eval.c -lm -lpthread -o build/fer-eval
 
-   usage: fer-eval --model M.fer --data DIR [--split NAME] [--tta none|flip|tencrop] [--json]
+   usage: fer-eval --model M.fer --data DIR_OR_CSV [--split NAME] [--tta none|flip|tencrop] [--json]
                    [--threshold X] [--threads N] [--calibrate OUT.fer]
    DIR holds one folder per class, DIR/<class>/<image> (--split NAME reads DIR/NAME
-   instead, e.g. --split val). Folder names are matched to the model's class names.
+   instead, e.g. --split val). Any file that is not a folder is read as FER2013's
+   CSV (fer2013.csv), and --split picks its rows by Usage: Training, PublicTest
+   or PrivateTest, or train, val, test for them, or all; without --split, the
+   PublicTest rows. Class names (folders, or FER2013's for a CSV) are matched to
+   the model's, in the model's order.
    Prints scikit-learn's classification_report layout (classes that occur neither
    in the labels nor in the predictions are left out, as there), then top-2
    accuracy, ROC AUC, confidence, calibration and the confusion matrix. --json
@@ -17,7 +21,7 @@
    --threshold X (0.5): report the share of predictions with confidence under X.
    --calibrate OUT.fer: fit a temperature on these images (least NLL), write the
    model with it to OUT.fer, and report NLL and ECE before and after. Fit it on
-   validation data, never on a test split. FER2013's CSV file is not read yet. */
+   validation data, never on a test split. */
 #define _POSIX_C_SOURCE 200809L
 #define FER_IMPLEMENTATION
 #include "fer.h"
@@ -26,8 +30,11 @@
 static int usage(const char *why)
 {
     if (why) fprintf(stderr, "fer-eval: %s\n", why);
-    fprintf(stderr, "usage: fer-eval --model M.fer --data DIR [--split NAME] [--tta none|flip|tencrop] [--json]\n"
-                    "                [--threshold X] [--threads N] [--calibrate OUT.fer]\n");
+    fprintf(stderr, "usage: fer-eval --model M.fer --data DIR_OR_CSV [--split NAME] [--tta none|flip|tencrop] [--json]\n"
+                    "                [--threshold X] [--threads N] [--calibrate OUT.fer]\n"
+                    "  DIR: DIR/<class>/<image>, or DIR/NAME/<class>/<image> with --split NAME\n"
+                    "  CSV: FER2013's fer2013.csv; --split Training|PublicTest|PrivateTest (or train|val|test),\n"
+                    "       all for every row; PublicTest without --split\n");
     return 2;
 }
 
@@ -82,7 +89,7 @@ static void print_report(const fer_metrics *mt, char names[][FER_NAME_LEN])
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL, *split = NULL, *tta_name = "none", *calibrate = NULL;
-    int json = 0, threads = 2, i, h, w, K, *labels = NULL, rc = 1;
+    int json = 0, threads = 2, i, h, w, K, *labels, rc = 1;
     float threshold = 0.5f;
     fer_tta tta;
     fer_model m;
@@ -129,13 +136,13 @@ int main(int argc, char **argv)
     K = m.n_classes;
     T0 = m.pre.temperature > 0.0f ? m.pre.temperature : 1.0f;
     fer_tta_size(&m, tta, &h, &w);
-    if (!rep_load_labelled(&m, data, split, h, w, threads, &d, &labels, err)) {
+    if (!rep_load_labelled(&m, data, split, h, w, threads, &d, data_desc, sizeof data_desc, err)) {
         fprintf(stderr, "fer-eval: %s\n", err);
         fer_model_free(&m);
         return 1;
     }
-    snprintf(data_desc, sizeof data_desc, "%s%s%s", data, split ? "/" : "", split ? split : "");
-    if (d.n_skipped) fprintf(stderr, "fer-eval: skipped %d unreadable files (first: %s)\n", d.n_skipped, d.skip_reason);
+    labels = d.labels;
+    if (d.n_skipped) fprintf(stderr, "fer-eval: skipped %d unreadable files or rows: %s\n", d.n_skipped, d.skip_reason);
     probs = (float *)malloc(sizeof(float) * (size_t)d.n * K);
     logits = (float *)malloc(sizeof(float) * (size_t)d.n * K);
     if (!probs || !logits) { fprintf(stderr, "fer-eval: out of memory for %d images\n", d.n); goto out; }
@@ -168,7 +175,7 @@ int main(int argc, char **argv)
     if (fflush(stdout) != 0 || ferror(stdout)) { fprintf(stderr, "fer-eval: writing the report failed\n"); goto out; }
     rc = 0;
 out:
-    free(probs); free(logits); free(labels);
+    free(probs); free(logits);
     fer_dataset_free(&d);
     fer_model_free(&m);
     return rc;

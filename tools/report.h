@@ -1,13 +1,13 @@
 /* report.h - the pictures and files of an evaluation report, for tools/fer-eval.c,
    tools/fer-embed.c, tools/fer-report.c and tests/test_metrics.c.
 
-   It also holds what the tools share before any picture: reading a labelled
-   image folder for a model (rep_load_labelled). Include it after fer.h
-   (declarations are enough), in a file that defines _POSIX_C_SOURCE 200809L
-   before its first #include (for stat). Everything is static and
-   prefixed rep_. Every picture is a self-contained SVG 1.1 file (system fonts
-   only), and the t-SNE map is also a PNG through stb_image_write; the evaluation
-   is a JSON file. Each file is written to PATH.tmp, checked, and renamed over
+   It also holds what the tools share before any picture: reading labelled
+   images for a model, from a folder or FER2013's CSV (rep_load_labelled).
+   Include it after fer.h (declarations are enough), in a file that defines
+   _POSIX_C_SOURCE 200809L before its first #include (for stat). Everything is
+   static and prefixed rep_. Every picture is a self-contained SVG 1.1 file
+   (system fonts only), and the t-SNE map is also a PNG through stb_image_write;
+   the evaluation is a JSON file. Each file is written to PATH.tmp, checked, and renamed over
    PATH, so a failed run never leaves a truncated picture behind. Functions that
    can fail return 0 and put a message in err[256]. */
 #ifndef FER_TOOLS_REPORT_H
@@ -940,24 +940,45 @@ REP_UNUSED static int rep_training_curves(const char *log_path, const char *dir,
 /* ---- labelled images for a model ---- */
 
 #if !defined(FER_NO_STDIO) && !defined(FER_NO_STB_IMAGE)
-/* Loads data (or data/split) at h x w and maps its class folders onto the model's
-   classes by name into labels[d->n] (malloc'ed). A CSV file is refused: fer.h
-   has no FER2013 CSV loader yet. */
-REP_UNUSED static int rep_load_labelled(const fer_model *m, const char *data, const char *split, int h, int w, int threads,
-                             fer_dataset *d, int **labels, char *err)
+/* The rows of FER2013's CSV that --split NAME picks, by Usage: the folder names
+   train, val and test stand for Training, PublicTest and PrivateTest, "all" for
+   every row (NULL), no split for PublicTest; any other name is a Usage value. */
+REP_UNUSED static const char *rep_csv_usage(const char *split)
 {
+    if (!split || !strcmp(split, "val")) return "PublicTest";
+    if (!strcmp(split, "train")) return "Training";
+    if (!strcmp(split, "test")) return "PrivateTest";
+    if (!strcmp(split, "all")) return NULL;
+    return split;
+}
+
+/* Loads data at h x w, relabelled to the model's class order (fer_dataset_remap),
+   so d->labels index m->class_names. data is FER2013's CSV file (any file that is
+   not a folder), split picking its rows (rep_csv_usage), or a folder of class
+   folders, data/split when split is given. desc[desc_cap] (may be NULL) gets a
+   line saying what was read. */
+REP_UNUSED static int rep_load_labelled(const fer_model *m, const char *data, const char *split, int h, int w, int threads,
+                             fer_dataset *d, char *desc, size_t desc_cap, char *err)
+{
+    const char (*names)[FER_NAME_LEN] = (const char (*)[FER_NAME_LEN])m->class_names;
     char path[4096];
     struct stat st;
-    int map[FER_MAX_CLASSES], c, i;
-    size_t len = strlen(data);
-    *labels = NULL;
+    int c, split_like = 0;
     if (stat(data, &st) != 0) { snprintf(err, 256, "%.200s does not exist", data); return 0; }
     if (!S_ISDIR(st.st_mode)) {
-        if (len >= 4 && !strcmp(data + len - 4, ".csv"))
-            snprintf(err, 256, "%.100s: reading FER2013 CSV files is not supported yet (fer.h has no CSV loader); "
-                               "pass a folder of class folders, ROOT/<class>/*.png", data);
-        else snprintf(err, 256, "%.150s is a file, not a folder of class folders (ROOT/<class>/*)", data);
-        return 0;
+        const char *usage = rep_csv_usage(split);
+        if (desc) snprintf(desc, desc_cap, "%s (%s%s)", data, usage ? "Usage " : "every row", usage ? usage : "");
+        if (fer_dataset_load_csv(d, data, usage, h, w, threads, NULL) != FER_OK) {
+            int no_column = usage && strstr(d->error, "no Usage column");
+            snprintf(err, 256, "%.220s%s", d->error, no_column ? "; --split all reads every row" : "");
+            return 0;
+        }
+        if (fer_dataset_remap(d, names, m->n_classes) != FER_OK) {
+            snprintf(err, 256, "%.60s: the model's classes are not FER2013's: %.140s", data, d->error);
+            fer_dataset_free(d);
+            return 0;
+        }
+        return 1;
     }
     if (split) {
         snprintf(path, sizeof path, "%s/%s", data, split);
@@ -966,6 +987,7 @@ REP_UNUSED static int rep_load_labelled(const fer_model *m, const char *data, co
             return 0;
         }
     } else snprintf(path, sizeof path, "%s", data);
+    if (desc) snprintf(desc, desc_cap, "%s", path);
     {   /* before decoding anything: do the folder names mean classes of this model? */
         DIR *dp = opendir(path);
         struct dirent *e;
@@ -988,20 +1010,14 @@ REP_UNUSED static int rep_load_labelled(const fer_model *m, const char *data, co
         }
     }
     if (fer_dataset_load_folder(d, path, h, w, threads, NULL) != FER_OK) { snprintf(err, 256, "%s", d->error); return 0; }
-    for (c = 0; c < d->n_classes; c++) {
-        int k;
-        for (map[c] = -1, k = 0; k < m->n_classes; k++) if (!strcmp(d->class_names[c], m->class_names[k])) map[c] = k;
-        if (map[c] < 0) {
-            const char *nm = d->class_names[c];
-            int split_like = !strcmp(nm, "train") || !strcmp(nm, "val") || !strcmp(nm, "test");
-            snprintf(err, 256, "folder '%.40s' in %.100s is not one of the model's %d classes%s", nm, path,
-                     m->n_classes, split_like ? "; pick a split with --split" : " (their names are in the .fer file)");
-            fer_dataset_free(d);
-            return 0;
-        }
+    for (c = 0; c < d->n_classes; c++)
+        split_like |= !strcmp(d->class_names[c], "train") || !strcmp(d->class_names[c], "val") || !strcmp(d->class_names[c], "test");
+    if (fer_dataset_remap(d, names, m->n_classes) != FER_OK) {
+        snprintf(err, 256, "%.60s: %.140s%s", path, d->error,
+                 split_like ? "; pick a split with --split" : " (the model's names are in its .fer file)");
+        fer_dataset_free(d);
+        return 0;
     }
-    if (!(*labels = (int *)malloc(sizeof(int) * (size_t)d->n))) { fer_dataset_free(d); snprintf(err, 256, "out of memory"); return 0; }
-    for (i = 0; i < d->n; i++) (*labels)[i] = map[d->labels[i]];
     return 1;
 }
 #endif
