@@ -621,5 +621,5 @@ int main(void)
     test_normalize();
     test_oversample();
     time_defaults();
-    return test_done("augment");
+    return test_done("test_augment");
 }
