@@ -3766,9 +3766,12 @@ static int fer__csv_blank(const char *s, const char *e)
    NULL after the last field. */
 static void fer__csv_field(const char **p, const char *e, const char **fb, const char **fe)
 {
-    const char *q = *p, *b, *x;
-    int quoted = 0;
-    while (q < e && (quoted || *q != ',')) { if (*q == '"') quoted = !quoted; q++; }
+    const char *q = (const char *)memchr(*p, ',', (size_t)(e - *p)), *b, *x;
+    if (!q) q = e;
+    if (memchr(*p, '"', (size_t)(q - *p))) {        /* quotes: the slow way */
+        int quoted = 0;
+        for (q = *p; q < e && (quoted || *q != ','); q++) if (*q == '"') quoted = !quoted;
+    }
     b = *p; x = q;
     *p = q < e ? q + 1 : NULL;
     while (b < x && (*b == ' ' || *b == '\t' || *b == '\r')) b++;
@@ -3817,11 +3820,20 @@ static int fer__csv_pixels(const char *p, const char *e, unsigned char *out, siz
     size_t n = 0;
     for (;;) {
         const char *s;
-        unsigned v = 0;
+        unsigned v = 0, dg;
         while (p < e && (*p == ' ' || *p == '\t')) p++;
         if (p >= e) break;
         s = p;
-        while (p < e && *p >= '0' && *p <= '9') { if (v < 1000) v = v * 10 + (unsigned)(*p - '0'); p++; }
+        if (p < e && (dg = (unsigned)(*p - '0')) < 10) {      /* 1 to 3 digits unrolled: the hot loop */
+            v = dg; p++;
+            if (p < e && (dg = (unsigned)(*p - '0')) < 10) {
+                v = v * 10 + dg; p++;
+                if (p < e && (dg = (unsigned)(*p - '0')) < 10) {
+                    v = v * 10 + dg; p++;
+                    for (; p < e && (dg = (unsigned)(*p - '0')) < 10; p++) if (v < 1000) v = v * 10 + dg;
+                }
+            }
+        }
         if (p == s || (p < e && *p != ' ' && *p != '\t')) {
             const char *t = s + (*s == '-'), *x = t;
             char show[16];
