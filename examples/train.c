@@ -140,7 +140,7 @@ static int parse(int argc, char **argv, fer_train_config *c, options *o)
     static const char *const monitors[] = { "acc", "loss", "f1" };
     static const char *const swas[] = { "none", "ema", "uniform" };
     static const char *const ttas[] = { "none", "flip", "tencrop" };
-    int i, swa_start = 0, step_size = 0;
+    int i, swa_start = 0, step_size = 0, warmup_given = 0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double x, list[FER_MAX_CLASSES];
@@ -177,7 +177,7 @@ static int parse(int argc, char **argv, fer_train_config *c, options *o)
         else if (!strcmp(a, "--beta2")) { ok = num(a, v, 0, 0.999999, &x); c->beta2 = (float)x; }
         else if (!strcmp(a, "--clip")) { ok = num(a, v, 0, 1e6, &x); c->clip_norm = (float)x; }
         else if (!strcmp(a, "--sched")) ok = pick(a, v, scheds, 5, &c->schedule.kind);
-        else if (!strcmp(a, "--warmup")) { ok = num(a, v, 0, 100000, &x); c->schedule.warmup_epochs = (int)x; }
+        else if (!strcmp(a, "--warmup")) { ok = num(a, v, 0, 100000, &x); c->schedule.warmup_epochs = (int)x; warmup_given = 1; }
         else if (!strcmp(a, "--min-lr")) { ok = num(a, v, 0, 10, &x); c->schedule.min_lr = (float)x; }
         else if (!strcmp(a, "--step-size")) { ok = num(a, v, 1, 100000, &x); step_size = (int)x; }
         else if (!strcmp(a, "--gamma")) { ok = num(a, v, 1e-6, 1, &x); c->schedule.gamma = (float)x; }
@@ -237,6 +237,7 @@ static int parse(int argc, char **argv, fer_train_config *c, options *o)
     }
     if (!o->data || !o->model || !o->out) return fail("%s", "--data, --model and --out are required (--help)");
     c->schedule.epochs = c->epochs;
+    if (!warmup_given && c->schedule.warmup_epochs >= c->epochs) c->schedule.warmup_epochs = c->epochs - 1;
     if (step_size) c->schedule.step_size = step_size;
     else c->schedule.step_size = c->epochs / 3 > 0 ? c->epochs / 3 : 1;
     if (c->swa) c->swa_start = swa_start ? swa_start - 1 : (c->epochs * 3) / 4;
