@@ -3492,6 +3492,25 @@ FERDEF void fer_bn_update_running(fer_model *m, const fer_workspace *ws)
 #include <pthread.h>
 #endif
 
+/* Runs fn on each of the n jobs (`size` bytes apart): jobs 1.. on threads of their
+   own, job 0 on the caller, and a job whose thread cannot start on the caller too. */
+static void fer__run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
+{
+    char *b = (char *)jobs;
+    int t;
+#if !defined(FER_NO_THREADS)
+    pthread_t tid[64];
+    int started[64];
+    FER_ASSERT(n <= 64);
+    for (t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, fn, b + size * (size_t)t) == 0;
+    fn(b);
+    for (t = 1; t < n; t++) { if (started[t]) pthread_join(tid[t], NULL); else fn(b + size * (size_t)t); }
+#else
+    for (t = 0; t < n; t++) fn(b + size * (size_t)t);
+#endif
+}
+
+
 typedef struct fer__fwd_job {
     const fer_model *m;
     fer_workspace *ws;
@@ -3534,20 +3553,7 @@ FERDEF fer_result fer_forward_threads(const fer_model *m, fer_workspace *ws, int
         jobs[t].out = out + (size_t)start * m->n_classes;
         start += cnt;
     }
-#if !defined(FER_NO_THREADS)
-    {
-        pthread_t tid[64];
-        int started[64];
-        for (t = 1; t < used; t++) started[t] = pthread_create(&tid[t], NULL, fer__fwd_run, &jobs[t]) == 0;
-        fer__fwd_run(&jobs[0]);
-        for (t = 1; t < used; t++) {
-            if (started[t]) pthread_join(tid[t], NULL);
-            else fer__fwd_run(&jobs[t]);     /* no thread to be had: run it here */
-        }
-    }
-#else
-    for (t = 0; t < used; t++) fer__fwd_run(&jobs[t]);
-#endif
+    fer__run_jobs(fer__fwd_run, jobs, sizeof(jobs[0]), used);
     for (t = 0; t < used; t++) if (jobs[t].r != FER_OK) return jobs[t].r;
     return FER_OK;
 }
@@ -3670,24 +3676,6 @@ FERDEF void fer_dataset_free(fer_dataset *d)
     if (d->pixels) FER_FREE(d->pixels, d->alloc_ctx);
     if (d->labels) FER_FREE(d->labels, d->alloc_ctx);
     d->pixels = NULL; d->labels = NULL; d->n = 0;
-}
-
-/* Runs fn on each of the n jobs (`size` bytes apart): jobs 1.. on threads of their
-   own, job 0 on the caller, and a job whose thread cannot start on the caller too. */
-static void fer__run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
-{
-    char *b = (char *)jobs;
-    int t;
-#if !defined(FER_NO_THREADS)
-    pthread_t tid[64];
-    int started[64];
-    FER_ASSERT(n <= 64);
-    for (t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, fn, b + size * (size_t)t) == 0;
-    fn(b);
-    for (t = 1; t < n; t++) { if (started[t]) pthread_join(tid[t], NULL); else fn(b + size * (size_t)t); }
-#else
-    for (t = 0; t < n; t++) fn(b + size * (size_t)t);
-#endif
 }
 
 /* Appends to the string in buf[cap], cutting it short rather than overflowing. */
@@ -4349,17 +4337,7 @@ FERDEF fer_result fer_dataset_load_folder(fer_dataset *d, const char *dir, int h
         jobs[t].begin = (int)((long long)n * t / n_threads);
         jobs[t].end = (int)((long long)n * (t + 1) / n_threads);
     }
-#if !defined(FER_NO_THREADS)
-    {
-        pthread_t tid[64];
-        int started[64];
-        for (t = 1; t < n_threads; t++) started[t] = pthread_create(&tid[t], NULL, fer__load_run, &jobs[t]) == 0;
-        fer__load_run(&jobs[0]);
-        for (t = 1; t < n_threads; t++) { if (started[t]) pthread_join(tid[t], NULL); else fer__load_run(&jobs[t]); }
-    }
-#else
-    for (t = 0; t < n_threads; t++) fer__load_run(&jobs[t]);
-#endif
+    fer__run_jobs(fer__load_run, jobs, sizeof(jobs[0]), n_threads);
     for (t = 0; t < n_threads; t++)
         if (jobs[t].n_bad) { if (!d->n_skipped) memcpy(d->skip_reason, jobs[t].reason, sizeof(d->skip_reason)); d->n_skipped += jobs[t].n_bad; }
     for (i = 0, kept = 0; i < n; i++) {     /* compact: drop the skipped slots */
@@ -5156,21 +5134,6 @@ static void *fer__shard_run(void *p)
     return NULL;
 }
 
-/* Runs the shards of one step, one thread each (the caller runs the first). */
-static void fer__run_shards(fer__shard *sh, int n)
-{
-#if !defined(FER_NO_THREADS)
-    pthread_t tid[64];
-    int started[64], i;
-    for (i = 1; i < n; i++) started[i] = pthread_create(&tid[i], NULL, fer__shard_run, &sh[i]) == 0;
-    fer__shard_run(&sh[0]);
-    for (i = 1; i < n; i++) { if (started[i]) pthread_join(tid[i], NULL); else fer__shard_run(&sh[i]); }
-#else
-    int i;
-    for (i = 0; i < n; i++) fer__shard_run(&sh[i]);
-#endif
-}
-
 static int fer__all_finite(const float *x, size_t n)
 {
     size_t i;
@@ -5222,7 +5185,7 @@ static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoc
         sh[s].r = FER_OK; sh[s].loss = 0.0; sh[s].correct = 0; sh[s].forward_only = 0;
         begin += cnt;
     }
-    fer__run_shards(sh, t->n_ws);
+    fer__run_jobs(fer__shard_run, sh, sizeof(sh[0]), t->n_ws);
     *correct = 0;
     for (s = 0; s < t->n_ws; s++) {
         if (sh[s].r != FER_OK) { memcpy(t->error, t->ws[s].error, sizeof(t->error)); return sh[s].r; }
@@ -5359,7 +5322,7 @@ FERDEF fer_result fer_trainer_finish(fer_trainer *t, const fer_dataset *train)
             sh[s].step = step; sh[s].gstep = step; sh[s].norm = 1.0f; sh[s].forward_only = 1;
             begin += cnt;
         }
-        fer__run_shards(sh, t->n_ws);
+        fer__run_jobs(fer__shard_run, sh, sizeof(sh[0]), t->n_ws);
         for (s = 0; s < t->n_ws; s++)
             if (sh[s].r != FER_OK) { memcpy(t->error, t->ws[s].error, sizeof(t->error)); return sh[s].r; }
         fer_bn_update_running_pooled(m, t->ws, t->n_ws, 1.0f / (float)(step + 1));

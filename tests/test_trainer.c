@@ -233,6 +233,20 @@ static fer_result run_epochs(fer_trainer *t, const fer_dataset *tr, const fer_da
     return r;
 }
 
+/* Accuracy of m on d in inference mode. */
+static double accuracy(const fer_model *m, const fer_dataset *d)
+{
+    float *probs = (float *)malloc(sizeof(float) * (size_t)d->n * m->n_classes);
+    fer_metrics *mt = (fer_metrics *)malloc(sizeof(fer_metrics));
+    char err[256];
+    double acc = -1.0;
+    if (probs && mt && fer_predict_dataset(m, d, FER_TTA_NONE, 2, probs, NULL, err) == FER_OK &&
+        fer_metrics_compute(mt, probs, d->labels, d->n, m->n_classes, 0.5f, NULL) == FER_OK)
+        acc = mt->accuracy;
+    free(probs); free(mt);
+    return acc;
+}
+
 static int progress_calls;
 static void count_progress(void *user, int epoch, int step, int steps, double loss, double acc)
 {
@@ -262,14 +276,7 @@ static void test_loop(void)
     CHECK(progress_calls == NTRAIN / 32, "progress after every step (%d)", progress_calls);
     CHECK(run_epochs(&t, &tr, &va, 5, &st) == FER_OK, "epochs 2-6: %s", t.error);
     CHECK(st.train_loss < first.train_loss * 0.75, "training loss falls: %.4f -> %.4f", first.train_loss, st.train_loss);
-    {
-        float *probs = (float *)malloc(sizeof(float) * NTRAIN * 4);
-        fer_metrics mt;
-        fer_predict_dataset(&m, &tr, FER_TTA_NONE, 2, probs, NULL, err);
-        fer_metrics_compute(&mt, probs, tr.labels, NTRAIN, 4, 0.5f, NULL);
-        CHECK(mt.accuracy > 0.9, "training accuracy (inference mode) %.3f > 0.9", mt.accuracy);
-        free(probs);
-    }
+    CHECK(accuracy(&m, &tr) > 0.9, "training accuracy (inference mode) %.3f > 0.9", accuracy(&m, &tr));
     CHECK(st.val_acc > 0.9, "validation accuracy %.3f > 0.9", st.val_acc);
     CHECK(st.val_f1 > 0.85 && st.val_loss < first.val_loss, "macro F1 %.3f, val loss %.3f -> %.3f", st.val_f1, first.val_loss, st.val_loss);
     CHECK(fer_trainer_epoch(&t, &tr, &va, &st, NULL, NULL) == FER_ERR_ARG && strstr(t.error, "over"), "no epoch past the end: %s", t.error);
@@ -414,14 +421,7 @@ static void test_loop(void)
         CHECK(!memcmp(m.params, t.swa.avg, sizeof(float) * m.n_params), "the model holds the average");
         CHECK(m.buffers[bn] != before && m.buffers[bn] != t.swa.avg[m.n_params + bn], "BN running mean recomputed");
     }
-    {
-        float *probs = (float *)malloc(sizeof(float) * NVAL * 4);
-        fer_metrics mt;
-        fer_predict_dataset(&m, &va, FER_TTA_NONE, 2, probs, NULL, err);
-        fer_metrics_compute(&mt, probs, va.labels, NVAL, 4, 0.5f, NULL);
-        CHECK(mt.accuracy > 0.8, "the SWA model classifies (%.3f)", mt.accuracy);
-        free(probs);
-    }
+    CHECK(accuracy(&m, &va) > 0.8, "the SWA model classifies (%.3f)", accuracy(&m, &va));
     fer_trainer_free(&t);
     fer_model_free(&m);
 
