@@ -54,7 +54,7 @@ $(B)/tests/clang: tests/static_a.c tests/static_b.c fer.h
 
 ALL_TESTS = $(TESTS) $(B)/tests/static2 $(B)/tests/cxx $(B)/tests/nosimd $(B)/tests/nostdio $(EXTRA_TESTS)
 test: $(ALL_TESTS)
-	@sh tests/run.sh $(ALL_TESTS)
+	@FER_TRAIN=$(B)/fer-train sh tests/run.sh $(ALL_TESTS)
 
 # Speed of every default zoo model against this core's peak (tools/bench-peers compares with PyTorch, ONNX Runtime)
 bench: $(B)/fer-bench
@@ -68,6 +68,9 @@ test-sanitize:
 
 clean:
 	rm -rf $(B)
+
+# test_cli runs the training CLI of the same build (FER_TRAIN, set by the test rule)
+$(B)/tests/test_cli: $(B)/fer-train
 
 # the tools' shared report code
 $(B)/fer-eval $(B)/fer-embed $(B)/fer-report $(B)/tests/test_metrics: tools/report.h

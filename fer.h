@@ -745,7 +745,7 @@ typedef struct fer_train_config {
                                     (else the epoch fails naming the layer)       */
     int val_tta;                 /* fer_tta for validation                         */
 } fer_train_config;
-/* Defaults that train a good FER2013 model: 60 epochs, batch 64, Adam 0.001 with
+/* Defaults that train a good FER2013 model: 60 epochs, batch 64, Adam 0.002 with
    weight decay 1e-4 (L2), cosine with a 2-epoch warm-up, fer_augment_defaults,
    label smoothing 0.1, best epoch by validation accuracy. */
 FERDEF void       fer_train_config_defaults(fer_train_config *c);

@@ -377,6 +377,16 @@ int main(int argc, char **argv)
     c.threads = cores > 0 ? (cores > 64 ? 64 : (int)cores) : 1;
     if ((rc = parse(argc, argv, &c, &o)) != 0) return rc < 0 ? 0 : rc;
     if (fer_train_config_check(&c, t.error) != FER_OK) { fprintf(stderr, "fer-train: %s\n", t.error); return 2; }
+    {   /* a misspelt model costs nothing: check it before loading the data */
+        int z, found = 0;
+        for (z = 0; z < fer_zoo_count(); z++) found |= !strcmp(fer_zoo_name(z), o.model);
+        if (!found) {
+            fprintf(stderr, "fer-train: unknown model '%s'; the zoo has:", o.model);
+            for (z = 0; z < fer_zoo_count(); z++) fprintf(stderr, " %s", fer_zoo_name(z));
+            fprintf(stderr, " (build/fer-zoo describes them)\n");
+            return 2;
+        }
+    }
     if (!load_data(&o, &tr, &va, c.threads, c.seed)) return 1;
     K = tr.n_classes;
     if (o.n_weights && o.n_weights != K) {
@@ -406,6 +416,9 @@ int main(int argc, char **argv)
             resumed = 1;
             printf("resumed from %s after epoch %d (best val %s %.4f at epoch %d)\n", ckpath, t.epoch,
                    monitor_names[c.monitor], c.monitor == FER_MONITOR_LOSS ? -t.best : t.best, t.best_epoch);
+            if (t.epoch >= c.epochs || t.stop)
+                printf("that run is complete (%s): nothing to train; give a larger --epochs to go on\n",
+                       t.stop ? "it stopped early" : "all its epochs are done");
         }
     }
     json = o.log_format ? !strcmp(o.log_format, "json") : o.log && (ends_with(o.log, ".jsonl") || ends_with(o.log, ".json"));
@@ -432,7 +445,7 @@ int main(int argc, char **argv)
         log_epoch(logf, json, &st, secs, (double)t.steps_per_epoch * c.batch / secs);
         if (st.improved && fer_model_save(&m, o.out) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); return 1; }
         if (o.ckpt && fer_trainer_save(&t, ckpath) != FER_OK) { fprintf(stderr, "fer-train: checkpoint: %s\n", t.error); return 1; }
-        if (st.stop) printf("early stopping: no better val %s for %d epochs\n", monitor_names[c.monitor], c.early_stop);
+        if (st.stop) printf("early stopping: no better val %s for %d epoch%s\n", monitor_names[c.monitor], c.early_stop, c.early_stop == 1 ? "" : "s");
     }
     if (t.best_epoch == 0) { fprintf(stderr, "fer-train: no epoch was validated\n"); return 1; }
     if (c.swa) {
@@ -452,8 +465,8 @@ int main(int argc, char **argv)
             }
             sv.val_loss = mt->nll; sv.val_acc = mt->accuracy; sv.val_f1 = mt->macro_f1;
             avg = monitored(c.monitor, &sv);
-            printf("%s weight average of %ld epochs: val loss %.4f acc %.4f f1 %.4f\n", c.swa == FER_SWA_EMA ? "EMA" : "SWA",
-                   t.swa.count, sv.val_loss, sv.val_acc, sv.val_f1);
+            printf("%s weight average of %ld epoch%s: val loss %.4f acc %.4f f1 %.4f\n", c.swa == FER_SWA_EMA ? "EMA" : "SWA",
+                   t.swa.count, t.swa.count == 1 ? "" : "s", sv.val_loss, sv.val_acc, sv.val_f1);
             free(probs); free(mt);
         }
         if (avg > best) {

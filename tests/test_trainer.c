@@ -325,10 +325,11 @@ static void test_loop(void)
             CHECK(run_epochs(&t2, &tr, &va, 2, &st) == FER_OK, "epochs 3-4: %s", t2.error);
             fer_trainer_finish(&t2, &tr);
             CHECK(!memcmp(ref, m2.params, sizeof(float) * m2.n_params), "%d threads: resumed == uninterrupted, bit for bit", threads);
+            free(ref);
             if (threads == 2) break;
             fer_trainer_free(&t2);
             fer_model_free(&m2);
-            free(ck); free(ref);
+            free(ck);
         }
         /* the checkpoint refuses corruption and mismatched runs */
         {
