@@ -229,7 +229,7 @@ FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta
 
 /* Element-wise activations over len floats. `out` may alias `in` in forward.
    Backward reads the forward OUTPUT for relu/relu6/sigmoid (cheaper, exact) and
-   the forward INPUT for leaky/prelu. */
+   the forward INPUT for leaky/prelu. ReLU and ReLU6 map NaN (and -0) to +0. */
 FERDEF void fer_relu_forward(float *out, const float *in, size_t len);
 FERDEF void fer_relu_backward(float *din, const float *dout, const float *out, size_t len);
 FERDEF void fer_relu6_forward(float *out, const float *in, size_t len);
@@ -2105,25 +2105,121 @@ FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta
     }
 }
 
-FERDEF void fer_relu_forward(float *out, const float *in, size_t len)
+/* ReLU (six == 0) and ReLU6 (six != 0), per ISA. The scalar loops are the
+   reference: y = x > 0 ? min(x, 6) : 0, so NaN and -0 give +0 (maxps returns its
+   second operand on NaN or equal zeros, which is what the SIMD paths rely on);
+   backward adds dy where 0 < y (< 6), and leaves dx untouched elsewhere. */
+static void fer__vrelu_scalar(int six, size_t n, float *y, const float *x)
 {
     size_t i;
-    for (i = 0; i < len; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    if (six) for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? (x[i] < 6.0f ? x[i] : 6.0f) : 0.0f;
+    else for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
+static void fer__vrelu_backward_scalar(int six, size_t n, float *dx, const float *dy, const float *y)
+{
+    size_t i;
+    if (six) { for (i = 0; i < n; i++) if (y[i] > 0.0f && y[i] < 6.0f) dx[i] += dy[i]; }
+    else for (i = 0; i < n; i++) if (y[i] > 0.0f) dx[i] += dy[i];
+}
+#if defined(FER__X86)
+FER__AVX512 static void fer__vrelu_avx512(int six, size_t n, float *y, const float *x)
+{
+    __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
+    size_t i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(k, x + i), z), hi));
+    }
+}
+FER__AVX512 static void fer__vrelu_backward_avx512(int six, size_t n, float *dx, const float *dy, const float *y)
+{
+    __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
+    size_t i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(k, y + i);
+        __mmask16 pos = _mm512_mask_cmp_ps_mask(k, v, z, _CMP_GT_OQ);
+        __mmask16 on = six ? _mm512_mask_cmp_ps_mask(pos, v, hi, _CMP_LT_OQ) : pos;
+        __m512 d = _mm512_maskz_loadu_ps(on, dx + i);
+        _mm512_mask_storeu_ps(dx + i, on, _mm512_add_ps(d, _mm512_maskz_loadu_ps(on, dy + i)));
+    }
+}
+FER__AVX2 static void fer__vrelu_avx2(int six, size_t n, float *y, const float *x)
+{
+    __m256 z = _mm256_setzero_ps(), hi = _mm256_set1_ps(six ? 6.0f : INFINITY);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + i), z), hi));
+    fer__vrelu_scalar(six, n - i, y + i, x + i);
+}
+FER__AVX2 static void fer__vrelu_backward_avx2(int six, size_t n, float *dx, const float *dy, const float *y)
+{
+    __m256 z = _mm256_setzero_ps(), hi = _mm256_set1_ps(six ? 6.0f : INFINITY);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(y + i);
+        __m256 on = _mm256_cmp_ps(v, z, _CMP_GT_OQ);
+        if (six) on = _mm256_and_ps(on, _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
+        __m256 d = _mm256_loadu_ps(dx + i);
+        _mm256_storeu_ps(dx + i, _mm256_blendv_ps(d, _mm256_add_ps(d, _mm256_loadu_ps(dy + i)), on));
+    }
+    fer__vrelu_backward_scalar(six, n - i, dx + i, dy + i, y + i);
+}
+#endif
+#if defined(FER__NEON)
+static void fer__vrelu_neon(int six, size_t n, float *y, const float *x)
+{
+    float32x4_t z = vdupq_n_f32(0.0f), hi = vdupq_n_f32(six ? 6.0f : INFINITY);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {   /* vmaxq would keep NaN: select on x > 0 instead */
+        float32x4_t v = vld1q_f32(x + i);
+        vst1q_f32(y + i, vminq_f32(vbslq_f32(vcgtq_f32(v, z), v, z), hi));
+    }
+    fer__vrelu_scalar(six, n - i, y + i, x + i);
+}
+static void fer__vrelu_backward_neon(int six, size_t n, float *dx, const float *dy, const float *y)
+{
+    float32x4_t z = vdupq_n_f32(0.0f), hi = vdupq_n_f32(six ? 6.0f : INFINITY);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vld1q_f32(y + i), d = vld1q_f32(dx + i);
+        uint32x4_t on = vcgtq_f32(v, z);
+        if (six) on = vandq_u32(on, vcltq_f32(v, hi));
+        vst1q_f32(dx + i, vbslq_f32(on, vaddq_f32(d, vld1q_f32(dy + i)), d));
+    }
+    fer__vrelu_backward_scalar(six, n - i, dx + i, dy + i, y + i);
+}
+#endif
+static void fer__vrelu(fer_isa isa, int six, size_t n, float *y, const float *x)
+{
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vrelu_avx512(six, n, y, x); return; }
+    if (isa == FER_ISA_AVX2) { fer__vrelu_avx2(six, n, y, x); return; }
+#elif defined(FER__NEON)
+    if (isa == FER_ISA_NEON) { fer__vrelu_neon(six, n, y, x); return; }
+#endif
+    (void)isa;
+    fer__vrelu_scalar(six, n, y, x);
+}
+static void fer__vrelu_backward(fer_isa isa, int six, size_t n, float *dx, const float *dy, const float *y)
+{
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vrelu_backward_avx512(six, n, dx, dy, y); return; }
+    if (isa == FER_ISA_AVX2) { fer__vrelu_backward_avx2(six, n, dx, dy, y); return; }
+#elif defined(FER__NEON)
+    if (isa == FER_ISA_NEON) { fer__vrelu_backward_neon(six, n, dx, dy, y); return; }
+#endif
+    (void)isa;
+    fer__vrelu_backward_scalar(six, n, dx, dy, y);
+}
+FERDEF void fer_relu_forward(float *out, const float *in, size_t len) { fer__vrelu_scalar(0, len, out, in); }
 FERDEF void fer_relu_backward(float *din, const float *dout, const float *out, size_t len)
 {
-    size_t i;
-    for (i = 0; i < len; i++) if (out[i] > 0.0f) din[i] += dout[i];
+    fer__vrelu_backward_scalar(0, len, din, dout, out);
 }
-FERDEF void fer_relu6_forward(float *out, const float *in, size_t len)
-{
-    size_t i;
-    for (i = 0; i < len; i++) out[i] = in[i] < 0.0f ? 0.0f : (in[i] > 6.0f ? 6.0f : in[i]);
-}
+FERDEF void fer_relu6_forward(float *out, const float *in, size_t len) { fer__vrelu_scalar(1, len, out, in); }
 FERDEF void fer_relu6_backward(float *din, const float *dout, const float *out, size_t len)
 {
-    size_t i;
-    for (i = 0; i < len; i++) if (out[i] > 0.0f && out[i] < 6.0f) din[i] += dout[i];
+    fer__vrelu_backward_scalar(1, len, din, dout, out);
 }
 FERDEF void fer_leaky_relu_forward(float *out, const float *in, size_t len, float slope)
 {
@@ -3293,8 +3389,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         size_t nw = (size_t)o.c * (in.c / nd->groups) * nd->kh * nd->kw;
         fer__geom(m, nd, n, &g);
         fer_conv2d_forward(isa, &g, Y, X, P, nd->bias ? P + nw : NULL, ws->scratch);
-        if (nd->act == FER_OP_RELU) fer_relu_forward(Y, Y, len);
-        else if (nd->act == FER_OP_RELU6) fer_relu6_forward(Y, Y, len);
+        if (nd->act == FER_OP_RELU || nd->act == FER_OP_RELU6) fer__vrelu(isa, nd->act == FER_OP_RELU6, len, Y, Y);
         break;
     }
     case FER_OP_BN:
@@ -3304,8 +3399,8 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
             fer__bn_forward_infer(isa, Y, X, P, P + o.c, m->buffers + nd->b_off,
                                         m->buffers + nd->b_off + o.c, n, o.c, hw, nd->eps);
         break;
-    case FER_OP_RELU: fer_relu_forward(Y, X, len); break;
-    case FER_OP_RELU6: fer_relu6_forward(Y, X, len); break;
+    case FER_OP_RELU: fer__vrelu(isa, 0, len, Y, X); break;
+    case FER_OP_RELU6: fer__vrelu(isa, 1, len, Y, X); break;
     case FER_OP_LEAKY_RELU: fer_leaky_relu_forward(Y, X, len, nd->alpha); break;
     case FER_OP_PRELU: fer_prelu_forward(Y, X, P, n, o.c, hw); break;
     case FER_OP_SIGMOID: fer_sigmoid_forward(Y, X, len); break;
@@ -3411,8 +3506,8 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
     case FER_OP_BN:
         fer__bn_backward(isa, dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw);
         break;
-    case FER_OP_RELU: fer_relu_backward(dX, dY, Y, len); break;
-    case FER_OP_RELU6: fer_relu6_backward(dX, dY, Y, len); break;
+    case FER_OP_RELU: fer__vrelu_backward(isa, 0, len, dX, dY, Y); break;
+    case FER_OP_RELU6: fer__vrelu_backward(isa, 1, len, dX, dY, Y); break;
     case FER_OP_LEAKY_RELU: fer_leaky_relu_backward(dX, dY, X, len, nd->alpha); break;
     case FER_OP_PRELU: fer_prelu_backward(dX, dP, dY, X, P, n, o.c, hw); break;
     case FER_OP_SIGMOID: fer_sigmoid_backward(dX, dY, Y, len); break;

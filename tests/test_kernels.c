@@ -90,6 +90,37 @@ static void conv_direct(const fer_conv_geom *g, float *out, const float *in, con
     }
 }
 
+/* ReLU and ReLU6, forward and backward, per ISA: bit-identical to the scalar
+   loops on every length up to two vectors and beyond, with NaN, -0, 6 and inf. */
+static void test_relu(void)
+{
+    static const float special[] = { NAN, -0.0f, 0.0f, 6.0f, INFINITY, -INFINITY, 5.9999995f, 1e-40f };
+    int ii, six, n;
+    for (ii = 0; ii < n_isas; ii++)
+        for (six = 0; six < 2; six++)
+            for (n = 0; n < 70; n += (n < 34 ? 1 : 7)) {
+                float *x = fa((size_t)n), *y = fa((size_t)n), *r = fa((size_t)n), *dy = fa((size_t)n);
+                float *dx = fa((size_t)n), *dr = fa((size_t)n);
+                int i;
+                test_fill(x, (size_t)n, 40 + n, 8.0f);
+                test_fill(dy, (size_t)n, 41 + n, 1.0f);
+                test_fill(dx, (size_t)n, 42 + n, 1.0f);
+                for (i = 0; i < n; i += 3) x[i] = special[(i / 3) % 8];
+                for (i = 1; i < n; i += 5) dx[i] = -0.0f;
+                memcpy(dr, dx, sizeof(float) * (size_t)n);
+                fer__vrelu(isas[ii], six, (size_t)n, y, x);
+                fer__vrelu_scalar(six, (size_t)n, r, x);
+                CHECK(!memcmp(y, r, sizeof(float) * (size_t)n), "relu%s forward %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
+                fer__vrelu_backward(isas[ii], six, (size_t)n, dx, dy, x);   /* x as y: the specials too */
+                fer__vrelu_backward_scalar(six, (size_t)n, dr, dy, x);
+                CHECK(!memcmp(dx, dr, sizeof(float) * (size_t)n), "relu%s backward %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
+                memcpy(y, x, sizeof(float) * (size_t)n);            /* in place, as a fused conv runs it */
+                fer__vrelu(isas[ii], six, (size_t)n, y, y);
+                CHECK(!memcmp(y, r, sizeof(float) * (size_t)n), "relu%s in place %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
+                free(x); free(y); free(r); free(dy); free(dx); free(dr);
+            }
+}
+
 static void test_conv(void)
 {
     /* cin, cout, h, w, k, stride, pad, groups */
@@ -214,6 +245,7 @@ int main(void)
     printf("\n");
     test_gemm();
     test_axpy_dot();
+    test_relu();
     test_conv();
     test_dense();
     test_models();
