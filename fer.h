@@ -1133,10 +1133,34 @@ static void fer__pack_a(int mr, int mc, int kc, const float *A, int lda, int tra
     }
 }
 
+/* One row of a full strip. A memcpy of constant size becomes a few vector moves;
+   one of variable size is inlined as `rep movs`, whose start-up cost made
+   packing as slow as the multiply itself. */
+static void fer__copy_nr(float *dst, const float *src, int nr)
+{
+    switch (nr) {
+    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
+    default: { int j; for (j = 0; j < nr; j++) dst[j] = src[j]; }
+    }
+}
+
 /* dst: ceil(nc/nr) strips, each kc x nr (k-major). B(p,j) = trans ? B[j][p] : B[p][j] */
 static void fer__pack_b(int nr, int nc, int kc, const float *B, int ldb, int trans, float *dst)
 {
-    int jb, j, p;
+    int jb, j, p, full = nc - nc % nr;
+    if (!trans && full) {
+        /* full strips row by row: B is read along its rows (one stream, not one
+           row per k-step 9 KB apart), the strips are written at stride kc * nr */
+        for (p = 0; p < kc; p++) {
+            const float *src = B + (size_t)p * ldb;
+            float *d = dst + (size_t)p * nr;
+            for (jb = 0; jb < full; jb += nr, d += (size_t)nr * kc) fer__copy_nr(d, src + jb, nr);
+        }
+        if (full == nc) return;
+        B += full; dst += (size_t)full * kc; nc -= full;
+    }
     for (jb = 0; jb < nc; jb += nr, dst += (size_t)nr * kc) {
         int cols = nc - jb < nr ? nc - jb : nr;
         if (trans) {
@@ -1146,10 +1170,13 @@ static void fer__pack_b(int nr, int nc, int kc, const float *B, int ldb, int tra
             }
             for (; j < nr; j++) for (p = 0; p < kc; p++) dst[p * nr + j] = 0.0f;
         } else {
-            for (p = 0; p < kc; p++) {
-                memcpy(dst + p * nr, B + (size_t)p * ldb + jb, sizeof(float) * (size_t)cols);
-                for (j = cols; j < nr; j++) dst[p * nr + j] = 0.0f;
-            }
+            if (cols == nr)
+                for (p = 0; p < kc; p++) fer__copy_nr(dst + p * nr, B + (size_t)p * ldb + jb, nr);
+            else
+                for (p = 0; p < kc; p++) {
+                    for (j = 0; j < cols; j++) dst[p * nr + j] = B[(size_t)p * ldb + jb + j];
+                    for (; j < nr; j++) dst[p * nr + j] = 0.0f;
+                }
         }
     }
 }
@@ -1231,24 +1258,36 @@ FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb,
 FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, int ldb, float *C,
                                            int ldc, int rows, int cols, int acc)
 {
-    /* 12 x 32 tile: 24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm */
-    __m512 c[FER__MR_AVX512][2];
+    /* 12 x 32 tile: 24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm. The
+       accumulators are named variables, not an array: gcc -O2 does not unroll a
+       12-trip loop, and an indexed array of them lives on the stack (every FMA
+       then loads and stores memory: 9% of peak instead of 80%+). */
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+    __m512 c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+    __m512 t[FER__MR_AVX512][2];
     int i, p;
-    for (i = 0; i < FER__MR_AVX512; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (p = 0; p < kc; p++) {
-        __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
-        for (i = 0; i < FER__MR_AVX512; i++) {
-            __m512 a = _mm512_set1_ps(pa[i]);
-            c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
-        }
+        __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16), a;
+#define FER__ROW512(r, x0, x1) \
+        a = _mm512_set1_ps(pa[r]); x0 = _mm512_fmadd_ps(a, b0, x0); x1 = _mm512_fmadd_ps(a, b1, x1)
+        FER__ROW512(0, c00, c01); FER__ROW512(1, c10, c11); FER__ROW512(2, c20, c21);
+        FER__ROW512(3, c30, c31); FER__ROW512(4, c40, c41); FER__ROW512(5, c50, c51);
+        FER__ROW512(6, c60, c61); FER__ROW512(7, c70, c71); FER__ROW512(8, c80, c81);
+        FER__ROW512(9, c90, c91); FER__ROW512(10, ca0, ca1); FER__ROW512(11, cb0, cb1);
+#undef FER__ROW512
         pa += FER__MR_AVX512;
         pb += ldb;
     }
+    t[0][0] = c00; t[0][1] = c01; t[1][0] = c10; t[1][1] = c11; t[2][0] = c20; t[2][1] = c21;
+    t[3][0] = c30; t[3][1] = c31; t[4][0] = c40; t[4][1] = c41; t[5][0] = c50; t[5][1] = c51;
+    t[6][0] = c60; t[6][1] = c61; t[7][0] = c70; t[7][1] = c71; t[8][0] = c80; t[8][1] = c81;
+    t[9][0] = c90; t[9][1] = c91; t[10][0] = ca0; t[10][1] = ca1; t[11][0] = cb0; t[11][1] = cb1;
     if (cols == FER__NR_AVX512) {
         for (i = 0; i < rows; i++) {
             float *cp = C + (size_t)i * ldc;
-            __m512 v0 = c[i][0], v1 = c[i][1];
+            __m512 v0 = t[i][0], v1 = t[i][1];
             if (acc) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cp)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cp + 16)); }
             _mm512_storeu_ps(cp, v0);
             _mm512_storeu_ps(cp + 16, v1);
@@ -1259,7 +1298,7 @@ FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float 
         __mmask16 m1 = (__mmask16)(cols <= 16 ? 0 : ((1u << (cols - 16)) - 1u));
         for (i = 0; i < rows; i++) {
             float *cp = C + (size_t)i * ldc;
-            __m512 v0 = c[i][0], v1 = c[i][1];
+            __m512 v0 = t[i][0], v1 = t[i][1];
             if (acc) {
                 v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cp));
                 v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cp + 16));
@@ -1277,23 +1316,37 @@ FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float 
 static void fer__kernel_neon(int kc, const float *pa, const float *pb, int ldb, float *C, int ldc,
                              int rows, int cols, int acc)
 {
+    /* 24 named accumulators (see the AVX-512 kernel: an array would spill) */
     float32x4_t c[FER__MR_NEON][4];
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00;
+    float32x4_t c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00;
+    float32x4_t c33 = c00, c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00;
+    float32x4_t c53 = c00;
     int i, j, p;
-    for (i = 0; i < FER__MR_NEON; i++)
-        for (j = 0; j < 4; j++) c[i][j] = vdupq_n_f32(0.0f);
     for (p = 0; p < kc; p++) {
         float32x4_t b0 = vld1q_f32(pb), b1 = vld1q_f32(pb + 4);
         float32x4_t b2 = vld1q_f32(pb + 8), b3 = vld1q_f32(pb + 12);
-        for (i = 0; i < FER__MR_NEON; i++) {
-            float a = pa[i];
-            c[i][0] = vfmaq_n_f32(c[i][0], b0, a);
-            c[i][1] = vfmaq_n_f32(c[i][1], b1, a);
-            c[i][2] = vfmaq_n_f32(c[i][2], b2, a);
-            c[i][3] = vfmaq_n_f32(c[i][3], b3, a);
-        }
+        float32x4_t a01 = vld1q_f32(pa);             /* rows 0-3, then rows 4-5 */
+        float32x2_t a45 = vld1_f32(pa + 4);
+#define FER__ROWNEON(x0, x1, x2, x3, av, lane) \
+        x0 = vfmaq_laneq_f32(x0, b0, av, lane); x1 = vfmaq_laneq_f32(x1, b1, av, lane); \
+        x2 = vfmaq_laneq_f32(x2, b2, av, lane); x3 = vfmaq_laneq_f32(x3, b3, av, lane)
+        FER__ROWNEON(c00, c01, c02, c03, a01, 0);
+        FER__ROWNEON(c10, c11, c12, c13, a01, 1);
+        FER__ROWNEON(c20, c21, c22, c23, a01, 2);
+        FER__ROWNEON(c30, c31, c32, c33, a01, 3);
+#undef FER__ROWNEON
+        c40 = vfmaq_lane_f32(c40, b0, a45, 0); c41 = vfmaq_lane_f32(c41, b1, a45, 0);
+        c42 = vfmaq_lane_f32(c42, b2, a45, 0); c43 = vfmaq_lane_f32(c43, b3, a45, 0);
+        c50 = vfmaq_lane_f32(c50, b0, a45, 1); c51 = vfmaq_lane_f32(c51, b1, a45, 1);
+        c52 = vfmaq_lane_f32(c52, b2, a45, 1); c53 = vfmaq_lane_f32(c53, b3, a45, 1);
         pa += FER__MR_NEON;
         pb += ldb;
     }
+    c[0][0] = c00; c[0][1] = c01; c[0][2] = c02; c[0][3] = c03; c[1][0] = c10; c[1][1] = c11;
+    c[1][2] = c12; c[1][3] = c13; c[2][0] = c20; c[2][1] = c21; c[2][2] = c22; c[2][3] = c23;
+    c[3][0] = c30; c[3][1] = c31; c[3][2] = c32; c[3][3] = c33; c[4][0] = c40; c[4][1] = c41;
+    c[4][2] = c42; c[4][3] = c43; c[5][0] = c50; c[5][1] = c51; c[5][2] = c52; c[5][3] = c53;
     if (rows == FER__MR_NEON && cols == FER__NR_NEON) {
         for (i = 0; i < FER__MR_NEON; i++) {
             float *cp = C + (size_t)i * ldc;
@@ -1336,23 +1389,35 @@ FER__AVX512 static void fer__gemm_abt_avx512(int M, int N, int K, const float *A
     for (i0 = 0; i0 < M; i0 += 4)
         for (j0 = 0; j0 < N; j0 += 4) {
             int ni = M - i0 < 4 ? M - i0 : 4, nj = N - j0 < 4 ? N - j0 : 4;
-            const float *a[4], *b[4];
-            __m512 c[4][4];
-            for (i = 0; i < 4; i++) a[i] = A + (size_t)(i0 + (i < ni ? i : 0)) * lda;
-            for (j = 0; j < 4; j++) b[j] = B + (size_t)(j0 + (j < nj ? j : 0)) * ldb;
-            for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) c[i][j] = _mm512_setzero_ps();
+            const float *a0, *a1, *a2, *a3, *b0, *b1, *b2, *b3;
+            /* named accumulators (an indexed array would live on the stack) */
+            __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00;
+            __m512 c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00;
+            __m512 c31 = c00, c32 = c00, c33 = c00;
+            float t[4][4];
+            a0 = A + (size_t)i0 * lda; a1 = ni > 1 ? a0 + lda : a0; a2 = ni > 2 ? a1 + lda : a0; a3 = ni > 3 ? a2 + lda : a0;
+            b0 = B + (size_t)j0 * ldb; b1 = nj > 1 ? b0 + ldb : b0; b2 = nj > 2 ? b1 + ldb : b0; b3 = nj > 3 ? b2 + ldb : b0;
             for (p = 0; p < K; p += 16) {
                 __mmask16 k = (__mmask16)(K - p >= 16 ? 0xFFFF : (1u << (K - p)) - 1u);
-                __m512 va[4], vb[4];
-                for (i = 0; i < 4; i++) va[i] = _mm512_maskz_loadu_ps(k, a[i] + p);
-                for (j = 0; j < 4; j++) vb[j] = _mm512_maskz_loadu_ps(k, b[j] + p);
-                for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) c[i][j] = _mm512_fmadd_ps(va[i], vb[j], c[i][j]);
+                __m512 va, vb0 = _mm512_maskz_loadu_ps(k, b0 + p), vb1 = _mm512_maskz_loadu_ps(k, b1 + p);
+                __m512 vb2 = _mm512_maskz_loadu_ps(k, b2 + p), vb3 = _mm512_maskz_loadu_ps(k, b3 + p);
+#define FER__ABT_ROW(ap, x0, x1, x2, x3) \
+                va = _mm512_maskz_loadu_ps(k, ap + p); x0 = _mm512_fmadd_ps(va, vb0, x0); \
+                x1 = _mm512_fmadd_ps(va, vb1, x1); x2 = _mm512_fmadd_ps(va, vb2, x2); x3 = _mm512_fmadd_ps(va, vb3, x3)
+                FER__ABT_ROW(a0, c00, c01, c02, c03);
+                FER__ABT_ROW(a1, c10, c11, c12, c13);
+                FER__ABT_ROW(a2, c20, c21, c22, c23);
+                FER__ABT_ROW(a3, c30, c31, c32, c33);
+#undef FER__ABT_ROW
             }
+            t[0][0] = fer__hsum512(c00); t[0][1] = fer__hsum512(c01); t[0][2] = fer__hsum512(c02); t[0][3] = fer__hsum512(c03);
+            t[1][0] = fer__hsum512(c10); t[1][1] = fer__hsum512(c11); t[1][2] = fer__hsum512(c12); t[1][3] = fer__hsum512(c13);
+            t[2][0] = fer__hsum512(c20); t[2][1] = fer__hsum512(c21); t[2][2] = fer__hsum512(c22); t[2][3] = fer__hsum512(c23);
+            t[3][0] = fer__hsum512(c30); t[3][1] = fer__hsum512(c31); t[3][2] = fer__hsum512(c32); t[3][3] = fer__hsum512(c33);
             for (i = 0; i < ni; i++)
                 for (j = 0; j < nj; j++) {
-                    float v = fer__hsum512(c[i][j]);
                     float *cp = C + (size_t)(i0 + i) * ldc + j0 + j;
-                    *cp = acc ? *cp + v : v;
+                    *cp = acc ? *cp + t[i][j] : t[i][j];
                 }
         }
 }
@@ -1666,33 +1731,53 @@ static void fer__corr2d_dw_scalar(float *dw, const float *d, int oh, int ow, con
 FER__AVX512 static void fer__corr2d_avx512(float *out, int oh, int ow, int os, const float *in, int is,
                                            const float *w, int kh, int kw, int flip, int acc, float bias)
 {
-    int y, x, ky, kx;
-    for (y = 0; y < oh; y++)
+    /* four output rows at once: four independent FMA chains hide the latency
+       that one chain of kh*kw FMAs per vector would expose */
+    int y, x, ky, kx, i;
+    for (y = 0; y < oh; y += 4) {
+        int nrow = oh - y < 4 ? oh - y : 4;
         for (x = 0; x < ow; x += 16) {
             __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
-            __m512 a = acc ? _mm512_maskz_loadu_ps(m, out + y * os + x) : _mm512_set1_ps(bias);
-            for (ky = 0; ky < kh; ky++) {
-                const float *r = in + (y + ky) * is + x;
-                for (kx = 0; kx < kw; kx++)
-                    a = _mm512_fmadd_ps(_mm512_set1_ps(FER__TAP(w, kh, kw, ky, kx, flip)), _mm512_maskz_loadu_ps(m, r + kx), a);
-            }
-            _mm512_mask_storeu_ps(out + y * os + x, m, a);
+            __m512 a0, a1, a2, a3, vb = _mm512_set1_ps(bias);
+            const float *r0 = in + (size_t)y * is + x, *r1, *r2, *r3;
+            float *o = out + (size_t)y * os + x;
+            r1 = nrow > 1 ? r0 + is : r0; r2 = nrow > 2 ? r0 + 2 * (size_t)is : r0; r3 = nrow > 3 ? r0 + 3 * (size_t)is : r0;
+            a0 = acc ? _mm512_maskz_loadu_ps(m, o) : vb;
+            a1 = acc && nrow > 1 ? _mm512_maskz_loadu_ps(m, o + os) : vb;
+            a2 = acc && nrow > 2 ? _mm512_maskz_loadu_ps(m, o + 2 * (size_t)os) : vb;
+            a3 = acc && nrow > 3 ? _mm512_maskz_loadu_ps(m, o + 3 * (size_t)os) : vb;
+            for (ky = 0; ky < kh; ky++, r0 += is, r1 += is, r2 += is, r3 += is)
+                for (kx = 0; kx < kw; kx++) {
+                    __m512 t = _mm512_set1_ps(FER__TAP(w, kh, kw, ky, kx, flip));
+                    a0 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r0 + kx), a0);
+                    a1 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r1 + kx), a1);
+                    a2 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r2 + kx), a2);
+                    a3 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r3 + kx), a3);
+                }
+            for (i = 0; i < nrow; i++)
+                _mm512_mask_storeu_ps(o + (size_t)i * os, m, i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3);
         }
+    }
 }
 FER__AVX512 static void fer__corr2d_dw_avx512(float *dw, const float *d, int oh, int ow, const float *in,
                                               int is, int kh, int kw)
 {
+    /* one tap's sum over the plane in four accumulators, one per row mod 4 */
     int y, x, ky, kx;
     for (ky = 0; ky < kh; ky++)
         for (kx = 0; kx < kw; kx++) {
-            __m512 a = _mm512_setzero_ps();
-            for (y = 0; y < oh; y++)
+            __m512 a[4];
+            a[0] = a[1] = a[2] = a[3] = _mm512_setzero_ps();
+            for (y = 0; y < oh; y++) {
+                __m512 s = a[y & 3];
                 for (x = 0; x < ow; x += 16) {
                     __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
-                    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, d + y * ow + x),
-                                        _mm512_maskz_loadu_ps(m, in + (y + ky) * is + x + kx), a);
+                    s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, d + y * ow + x),
+                                        _mm512_maskz_loadu_ps(m, in + (y + ky) * is + x + kx), s);
                 }
-            dw[ky * kw + kx] += fer__hsum512(a);
+                a[y & 3] = s;
+            }
+            dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
         }
 }
 FER__AVX2 static void fer__corr2d_avx2(float *out, int oh, int ow, int os, const float *in, int is,
