@@ -2395,10 +2395,69 @@ static void fer__window(int o, int k, int s, int p, int size, int *lo, int *hi)
     *hi = b > size ? size : b;
 }
 
-FERDEF void fer_maxpool_forward(float *out, int32_t *argmax, const float *in, int n, int c,
-                                int h, int w, int k, int s, int p)
+/* One output row of a max pool, columns [ox0, ox1), with its clipped window rows
+   [y0, y1): the first maximum in row-major order wins (so NaN wins only where
+   it comes first). The reference the SIMD rows are tested against. */
+static void fer__maxpool_row(const float *xp, int w, int y0, int y1, int k, int s, int p,
+                             int ox0, int ox1, float *yp, int32_t *am)
 {
-    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, ox, y, x;
+    int ox, y, x;
+    for (ox = ox0; ox < ox1; ox++) {
+        int x0, x1, bi;
+        float best;
+        fer__window(ox, k, s, p, w, &x0, &x1);
+        bi = y0 * w + x0;
+        best = xp[bi];
+        for (y = y0; y < y1; y++)
+            for (x = x0; x < x1; x++)
+                if (xp[y * w + x] > best) { best = xp[y * w + x]; bi = y * w + x; }
+        yp[ox] = best;
+        am[ox] = bi;
+    }
+}
+#if defined(FER__X86)
+/* Columns whose window lies inside the row, 16 at a time, for stride 1 or 2: the
+   candidates of 16 outputs are one load (stride 1) or the even lanes of two
+   (stride 2), compared in the scalar order, so results and argmax are identical. */
+FER__AVX512 static void fer__maxpool_row_avx512(const float *xp, int w, int y0, int y1, int k, int s,
+                                                int p, int ox0, int ox1, float *yp, int32_t *am)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i step = s == 2 ? even : _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int ox, y, kx;
+    for (ox = ox0; ox < ox1; ox += 16) {
+        int cnt = ox1 - ox < 16 ? ox1 - ox : 16, need = (cnt - 1) * s + 1, first = 1;
+        __mmask16 mo = (__mmask16)(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
+        __mmask16 m0 = (__mmask16)(need >= 16 ? 0xFFFF : (1u << need) - 1u);
+        __mmask16 m1 = (__mmask16)(need <= 16 ? 0 : (1u << (need - 16)) - 1u);
+        __m512 best = _mm512_setzero_ps();
+        __m512i bi = _mm512_setzero_si512();
+        for (y = y0; y < y1; y++)
+            for (kx = 0; kx < k; kx++) {
+                int at = y * w + ox * s - p + kx;
+                __m512 v = _mm512_maskz_loadu_ps(m0, xp + at);
+                __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(at), step);
+                if (s == 2) v = _mm512_permutex2var_ps(v, even, _mm512_maskz_loadu_ps(m1, xp + at + 16));
+                if (first) { best = v; bi = idx; first = 0; }
+                else {
+                    __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                    best = _mm512_mask_blend_ps(gt, best, v);
+                    bi = _mm512_mask_blend_epi32(gt, bi, idx);
+                }
+            }
+        _mm512_mask_storeu_ps(yp + ox, mo, best);
+        _mm512_mask_storeu_epi32(am + ox, mo, bi);
+    }
+}
+#endif
+static void fer__maxpool_forward(fer_isa isa, float *out, int32_t *argmax, const float *in, int n,
+                                 int c, int h, int w, int k, int s, int p)
+{
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy;
+    /* interior columns: ox * s - p >= 0 and ox * s - p + k <= w */
+    int lo = (p + s - 1) / s, hi = w - k + p >= 0 ? (w - k + p) / s + 1 : 0;
+    if (hi > ow) hi = ow;
+    if (lo > hi) lo = hi;
     for (pl = 0; pl < n * c; pl++) {
         const float *xp = in + (size_t)pl * h * w;
         float *yp = out + (size_t)pl * oh * ow;
@@ -2406,20 +2465,23 @@ FERDEF void fer_maxpool_forward(float *out, int32_t *argmax, const float *in, in
         for (oy = 0; oy < oh; oy++) {
             int y0, y1;
             fer__window(oy, k, s, p, h, &y0, &y1);
-            for (ox = 0; ox < ow; ox++) {
-                int x0, x1, bi;
-                float best;
-                fer__window(ox, k, s, p, w, &x0, &x1);
-                bi = y0 * w + x0;
-                best = xp[bi];
-                for (y = y0; y < y1; y++)
-                    for (x = x0; x < x1; x++)
-                        if (xp[y * w + x] > best) { best = xp[y * w + x]; bi = y * w + x; }
-                yp[oy * ow + ox] = best;
-                am[oy * ow + ox] = bi;
+#if defined(FER__X86)
+            if (isa == FER_ISA_AVX512 && (s == 1 || s == 2) && hi > lo) {
+                fer__maxpool_row(xp, w, y0, y1, k, s, p, 0, lo, yp + oy * ow, am + oy * ow);
+                fer__maxpool_row_avx512(xp, w, y0, y1, k, s, p, lo, hi, yp + oy * ow, am + oy * ow);
+                fer__maxpool_row(xp, w, y0, y1, k, s, p, hi, ow, yp + oy * ow, am + oy * ow);
+                continue;
             }
+#endif
+            (void)isa; (void)lo; (void)hi;
+            fer__maxpool_row(xp, w, y0, y1, k, s, p, 0, ow, yp + oy * ow, am + oy * ow);
         }
     }
+}
+FERDEF void fer_maxpool_forward(float *out, int32_t *argmax, const float *in, int n, int c,
+                                int h, int w, int k, int s, int p)
+{
+    fer__maxpool_forward(FER_ISA_SCALAR, out, argmax, in, n, c, h, w, k, s, p);
 }
 FERDEF void fer_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
                                  int n, int c, int h, int w, int oh, int ow)
@@ -3490,7 +3552,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     case FER_OP_PRELU: fer_prelu_forward(Y, X, P, n, o.c, hw); break;
     case FER_OP_SIGMOID: fer_sigmoid_forward(Y, X, len); break;
     case FER_OP_SOFTMAX: fer_softmax_forward(Y, X, n, o.c, hw); break;
-    case FER_OP_MAXPOOL: fer_maxpool_forward(Y, I, X, n, in.c, in.h, in.w, nd->kh, nd->sh, nd->ph); break;
+    case FER_OP_MAXPOOL: fer__maxpool_forward(isa, Y, I, X, n, in.c, in.h, in.w, nd->kh, nd->sh, nd->ph); break;
     case FER_OP_AVGPOOL: fer_avgpool_forward(Y, X, n, in.c, in.h, in.w, nd->kh, nd->sh, nd->ph); break;
     case FER_OP_GAP: fer_gap_forward(Y, X, n, in.c, hw); break;
     case FER_OP_GMP: fer_gmp_forward(Y, I, X, n, in.c, hw); break;

@@ -121,6 +121,36 @@ static void test_relu(void)
             }
 }
 
+/* Max pooling per ISA: outputs and argmax identical to the scalar loops, over
+   window sizes, strides and paddings, odd plane sizes, ties and NaN. */
+static void test_maxpool(void)
+{
+    static const int geo[][3] = { { 2, 2, 0 }, { 3, 2, 1 }, { 3, 1, 1 }, { 3, 2, 0 }, { 2, 1, 0 }, { 5, 2, 2 } };
+    static const int sizes[] = { 1, 2, 5, 9, 16, 33, 48, 70 };
+    int ii, g, a, b;
+    for (ii = 0; ii < n_isas; ii++)
+        for (g = 0; g < 6; g++)
+            for (a = 0; a < 8; a++)
+                for (b = 0; b < 8; b += 3) {
+                    int k = geo[g][0], st = geo[g][1], p = geo[g][2], h = sizes[a], w = sizes[b], i;
+                    int oh = (h + 2 * p - k) / st + 1, ow = (w + 2 * p - k) / st + 1;
+                    size_t nin = (size_t)2 * 3 * h * w, nout = (size_t)2 * 3 * (oh > 0 ? oh : 0) * (ow > 0 ? ow : 0);
+                    float *x, *y, *r;
+                    int32_t *ia, *ib;
+                    if (oh < 1 || ow < 1 || p >= k) continue;
+                    x = fa(nin); y = fa(nout); r = fa(nout);
+                    ia = (int32_t *)calloc(nout + 1, sizeof(int32_t)); ib = (int32_t *)calloc(nout + 1, sizeof(int32_t));
+                    test_fill(x, nin, 50 + a * 8 + b, 4.0f);
+                    for (i = 0; i < (int)nin; i++) x[i] = floorf(x[i]);      /* many ties */
+                    for (i = 7; i < (int)nin; i += 23) x[i] = NAN;
+                    fer__maxpool_forward(isas[ii], y, ia, x, 2, 3, h, w, k, st, p);
+                    fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 2, 3, h, w, k, st, p);
+                    CHECK(!memcmp(y, r, sizeof(float) * nout) && !memcmp(ia, ib, sizeof(int32_t) * nout),
+                          "maxpool %s k%d s%d p%d %dx%d", fer_isa_name(isas[ii]), k, st, p, h, w);
+                    free(x); free(y); free(r); free(ia); free(ib);
+                }
+}
+
 static void test_conv(void)
 {
     /* cin, cout, h, w, k, stride, pad, groups */
@@ -246,6 +276,7 @@ int main(void)
     test_gemm();
     test_axpy_dot();
     test_relu();
+    test_maxpool();
     test_conv();
     test_dense();
     test_models();
