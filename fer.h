@@ -1502,8 +1502,15 @@ FER__AVX512 static void fer__axpy_avx512(int n, float a, const float *x, float *
 }
 FER__AVX512 static float fer__dot_avx512(int n, const float *x, const float *y)
 {
-    __m512 s = _mm512_setzero_ps();
+    __m512 s = _mm512_setzero_ps(), s1 = s, s2 = s, s3 = s;   /* four independent chains */
     int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
+    }
+    s = _mm512_add_ps(_mm512_add_ps(s, s1), _mm512_add_ps(s2, s3));
     for (; i + 16 <= n; i += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s);
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
@@ -2024,14 +2031,26 @@ static float fer__vsum_scalar(int n, const float *x, float m, int sq)
 #if defined(FER__X86)
 FER__AVX512 static float fer__vsum_avx512(int n, const float *x, float m, int sq)
 {
-    __m512 a = _mm512_setzero_ps(), vm = _mm512_set1_ps(m);
+    /* four accumulators: one would chain every add on the last */
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, vm = _mm512_set1_ps(m);
     int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm), d1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm);
+        __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm), d3 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm);
+        if (sq) {
+            a0 = _mm512_fmadd_ps(d0, d0, a0); a1 = _mm512_fmadd_ps(d1, d1, a1);
+            a2 = _mm512_fmadd_ps(d2, d2, a2); a3 = _mm512_fmadd_ps(d3, d3, a3);
+        } else {
+            a0 = _mm512_add_ps(a0, d0); a1 = _mm512_add_ps(a1, d1);
+            a2 = _mm512_add_ps(a2, d2); a3 = _mm512_add_ps(a3, d3);
+        }
+    }
     for (; i < n; i += 16) {
         __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
         __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm);
-        a = sq ? _mm512_fmadd_ps(d, d, a) : _mm512_add_ps(a, d);
+        a0 = sq ? _mm512_fmadd_ps(d, d, a0) : _mm512_add_ps(a0, d);
     }
-    return fer__hsum512(a);
+    return fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 FER__AVX512 static void fer__vaffine_avx512(int n, float *y, const float *x, float a, float b)
 {
