@@ -373,6 +373,8 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     memset(&tr, 0, sizeof tr);
     memset(&va, 0, sizeof va);
+    memset(&m, 0, sizeof m);
+    memset(&t, 0, sizeof t);
     fer_train_config_defaults(&c);
     c.threads = cores > 0 ? (cores > 64 ? 64 : (int)cores) : 1;
     if ((rc = parse(argc, argv, &c, &o)) != 0) return rc < 0 ? 0 : rc;
@@ -387,31 +389,31 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!load_data(&o, &tr, &va, c.threads, c.seed)) return 1;
+    if (!load_data(&o, &tr, &va, c.threads, c.seed)) { rc = 1; goto out; }
     K = tr.n_classes;
     if (o.n_weights && o.n_weights != K) {
         fprintf(stderr, "fer-train: --class-weights has %d values, the data %d classes\n", o.n_weights, K);
-        return 2;
+        rc = 2; goto out;
     }
     if (o.oversample || o.oversample_max) {
         int counts[FER_MAX_CLASSES], k, target = o.oversample, before = tr.n;
         fer_dataset_class_counts(&tr, counts);
         if (o.oversample_max) for (k = 0; k < K; k++) if (counts[k] > target) target = counts[k];
-        if (fer_dataset_oversample(&tr, target, &c.augment, c.seed) != FER_OK) { fprintf(stderr, "fer-train: %s\n", tr.error); return 1; }
+        if (fer_dataset_oversample(&tr, target, &c.augment, c.seed) != FER_OK) { fprintf(stderr, "fer-train: %s\n", tr.error); rc = 1; goto out; }
         printf("oversampled rarer classes to %d images each: %d -> %d training images\n", target, before, tr.n);
     }
     printf("train: %d images, val: %d images, %d classes, %d threads\n", tr.n, va.n, K, c.threads);
-    if (fer_zoo_build(&m, o.model, 1, o.input, o.input, K, c.seed, NULL) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); return 2; }
+    if (fer_zoo_build(&m, o.model, 1, o.input, o.input, K, c.seed, NULL) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); rc = 2; goto out; }
     memcpy(m.class_names, tr.class_names, sizeof(m.class_names));
-    if (fer_trainer_init(&t, &m, &c, &tr, NULL) != FER_OK) { fprintf(stderr, "fer-train: %s\n", t.error); return 1; }
+    if (fer_trainer_init(&t, &m, &c, &tr, NULL) != FER_OK) { fprintf(stderr, "fer-train: %s\n", t.error); rc = 1; goto out; }
     if (o.ckpt) {
         struct stat sb;
-        if (mkdir(o.ckpt, 0755) != 0 && errno != EEXIST) { fprintf(stderr, "fer-train: cannot create %s: %s\n", o.ckpt, strerror(errno)); return 1; }
+        if (mkdir(o.ckpt, 0755) != 0 && errno != EEXIST) { fprintf(stderr, "fer-train: cannot create %s: %s\n", o.ckpt, strerror(errno)); rc = 1; goto out; }
         snprintf(ckpath, sizeof ckpath, "%s/last.ferc", o.ckpt);
         if (stat(ckpath, &sb) == 0) {
             if (fer_trainer_load(&t, ckpath) != FER_OK) {
                 fprintf(stderr, "fer-train: cannot resume: %s\n(move it away to start afresh)\n", t.error);
-                return 1;
+                rc = 1; goto out;
             }
             resumed = 1;
             printf("resumed from %s after epoch %d (best val %s %.4f at epoch %d)\n", ckpath, t.epoch,
@@ -423,7 +425,7 @@ int main(int argc, char **argv)
     }
     json = o.log_format ? !strcmp(o.log_format, "json") : o.log && (ends_with(o.log, ".jsonl") || ends_with(o.log, ".json"));
     if (o.log) {
-        if (!(logf = fopen(o.log, resumed ? "a" : "w"))) { fprintf(stderr, "fer-train: cannot write %s: %s\n", o.log, strerror(errno)); return 1; }
+        if (!(logf = fopen(o.log, resumed ? "a" : "w"))) { fprintf(stderr, "fer-train: cannot write %s: %s\n", o.log, strerror(errno)); rc = 1; goto out; }
         if (!resumed && !json) fprintf(logf, "epoch,train_loss,train_acc,val_loss,val_acc,val_f1,lr,seconds,images_per_s,skipped_steps\n");
     }
     b.on = o.progress ? !strcmp(o.progress, "always") || (!strcmp(o.progress, "auto") && isatty(1)) : isatty(1);
@@ -434,7 +436,7 @@ int main(int argc, char **argv)
         if (fer_trainer_epoch(&t, &tr, &va, &st, progress, &b) != FER_OK) {
             fprintf(stderr, "%sfer-train: %s\n", b.on ? "\n" : "", t.error);
             fprintf(stderr, "fer-train: stopped; %s keeps the best model so far%s\n", o.out, o.ckpt ? ", the checkpoint the last good epoch" : "");
-            return 1;
+            rc = 1; goto out;
         }
         secs = now() - t0;
         printf("%sepoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f f1 %.4f  lr %.5f  %.0fs  %.0f img/s%s%s\n",
@@ -443,17 +445,15 @@ int main(int argc, char **argv)
                st.skipped_steps ? "  (skipped non-finite steps)" : "");
         fflush(stdout);
         log_epoch(logf, json, &st, secs, (double)t.steps_per_epoch * c.batch / secs);
-        if (st.improved && fer_model_save(&m, o.out) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); return 1; }
-        if (o.ckpt && fer_trainer_save(&t, ckpath) != FER_OK) { fprintf(stderr, "fer-train: checkpoint: %s\n", t.error); return 1; }
+        if (st.improved && fer_model_save(&m, o.out) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); rc = 1; goto out; }
+        if (o.ckpt && fer_trainer_save(&t, ckpath) != FER_OK) { fprintf(stderr, "fer-train: checkpoint: %s\n", t.error); rc = 1; goto out; }
         if (st.stop) printf("early stopping: no better val %s for %d epoch%s\n", monitor_names[c.monitor], c.early_stop, c.early_stop == 1 ? "" : "s");
     }
-    if (t.best_epoch == 0) { fprintf(stderr, "fer-train: no epoch was validated\n"); return 1; }
+    if (t.best_epoch == 0) { fprintf(stderr, "fer-train: no epoch was validated\n"); rc = 1; goto out; }
     if (c.swa) {
         /* the average against the best single epoch, on val: the better one is kept */
-        fer_dataset none;
         double best = t.best, avg;
-        memset(&none, 0, sizeof none);
-        if (fer_trainer_finish(&t, &tr) != FER_OK) { fprintf(stderr, "fer-train: %s\n", t.error); return 1; }
+        if (fer_trainer_finish(&t, &tr) != FER_OK) { fprintf(stderr, "fer-train: %s\n", t.error); rc = 1; goto out; }
         {
             fer_epoch_stats sv;
             float *probs = (float *)malloc(sizeof(float) * (size_t)va.n * K);
@@ -461,7 +461,9 @@ int main(int argc, char **argv)
             char err[256];
             if (!probs || !mt || fer_predict_dataset(&m, &va, (fer_tta)c.val_tta, c.threads, probs, NULL, err) != FER_OK ||
                 fer_metrics_compute(mt, probs, va.labels, va.n, K, 0.5f, NULL) != FER_OK) {
-                fprintf(stderr, "fer-train: evaluating the averaged model failed\n"); return 1;
+                fprintf(stderr, "fer-train: evaluating the averaged model failed\n");
+                free(probs); free(mt);
+                rc = 1; goto out;
             }
             sv.val_loss = mt->nll; sv.val_acc = mt->accuracy; sv.val_f1 = mt->macro_f1;
             avg = monitored(c.monitor, &sv);
@@ -470,16 +472,18 @@ int main(int argc, char **argv)
             free(probs); free(mt);
         }
         if (avg > best) {
-            if (fer_model_save(&m, o.out) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); return 1; }
+            if (fer_model_save(&m, o.out) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); rc = 1; goto out; }
             printf("the averaged model is better than epoch %d: written to %s\n", t.best_epoch, o.out);
         } else printf("epoch %d stays the best: %s unchanged\n", t.best_epoch, o.out);
     }
     printf("best val %s %.4f at epoch %d, model in %s\n", monitor_names[c.monitor],
            c.monitor == FER_MONITOR_LOSS ? -t.best : t.best, t.best_epoch, o.out);
+    rc = 0;
+out:    /* every path after the data are loaded frees what it holds */
     if (logf) fclose(logf);
     fer_trainer_free(&t);
     fer_model_free(&m);
     fer_dataset_free(&tr);
     fer_dataset_free(&va);
-    return 0;
+    return rc;
 }
