@@ -755,6 +755,7 @@ FERDEF fer_result fer_train_config_check(const fer_train_config *c, char *error)
 typedef struct fer_epoch_stats {
     int epoch;                   /* 1-based, the epoch just finished               */
     double train_loss, train_acc;
+    double train_f1;             /* macro F1 of the training predictions (augmented) */
     double val_loss, val_acc, val_f1;      /* NaN without validation data          */
     double lr;                   /* the rate of the epoch's last step              */
     int skipped_steps;           /* steps dropped as non-finite                    */
@@ -5347,6 +5348,7 @@ typedef struct fer__shard {
     float norm;
     double loss;
     int correct;
+    int tp[FER_MAX_CLASSES], pred[FER_MAX_CLASSES], sup[FER_MAX_CLASSES];   /* for macro F1 */
     fer_result r;
 } fer__shard;
 
@@ -5385,10 +5387,12 @@ static void *fer__shard_run(void *p)
     L.label_smoothing = t->cfg.label_smoothing; L.focal_gamma = t->cfg.focal_gamma; L.class_weight = t->class_w;
     s->loss = fer_loss_eval(&L, y, lab, s->n, K, s->norm, dl);
     s->correct = 0;
+    memset(s->tp, 0, sizeof(s->tp)); memset(s->pred, 0, sizeof(s->pred)); memset(s->sup, 0, sizeof(s->sup));
     for (i = 0; i < s->n; i++) {
         int best = 0;
         for (j = 1; j < K; j++) if (y[(size_t)i * K + j] > y[(size_t)i * K + best]) best = j;
         s->correct += best == lab[i];
+        s->tp[best] += best == lab[i]; s->pred[best]++; s->sup[lab[i]]++;
     }
     fer_zero_grad(m, ws);
     s->r = fer_backward(m, ws, dl);
@@ -5430,7 +5434,7 @@ static void fer__name_nonfinite(fer_trainer *t, int epoch, int step, double loss
 
 /* One step over batch `step` of the epoch's permutation. */
 static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoch, int step, float lr,
-                                  double *loss, int *correct, int augment)
+                                  double *loss, int *correct, int *tp, int *pred, int *sup, int augment)
 {
     fer__shard sh[64];
     fer_model *m = t->m;
@@ -5462,6 +5466,8 @@ static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoc
     t->opt.lr = lr;
     fer_optimizer_step(&t->opt, m->params, t->ws[0].pgrad, t->no_decay);
     fer_bn_update_running_pooled(m, t->ws, t->n_ws, -1.0f);
+    for (s = 0; s < t->n_ws; s++)           /* a skipped step counts nothing */
+        for (i = 0; i < m->n_classes; i++) { tp[i] += sh[s].tp[i]; pred[i] += sh[s].pred[i]; sup[i] += sh[s].sup[i]; }
     return FER_OK;
 }
 
@@ -5498,6 +5504,7 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
 {
     fer_model *m = t->m;
     int e = t->epoch, step, correct = 0, skipped = 0;
+    int tp[FER_MAX_CLASSES] = { 0 }, pred[FER_MAX_CLASSES] = { 0 }, sup[FER_MAX_CLASSES] = { 0 };
     long seen = 0;
     double loss = 0.0, value, monitor;
     float lr = t->cfg.schedule.lr;
@@ -5518,7 +5525,7 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
         int c;
         lr = (t->cfg.swa && t->cfg.swa_lr > 0.0f && e >= t->cfg.swa_start) ? t->cfg.swa_lr
              : fer_schedule_lr(&t->cfg.schedule, e, step, t->steps_per_epoch);
-        r = fer__train_step(t, train, e, step, lr, &L, &c, 1);
+        r = fer__train_step(t, train, e, step, lr, &L, &c, tp, pred, sup, 1);
         if (r == FER_ERR_NUMERIC && t->cfg.skip_nonfinite) { skipped++; continue; }
         if (r != FER_OK) return r;
         loss += L; correct += c; seen += t->cfg.batch;
@@ -5532,6 +5539,16 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
     st->epoch = e + 1;
     st->train_loss = loss / (double)seen;    /* weighted sum over weighted count when weighted */
     st->train_acc = (double)correct / (double)seen;
+    {   /* macro F1 over the classes seen in the labels or the predictions, as in fer_metrics */
+        double f1 = 0.0;
+        int k, used = 0;
+        for (k = 0; k < m->n_classes; k++) {
+            if (!sup[k] && !pred[k]) continue;
+            used++;
+            if (tp[k]) f1 += 2.0 * tp[k] / (double)(pred[k] + sup[k]);
+        }
+        st->train_f1 = used ? f1 / used : 0.0;
+    }
     st->lr = lr; st->skipped_steps = skipped;
     if (t->swa.kind && e >= t->cfg.swa_start) fer_swa_update(&t->swa, m->arena);
     if (val && (r = fer__trainer_validate(t, val, st)) != FER_OK) return r;

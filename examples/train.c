@@ -342,12 +342,13 @@ static void log_epoch(FILE *f, int json, const fer_epoch_stats *s, double secs, 
 {
     if (!f) return;
     if (json)
-        fprintf(f, "{\"epoch\": %d, \"train_loss\": %.6f, \"train_acc\": %.6f, \"val_loss\": %.6f, \"val_acc\": %.6f, "
-                   "\"val_f1\": %.6f, \"lr\": %.8f, \"seconds\": %.1f, \"images_per_s\": %.1f, \"skipped_steps\": %d}\n",
-                s->epoch, s->train_loss, s->train_acc, s->val_loss, s->val_acc, s->val_f1, s->lr, secs, ips, s->skipped_steps);
+        fprintf(f, "{\"epoch\": %d, \"train_loss\": %.6f, \"train_acc\": %.6f, \"train_f1\": %.6f, \"val_loss\": %.6f, "
+                   "\"val_acc\": %.6f, \"val_f1\": %.6f, \"lr\": %.8f, \"seconds\": %.1f, \"images_per_s\": %.1f, "
+                   "\"skipped_steps\": %d}\n", s->epoch, s->train_loss, s->train_acc, s->train_f1, s->val_loss, s->val_acc,
+                s->val_f1, s->lr, secs, ips, s->skipped_steps);
     else
-        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.8f,%.1f,%.1f,%d\n", s->epoch, s->train_loss, s->train_acc,
-                s->val_loss, s->val_acc, s->val_f1, s->lr, secs, ips, s->skipped_steps);
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.8f,%.1f,%.1f,%d\n", s->epoch, s->train_loss, s->train_acc,
+                s->train_f1, s->val_loss, s->val_acc, s->val_f1, s->lr, secs, ips, s->skipped_steps);
     fflush(f);
 }
 
@@ -426,7 +427,7 @@ int main(int argc, char **argv)
     json = o.log_format ? !strcmp(o.log_format, "json") : o.log && (ends_with(o.log, ".jsonl") || ends_with(o.log, ".json"));
     if (o.log) {
         if (!(logf = fopen(o.log, resumed ? "a" : "w"))) { fprintf(stderr, "fer-train: cannot write %s: %s\n", o.log, strerror(errno)); rc = 1; goto out; }
-        if (!resumed && !json) fprintf(logf, "epoch,train_loss,train_acc,val_loss,val_acc,val_f1,lr,seconds,images_per_s,skipped_steps\n");
+        if (!resumed && !json) fprintf(logf, "epoch,train_loss,train_acc,train_f1,val_loss,val_acc,val_f1,lr,seconds,images_per_s,skipped_steps\n");
     }
     b.on = o.progress ? !strcmp(o.progress, "always") || (!strcmp(o.progress, "auto") && isatty(1)) : isatty(1);
     b.batch = c.batch; b.epochs = c.epochs;

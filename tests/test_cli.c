@@ -181,7 +181,7 @@ static void test_help_and_bad_flags(void)
 /* Two epochs with a log and a checkpoint, resumed to three, then once more at the end. */
 static void test_train_and_resume(void)
 {
-    static const char header[] = "epoch,train_loss,train_acc,val_loss,val_acc,val_f1,lr,seconds,images_per_s,skipped_steps\n";
+    static const char header[] = "epoch,train_loss,train_acc,train_f1,val_loss,val_acc,val_f1,lr,seconds,images_per_s,skipped_steps\n";
     fer_model m;
     struct stat sb;
     char *log;

@@ -276,6 +276,8 @@ static void test_loop(void)
     CHECK(progress_calls == NTRAIN / 32, "progress after every step (%d)", progress_calls);
     CHECK(run_epochs(&t, &tr, &va, 5, &st) == FER_OK, "epochs 2-6: %s", t.error);
     CHECK(st.train_loss < first.train_loss * 0.75, "training loss falls: %.4f -> %.4f", first.train_loss, st.train_loss);
+    CHECK(st.train_f1 > 0.5 && st.train_f1 <= 1.0 && fabs(st.train_f1 - st.train_acc) < 0.1,
+          "training macro F1 %.3f beside accuracy %.3f (four balanced classes)", st.train_f1, st.train_acc);
     CHECK(accuracy(&m, &tr) > 0.9, "training accuracy (inference mode) %.3f > 0.9", accuracy(&m, &tr));
     CHECK(st.val_acc > 0.9, "validation accuracy %.3f > 0.9", st.val_acc);
     CHECK(st.val_f1 > 0.85 && st.val_loss < first.val_loss, "macro F1 %.3f, val loss %.3f -> %.3f", st.val_f1, first.val_loss, st.val_loss);
