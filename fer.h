@@ -77,7 +77,7 @@
           2.4 layers: forward/backward pairs                    2.5 graph, blocks, model
           2.6 model zoo          2.7 inference, preprocessing, images
           2.8 data, augmentation 2.9 training: loss, optimizers, schedules, the loop
-          2.10 metrics, TTA, t-SNE  2.11 model file (.fer)
+          2.10 metrics, TTA, t-SNE  2.11 model file (.fer), checkpoints (.ferc)
        3. Implementation, in the same order (3.1 is configuration and platform)
 
    LAYOUT: every activation is float32 NCHW (batch, channel, row, column), rows
@@ -904,7 +904,7 @@ FERDEF void       fer_tsne_defaults(fer_tsne_params *p);
 FERDEF fer_result fer_tsne(const float *x, int n, int d, const fer_tsne_params *p, float *y,
                            void *alloc_ctx, char *error);
 
-/* --- 2.11 Model file (.fer) ----------------------------------------------------
+/* --- 2.11 Model file (.fer) and training checkpoints (.ferc) ---------------------
    Little-endian, versioned, self-describing: the graph (so a file alone rebuilds
    the model), parameters, BN statistics, class names, input size, preprocessing
    and a CRC-32. Loading checks every field before use and rejects truncated,
@@ -6284,7 +6284,7 @@ done:
     return r;
 }
 
-/* --- 3.11 Model file (.fer) --------------------------------------------------------
+/* --- 3.11 Model file (.fer) and training checkpoints (.ferc) ------------------------
    Version 1 layout, all fields little-endian:
      0   "FERM"                    magic
      4   u32 version (1)
