@@ -787,6 +787,7 @@ typedef struct fer_trainer {
     float *x, *dlogits;          /* per shard: input and logit-gradient slices     */
     int *labels, *perm;
     int shard_cap;               /* samples per shard                              */
+    void *shards;                /* [n_ws] per-step thread jobs (private type)     */
     char error[256];
     void *alloc_ctx;
 } fer_trainer;
@@ -5232,8 +5233,9 @@ FERDEF void fer_trainer_free(fer_trainer *t)
     if (t->dlogits) FER_FREE(t->dlogits, ctx);
     if (t->labels) FER_FREE(t->labels, ctx);
     if (t->perm) FER_FREE(t->perm, ctx);
+    if (t->shards) FER_FREE(t->shards, ctx);
     t->ws = NULL; t->best_arena = NULL; t->no_decay = NULL; t->x = t->dlogits = NULL;
-    t->labels = t->perm = NULL; t->n_ws = 0;
+    t->labels = t->perm = NULL; t->shards = NULL; t->n_ws = 0;
 }
 
 static fer_result fer__trainer_data_ok(fer_trainer *t, const fer_dataset *d, const char *what)
@@ -5251,6 +5253,21 @@ static fer_result fer__trainer_data_ok(fer_trainer *t, const fer_dataset *d, con
         }
     return FER_OK;
 }
+
+/* One shard of a step: augment its samples, forward, loss, backward. */
+typedef struct fer__shard {
+    fer_trainer *t;
+    const fer_dataset *d;
+    int index, begin, n, epoch, augment;
+    int forward_only;            /* BN recalibration: no loss, no backward */
+    int step;
+    long gstep;                  /* steps since the start of the run */
+    float norm;
+    double loss;
+    int correct;
+    int tp[FER_MAX_CLASSES], pred[FER_MAX_CLASSES], sup[FER_MAX_CLASSES];   /* for macro F1 */
+    fer_result r;
+} fer__shard;
 
 FERDEF fer_result fer_trainer_init(fer_trainer *t, fer_model *m, const fer_train_config *c,
                                    const fer_dataset *train, void *alloc_ctx)
@@ -5316,8 +5333,9 @@ FERDEF fer_result fer_trainer_init(fer_trainer *t, fer_model *m, const fer_train
     t->dlogits = (float *)FER_MALLOC(fer__mul((size_t)c->batch * K, sizeof(float)), alloc_ctx);
     t->labels = (int *)FER_MALLOC(sizeof(int) * (size_t)c->batch, alloc_ctx);
     t->perm = (int *)FER_MALLOC(sizeof(int) * (size_t)train->n, alloc_ctx);
+    t->shards = FER_MALLOC(sizeof(fer__shard) * (size_t)t->n_ws, alloc_ctx);
     r = FER_ERR_NOMEM;
-    if (!t->ws || !t->best_arena || !t->no_decay || !t->x || !t->dlogits || !t->labels || !t->perm) {
+    if (!t->ws || !t->best_arena || !t->no_decay || !t->x || !t->dlogits || !t->labels || !t->perm || !t->shards) {
         if (t->ws) FER_FREE(t->ws, alloc_ctx);
         t->ws = NULL;
         fer__err(t->error, "train: out of memory");
@@ -5337,20 +5355,6 @@ fail:
     return r;
 }
 
-/* One shard of a step: augment its samples, forward, loss, backward. */
-typedef struct fer__shard {
-    fer_trainer *t;
-    const fer_dataset *d;
-    int index, begin, n, epoch, augment;
-    int forward_only;            /* BN recalibration: no loss, no backward */
-    int step;
-    long gstep;                  /* steps since the start of the run */
-    float norm;
-    double loss;
-    int correct;
-    int tp[FER_MAX_CLASSES], pred[FER_MAX_CLASSES], sup[FER_MAX_CLASSES];   /* for macro F1 */
-    fer_result r;
-} fer__shard;
 
 static uint64_t fer__sample_seed(uint64_t seed, int epoch, int idx)
 {
@@ -5436,7 +5440,7 @@ static void fer__name_nonfinite(fer_trainer *t, int epoch, int step, double loss
 static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoch, int step, float lr,
                                   double *loss, int *correct, int *tp, int *pred, int *sup, int augment)
 {
-    fer__shard sh[64];
+    fer__shard *sh = (fer__shard *)t->shards;
     fer_model *m = t->m;
     int s, i, B = t->cfg.batch, begin = 0;
     double norm = 0.0, L = 0.0, gn;
@@ -5521,8 +5525,8 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
     if (val && (r = fer__trainer_data_ok(t, val, "validation")) != FER_OK) return r;
     fer__shuffle(t->perm, train->n, fer__mix64(t->cfg.seed ^ 0x5EEDu) ^ (uint64_t)(e + 1));
     for (step = 0; step < t->steps_per_epoch; step++) {
-        double L;
-        int c;
+        double L = 0.0;
+        int c = 0;
         lr = (t->cfg.swa && t->cfg.swa_lr > 0.0f && e >= t->cfg.swa_start) ? t->cfg.swa_lr
              : fer_schedule_lr(&t->cfg.schedule, e, step, t->steps_per_epoch);
         r = fer__train_step(t, train, e, step, lr, &L, &c, tp, pred, sup, 1);
@@ -5533,7 +5537,9 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
             progress(user, e + 1, step + 1, t->steps_per_epoch, loss / (double)seen, (double)correct / (double)seen);
     }
     if (skipped == t->steps_per_epoch) {
-        fer__err(t->error, "train: epoch %d: every step was non-finite and skipped (last: %.150s)", e + 1, t->error);
+        char last[256];
+        memcpy(last, t->error, sizeof(last));
+        fer__err(t->error, "train: epoch %d: every step was non-finite and skipped (last: %.150s)", e + 1, last);
         return FER_ERR_NUMERIC;
     }
     st->epoch = e + 1;
@@ -5591,7 +5597,7 @@ FERDEF fer_result fer_trainer_finish(fer_trainer *t, const fer_dataset *train)
         }
     fer__shuffle(t->perm, train->n, fer__mix64(t->cfg.seed ^ 0xB1u));
     for (step = 0; step < train->n / t->cfg.batch; step++) {
-        fer__shard sh[64];
+        fer__shard *sh = (fer__shard *)t->shards;
         int s, begin = 0;
         for (s = 0; s < t->n_ws; s++) {
             int cnt = (int)(((long)t->cfg.batch * (s + 1)) / t->n_ws) - begin;
