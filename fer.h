@@ -804,6 +804,9 @@ FERDEF void       fer_trainer_free(fer_trainer *t);
 FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
                                     const fer_dataset *val, fer_epoch_stats *stats,
                                     fer_progress_fn progress, void *user);
+/* The model as it stands on val (with config.val_tta): fills stats->val_loss
+   (mean NLL), val_acc and val_f1 (macro), and nothing else. */
+FERDEF fer_result fer_trainer_validate(fer_trainer *t, const fer_dataset *val, fer_epoch_stats *stats);
 /* At the end: with weight averaging, loads the average into the model (UNIFORM:
    and recomputes the BN statistics over train); else, with restore_best, loads
    the best epoch's weights. */
@@ -5436,30 +5439,42 @@ static void fer__name_nonfinite(fer_trainer *t, int epoch, int step, double loss
     fer__err(t->error, "train: epoch %d step %d: the loss is not finite (%g)", epoch + 1, step + 1, loss);
 }
 
-/* One step over batch `step` of the epoch's permutation. */
-static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoch, int step, float lr,
-                                  double *loss, int *correct, int *tp, int *pred, int *sup, int augment)
+/* Splits batch `step` of the epoch's permutation into one shard per thread and
+   runs them (augmented training passes, or forward passes for BN statistics). */
+static fer_result fer__run_shards(fer_trainer *t, const fer_dataset *d, int epoch, int step, long gstep,
+                                  float norm, int forward_only)
 {
     fer__shard *sh = (fer__shard *)t->shards;
-    fer_model *m = t->m;
-    int s, i, B = t->cfg.batch, begin = 0;
-    double norm = 0.0, L = 0.0, gn;
-    long gstep = (long)epoch * t->steps_per_epoch + step;
-    for (i = 0; i < B; i++) norm += t->class_w[d->labels[t->perm[(size_t)step * B + i]]];
-    if (!(norm > 0.0)) norm = 1.0;        /* a batch of zero-weight classes: no signal */
+    int s, begin = 0;
     for (s = 0; s < t->n_ws; s++) {
-        int cnt = (int)(((long)B * (s + 1)) / t->n_ws) - begin;
+        int cnt = (int)(((long)t->cfg.batch * (s + 1)) / t->n_ws) - begin;
+        memset(&sh[s], 0, sizeof(sh[s]));
         sh[s].t = t; sh[s].d = d; sh[s].index = s; sh[s].begin = begin; sh[s].n = cnt;
-        sh[s].epoch = epoch; sh[s].step = step; sh[s].gstep = gstep; sh[s].norm = (float)norm; sh[s].augment = augment;
-        sh[s].r = FER_OK; sh[s].loss = 0.0; sh[s].correct = 0; sh[s].forward_only = 0;
+        sh[s].epoch = epoch; sh[s].step = step; sh[s].gstep = gstep; sh[s].norm = norm;
+        sh[s].augment = !forward_only; sh[s].forward_only = forward_only;
         begin += cnt;
     }
     fer__run_jobs(fer__shard_run, sh, sizeof(sh[0]), t->n_ws);
-    *correct = 0;
-    for (s = 0; s < t->n_ws; s++) {
+    for (s = 0; s < t->n_ws; s++)
         if (sh[s].r != FER_OK) { memcpy(t->error, t->ws[s].error, sizeof(t->error)); return sh[s].r; }
-        L += sh[s].loss; *correct += sh[s].correct;
-    }
+    return FER_OK;
+}
+
+/* One step over batch `step` of the epoch's permutation. */
+static fer_result fer__train_step(fer_trainer *t, const fer_dataset *d, int epoch, int step, float lr,
+                                  double *loss, int *correct, int *tp, int *pred, int *sup)
+{
+    fer__shard *sh = (fer__shard *)t->shards;
+    fer_model *m = t->m;
+    int s, i, B = t->cfg.batch;
+    double norm = 0.0, L = 0.0, gn;
+    fer_result r;
+    for (i = 0; i < B; i++) norm += t->class_w[d->labels[t->perm[(size_t)step * B + i]]];
+    if (!(norm > 0.0)) norm = 1.0;        /* a batch of zero-weight classes: no signal */
+    if ((r = fer__run_shards(t, d, epoch, step, (long)epoch * t->steps_per_epoch + step, (float)norm, 0)) != FER_OK)
+        return r;
+    *correct = 0;
+    for (s = 0; s < t->n_ws; s++) { L += sh[s].loss; *correct += sh[s].correct; }
     for (s = 1; s < t->n_ws; s++) fer_axpy(t->ws[0].isa, (int)m->n_params, 1.0f, t->ws[s].pgrad, t->ws[0].pgrad);
     *loss = L;
     gn = fer_clip_grad_norm(t->ws[0].pgrad, m->n_params, t->cfg.clip_norm);
@@ -5486,7 +5501,7 @@ static void fer__shuffle(int *perm, int n, uint64_t seed)
     }
 }
 
-static fer_result fer__trainer_validate(fer_trainer *t, const fer_dataset *val, fer_epoch_stats *st)
+FERDEF fer_result fer_trainer_validate(fer_trainer *t, const fer_dataset *val, fer_epoch_stats *st)
 {
     int K = t->m->n_classes;
     float *probs = (float *)FER_MALLOC(fer__mul((size_t)val->n * K, sizeof(float)), t->alloc_ctx);
@@ -5529,7 +5544,7 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
         int c = 0;
         lr = (t->cfg.swa && t->cfg.swa_lr > 0.0f && e >= t->cfg.swa_start) ? t->cfg.swa_lr
              : fer_schedule_lr(&t->cfg.schedule, e, step, t->steps_per_epoch);
-        r = fer__train_step(t, train, e, step, lr, &L, &c, tp, pred, sup, 1);
+        r = fer__train_step(t, train, e, step, lr, &L, &c, tp, pred, sup);
         if (r == FER_ERR_NUMERIC && t->cfg.skip_nonfinite) { skipped++; continue; }
         if (r != FER_OK) return r;
         loss += L; correct += c; seen += t->cfg.batch;
@@ -5557,7 +5572,7 @@ FERDEF fer_result fer_trainer_epoch(fer_trainer *t, const fer_dataset *train,
     }
     st->lr = lr; st->skipped_steps = skipped;
     if (t->swa.kind && e >= t->cfg.swa_start) fer_swa_update(&t->swa, m->arena);
-    if (val && (r = fer__trainer_validate(t, val, st)) != FER_OK) return r;
+    if (val && (r = fer_trainer_validate(t, val, st)) != FER_OK) return r;
     /* larger is better for the best-epoch bookkeeping */
     value = !val ? -st->train_loss
             : t->cfg.monitor == FER_MONITOR_LOSS ? -st->val_loss
@@ -5597,18 +5612,8 @@ FERDEF fer_result fer_trainer_finish(fer_trainer *t, const fer_dataset *train)
         }
     fer__shuffle(t->perm, train->n, fer__mix64(t->cfg.seed ^ 0xB1u));
     for (step = 0; step < train->n / t->cfg.batch; step++) {
-        fer__shard *sh = (fer__shard *)t->shards;
-        int s, begin = 0;
-        for (s = 0; s < t->n_ws; s++) {
-            int cnt = (int)(((long)t->cfg.batch * (s + 1)) / t->n_ws) - begin;
-            memset(&sh[s], 0, sizeof(sh[s]));
-            sh[s].t = t; sh[s].d = train; sh[s].index = s; sh[s].begin = begin; sh[s].n = cnt;
-            sh[s].step = step; sh[s].gstep = step; sh[s].norm = 1.0f; sh[s].forward_only = 1;
-            begin += cnt;
-        }
-        fer__run_jobs(fer__shard_run, sh, sizeof(sh[0]), t->n_ws);
-        for (s = 0; s < t->n_ws; s++)
-            if (sh[s].r != FER_OK) { memcpy(t->error, t->ws[s].error, sizeof(t->error)); return sh[s].r; }
+        fer_result r = fer__run_shards(t, train, 0, step, step, 1.0f, 1);
+        if (r != FER_OK) return r;
         fer_bn_update_running_pooled(m, t->ws, t->n_ws, 1.0f / (float)(step + 1));
     }
     return FER_OK;

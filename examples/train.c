@@ -457,20 +457,13 @@ int main(int argc, char **argv)
         if (fer_trainer_finish(&t, &tr) != FER_OK) { fprintf(stderr, "fer-train: %s\n", t.error); rc = 1; goto out; }
         {
             fer_epoch_stats sv;
-            float *probs = (float *)malloc(sizeof(float) * (size_t)va.n * K);
-            fer_metrics *mt = (fer_metrics *)malloc(sizeof(fer_metrics));
-            char err[256];
-            if (!probs || !mt || fer_predict_dataset(&m, &va, (fer_tta)c.val_tta, c.threads, probs, NULL, err) != FER_OK ||
-                fer_metrics_compute(mt, probs, va.labels, va.n, K, 0.5f, NULL) != FER_OK) {
-                fprintf(stderr, "fer-train: evaluating the averaged model failed\n");
-                free(probs); free(mt);
+            if (fer_trainer_validate(&t, &va, &sv) != FER_OK) {
+                fprintf(stderr, "fer-train: evaluating the averaged model: %s\n", t.error);
                 rc = 1; goto out;
             }
-            sv.val_loss = mt->nll; sv.val_acc = mt->accuracy; sv.val_f1 = mt->macro_f1;
             avg = monitored(c.monitor, &sv);
             printf("%s weight average of %ld epoch%s: val loss %.4f acc %.4f f1 %.4f\n", c.swa == FER_SWA_EMA ? "EMA" : "SWA",
                    t.swa.count, t.swa.count == 1 ? "" : "s", sv.val_loss, sv.val_acc, sv.val_f1);
-            free(probs); free(mt);
         }
         if (avg > best) {
             if (fer_model_save(&m, o.out) != FER_OK) { fprintf(stderr, "fer-train: %s\n", m.error); rc = 1; goto out; }

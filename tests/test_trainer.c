@@ -425,6 +425,8 @@ static void test_loop(void)
         CHECK(m.buffers[bn] != before && m.buffers[bn] != t.swa.avg[m.n_params + bn], "BN running mean recomputed");
     }
     CHECK(accuracy(&m, &va) > 0.8, "the SWA model classifies (%.3f)", accuracy(&m, &va));
+    CHECK(fer_trainer_validate(&t, &va, &st) == FER_OK && st.val_acc == accuracy(&m, &va) && st.val_loss > 0.0,
+          "fer_trainer_validate scores the model as it stands (%.3f)", st.val_acc);
     fer_trainer_free(&t);
     fer_model_free(&m);
 
