@@ -136,15 +136,17 @@ static int zoo_read_fixture(zoo_fixture *fx, const char *name, char *why, size_t
 /* ---- the test ---- */
 
 /* Runs m on x with kernels `isa` (-1: the workspace default) and returns the
-   largest |logit - fixture|, or -1 if the pass failed. */
+   largest |logit - fixture|, or -1 if the pass failed. unfused: run the inference
+   pass in a training workspace, where no batch norm or activation is fused into
+   the conv before it. */
 static double zoo_run(const fer_model *m, const float *x, const zoo_fixture *fx, int isa,
-                      const char **isa_used)
+                      const char **isa_used, int unfused)
 {
     fer_workspace ws;
     const float *y;
     double err = 0.0;
     int i;
-    if (fer_workspace_init(&ws, m, ZOO_BATCH, 0) != FER_OK) {
+    if (fer_workspace_init(&ws, m, ZOO_BATCH, unfused) != FER_OK) {
         printf("# workspace: %s\n", ws.error);
         return -1.0;
     }
@@ -169,7 +171,7 @@ static void zoo_test(const char *name, const float *x)
     zoo_fixture fx;
     fer_model m, folded;
     char why[512];
-    double scale = 1.0, tol, e_def, e_ref, e_fold;
+    double scale = 1.0, tol, e_def, e_ref, e_fold, e_unf;
     const char *isa_def = "?", *isa_ref = "?", *isa_fold = "?";
     long tensors;
     int i, bn_left = 0;
@@ -193,12 +195,15 @@ static void zoo_test(const char *name, const float *x)
     CHECK(tensors == fx.tensors, "%s: %ld parameter tensors in node order, PyTorch has %ld "
           "(-1: a node's arena slice has an unexpected size)", name, tensors, fx.tensors);
 
-    e_def = zoo_run(&m, x, &fx, -1, &isa_def);
+    e_def = zoo_run(&m, x, &fx, -1, &isa_def, 0);
     CHECK(e_def >= 0.0 && e_def <= tol, "%s (%s kernels): max |logit - torch| = %.3g > %.3g",
           name, isa_def, e_def, tol);
-    e_ref = zoo_run(&m, x, &fx, FER_ISA_SCALAR, &isa_ref);
+    e_ref = zoo_run(&m, x, &fx, FER_ISA_SCALAR, &isa_ref, 0);
     CHECK(e_ref >= 0.0 && e_ref <= tol, "%s (%s kernels): max |logit - torch| = %.3g > %.3g",
           name, isa_ref, e_ref, tol);
+    e_unf = zoo_run(&m, x, &fx, -1, &isa_def, 1);
+    CHECK(e_unf >= 0.0 && e_unf <= tol, "%s (%s kernels, unfused): max |logit - torch| = %.3g > %.3g",
+          name, isa_def, e_unf, tol);
 
     /* Folding batch norms into the convs must not change the function. The copy
        is rebuilt and refilled rather than round-tripped through fer_model_save_mem
@@ -213,14 +218,14 @@ static void zoo_test(const char *name, const float *x)
         for (i = 0; i < folded.n_nodes; i++) bn_left += folded.nodes[i].op == FER_OP_BN;
         /* every batch norm in the zoo follows a conv read by nothing else */
         CHECK(bn_left == 0, "%s: %d batch norms left unfolded", name, bn_left);
-        e_fold = zoo_run(&folded, x, &fx, -1, &isa_fold);
+        e_fold = zoo_run(&folded, x, &fx, -1, &isa_fold, 0);
         CHECK(e_fold >= 0.0 && e_fold <= tol, "%s (folded, %s kernels): max |logit - torch| = "
               "%.3g > %.3g", name, isa_fold, e_fold, tol);
     }
     fer_model_free(&folded);
 
-    printf("# %-17s max|err| %s %.2e  %s %.2e  folded %.2e   tol %.2e (max|logit| %.3g)\n",
-           name, isa_def, e_def, isa_ref, e_ref, e_fold, tol, scale);
+    printf("# %-17s max|err| %s %.2e  %s %.2e  unfused %.2e  folded %.2e   tol %.2e (max|logit| %.3g)\n",
+           name, isa_def, e_def, isa_ref, e_ref, e_unf, e_fold, tol, scale);
     fer_model_free(&m);
 }
 
