@@ -1693,10 +1693,13 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col;
-    if (fer__conv_is_dw(g)) {   /* padded input plane + padded gradient plane (the larger) */
+    if (fer__conv_is_dw(g)) {   /* padded input plane + the larger of: its even and odd
+                                   columns and theirs of the gradient (stride 2), the
+                                   padded gradient plane */
         size_t p = fer__mul((size_t)(g->h + 2 * g->ph), (size_t)(g->w + 2 * g->pw));
         size_t q = fer__mul((size_t)(g->oh + 2 * (g->kh - 1)), (size_t)(g->ow + 2 * (g->kw - 1)));
-        return fer__add(p, p > q ? p : q);
+        size_t eo = fer__mul(2, fer__add(p, (size_t)(g->h + 2 * g->ph)));
+        return fer__add(p, eo > q ? eo : q);
     }
     col = fer__conv_is_pointwise(g) ? 0 :
           fer__mul(fer__mul((size_t)(g->cin / g->groups), (size_t)g->kh * g->kw),
@@ -1885,6 +1888,84 @@ FER__AVX512 static void fer__corr2d_dw_avx512(float *dw, const float *d, int oh,
             dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
         }
 }
+/* 3x3 taps at stride 1, AVX-512: the taps live in nine registers, and each input
+   row is loaded once (three shifted vectors) for the up to three output rows it
+   feeds; eight output rows at once give eight FMA chains (30 loads per 72 FMAs). */
+FER__AVX512 static void fer__corr2d3_avx512(float *out, int oh, int ow, int os, const float *in, int is,
+                                            const float *w, int flip, int acc, float bias)
+{
+    __m512 w00 = _mm512_set1_ps(FER__TAP(w, 3, 3, 0, 0, flip)), w01 = _mm512_set1_ps(FER__TAP(w, 3, 3, 0, 1, flip));
+    __m512 w02 = _mm512_set1_ps(FER__TAP(w, 3, 3, 0, 2, flip)), w10 = _mm512_set1_ps(FER__TAP(w, 3, 3, 1, 0, flip));
+    __m512 w11 = _mm512_set1_ps(FER__TAP(w, 3, 3, 1, 1, flip)), w12 = _mm512_set1_ps(FER__TAP(w, 3, 3, 1, 2, flip));
+    __m512 w20 = _mm512_set1_ps(FER__TAP(w, 3, 3, 2, 0, flip)), w21 = _mm512_set1_ps(FER__TAP(w, 3, 3, 2, 1, flip));
+    __m512 w22 = _mm512_set1_ps(FER__TAP(w, 3, 3, 2, 2, flip)), vb = _mm512_set1_ps(bias);
+    int y, x, i;
+    for (y = 0; y < oh; y += 8) {
+        int nrow = oh - y < 8 ? oh - y : 8;
+        const float *r[10];
+        for (i = 0; i < 10; i++) r[i] = in + (size_t)(y + (i < nrow + 2 ? i : 0)) * is;   /* rows past the plane: any valid row */
+        for (x = 0; x < ow; x += 16) {
+            __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+            float *o = out + (size_t)y * os + x;
+            __m512 v0, v1, v2;
+            __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+            a0 = acc && nrow > 0 ? _mm512_maskz_loadu_ps(m, o + 0 * (size_t)os) : vb;
+            a1 = acc && nrow > 1 ? _mm512_maskz_loadu_ps(m, o + 1 * (size_t)os) : vb;
+            a2 = acc && nrow > 2 ? _mm512_maskz_loadu_ps(m, o + 2 * (size_t)os) : vb;
+            a3 = acc && nrow > 3 ? _mm512_maskz_loadu_ps(m, o + 3 * (size_t)os) : vb;
+            a4 = acc && nrow > 4 ? _mm512_maskz_loadu_ps(m, o + 4 * (size_t)os) : vb;
+            a5 = acc && nrow > 5 ? _mm512_maskz_loadu_ps(m, o + 5 * (size_t)os) : vb;
+            a6 = acc && nrow > 6 ? _mm512_maskz_loadu_ps(m, o + 6 * (size_t)os) : vb;
+            a7 = acc && nrow > 7 ? _mm512_maskz_loadu_ps(m, o + 7 * (size_t)os) : vb;
+#define FER__LD3(i) v0 = _mm512_maskz_loadu_ps(m, r[i] + x); v1 = _mm512_maskz_loadu_ps(m, r[i] + x + 1); \
+            v2 = _mm512_maskz_loadu_ps(m, r[i] + x + 2)
+#define FER__FM3(a, t0, t1, t2) a = _mm512_fmadd_ps(t0, v0, a); a = _mm512_fmadd_ps(t1, v1, a); a = _mm512_fmadd_ps(t2, v2, a)
+            FER__LD3(0); FER__FM3(a0, w00, w01, w02);
+            FER__LD3(1); FER__FM3(a1, w00, w01, w02); FER__FM3(a0, w10, w11, w12);
+            FER__LD3(2); FER__FM3(a2, w00, w01, w02); FER__FM3(a1, w10, w11, w12); FER__FM3(a0, w20, w21, w22);
+            FER__LD3(3); FER__FM3(a3, w00, w01, w02); FER__FM3(a2, w10, w11, w12); FER__FM3(a1, w20, w21, w22);
+            FER__LD3(4); FER__FM3(a4, w00, w01, w02); FER__FM3(a3, w10, w11, w12); FER__FM3(a2, w20, w21, w22);
+            FER__LD3(5); FER__FM3(a5, w00, w01, w02); FER__FM3(a4, w10, w11, w12); FER__FM3(a3, w20, w21, w22);
+            FER__LD3(6); FER__FM3(a6, w00, w01, w02); FER__FM3(a5, w10, w11, w12); FER__FM3(a4, w20, w21, w22);
+            FER__LD3(7); FER__FM3(a7, w00, w01, w02); FER__FM3(a6, w10, w11, w12); FER__FM3(a5, w20, w21, w22);
+            FER__LD3(8); FER__FM3(a7, w10, w11, w12); FER__FM3(a6, w20, w21, w22);
+            FER__LD3(9); FER__FM3(a7, w20, w21, w22);
+#undef FER__FM3
+#undef FER__LD3
+            if (nrow > 0) _mm512_mask_storeu_ps(o + 0 * (size_t)os, m, a0);
+            if (nrow > 1) _mm512_mask_storeu_ps(o + 1 * (size_t)os, m, a1);
+            if (nrow > 2) _mm512_mask_storeu_ps(o + 2 * (size_t)os, m, a2);
+            if (nrow > 3) _mm512_mask_storeu_ps(o + 3 * (size_t)os, m, a3);
+            if (nrow > 4) _mm512_mask_storeu_ps(o + 4 * (size_t)os, m, a4);
+            if (nrow > 5) _mm512_mask_storeu_ps(o + 5 * (size_t)os, m, a5);
+            if (nrow > 6) _mm512_mask_storeu_ps(o + 6 * (size_t)os, m, a6);
+            if (nrow > 7) _mm512_mask_storeu_ps(o + 7 * (size_t)os, m, a7);
+        }
+    }
+}
+
+/* dW of a 3x3 depthwise conv: the nine taps' sums in nine registers, each
+   gradient vector loaded once for all nine. */
+FER__AVX512 static void fer__corr2d_dw3_avx512(float *dw, const float *d, int oh, int ow, const float *in, int is)
+{
+    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s10 = s00, s11 = s00, s12 = s00;
+    __m512 s20 = s00, s21 = s00, s22 = s00;
+    int y, x;
+    for (y = 0; y < oh; y++)
+        for (x = 0; x < ow; x += 16) {
+            __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+            __m512 dv = _mm512_maskz_loadu_ps(m, d + (size_t)y * ow + x);
+            const float *r0 = in + (size_t)y * is + x, *r1 = r0 + is, *r2 = r1 + is;
+#define FER__DW3(s, r, k) s = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, r + k), s)
+            FER__DW3(s00, r0, 0); FER__DW3(s01, r0, 1); FER__DW3(s02, r0, 2);
+            FER__DW3(s10, r1, 0); FER__DW3(s11, r1, 1); FER__DW3(s12, r1, 2);
+            FER__DW3(s20, r2, 0); FER__DW3(s21, r2, 1); FER__DW3(s22, r2, 2);
+#undef FER__DW3
+        }
+    dw[0] += fer__hsum512(s00); dw[1] += fer__hsum512(s01); dw[2] += fer__hsum512(s02);
+    dw[3] += fer__hsum512(s10); dw[4] += fer__hsum512(s11); dw[5] += fer__hsum512(s12);
+    dw[6] += fer__hsum512(s20); dw[7] += fer__hsum512(s21); dw[8] += fer__hsum512(s22);
+}
 FER__AVX2 static void fer__corr2d_avx2(float *out, int oh, int ow, int os, const float *in, int is,
                                        const float *w, int kh, int kw, int flip, int acc, float bias)
 {
@@ -1948,6 +2029,7 @@ static void fer__corr2d(fer_isa isa, float *out, int oh, int ow, int os, const f
                         const float *w, int kh, int kw, int flip, int acc, float bias)
 {
 #if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && kh == 3 && kw == 3) { fer__corr2d3_avx512(out, oh, ow, os, in, is, w, flip, acc, bias); return; }
     if (isa == FER_ISA_AVX512) { fer__corr2d_avx512(out, oh, ow, os, in, is, w, kh, kw, flip, acc, bias); return; }
     if (isa == FER_ISA_AVX2) { fer__corr2d_avx2(out, oh, ow, os, in, is, w, kh, kw, flip, acc, bias); return; }
 #elif defined(FER__NEON)
@@ -1960,6 +2042,7 @@ static void fer__corr2d_dw(fer_isa isa, float *dw, const float *d, int oh, int o
                            int is, int kh, int kw)
 {
 #if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && kh == 3 && kw == 3) { fer__corr2d_dw3_avx512(dw, d, oh, ow, in, is); return; }
     if (isa == FER_ISA_AVX512) { fer__corr2d_dw_avx512(dw, d, oh, ow, in, is, kh, kw); return; }
     if (isa == FER_ISA_AVX2) { fer__corr2d_dw_avx2(dw, d, oh, ow, in, is, kh, kw); return; }
 #endif
@@ -1977,6 +2060,94 @@ static void fer__pad_to(const float *src, int h, int w, float *dst, int dh, int 
 
 static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, float b);
 static void fer__vrelu(fer_isa isa, int six, size_t n, float *y, const float *x);
+
+#if defined(FER__X86)
+/* Stride-2 depthwise conv, AVX-512. The padded plane is split into its even and
+   odd columns (e, o: rows of ew floats), so tap (ky, kx) of output column ox
+   reads column ox + kx/2 of e (kx even) or o (kx odd): unit-stride loads only.
+   Four output rows at once for four independent FMA chains. */
+FER__AVX512 static void fer__deinterleave_avx512(const float *src, int n, float *e, float *o)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 a = _mm512_loadu_ps(src + i), b = _mm512_loadu_ps(src + i + 16);
+        _mm512_storeu_ps(e + i / 2, _mm512_permutex2var_ps(a, ev, b));
+        _mm512_storeu_ps(o + i / 2, _mm512_permutex2var_ps(a, od, b));
+    }
+    if (i < n) {   /* the last 1..31: masked */
+        int r = n - i, ne = (r + 1) / 2, no = r / 2;
+        __m512 a = _mm512_maskz_loadu_ps((__mmask16)(r >= 16 ? 0xFFFF : (1u << r) - 1u), src + i);
+        __m512 b = _mm512_maskz_loadu_ps((__mmask16)(r <= 16 ? 0 : (1u << (r - 16)) - 1u), src + i + 16);
+        _mm512_mask_storeu_ps(e + i / 2, (__mmask16)((1u << ne) - 1u), _mm512_permutex2var_ps(a, ev, b));
+        _mm512_mask_storeu_ps(o + i / 2, (__mmask16)((1u << no) - 1u), _mm512_permutex2var_ps(a, od, b));
+    }
+}
+FER__AVX512 static void fer__dw_s2_avx512(float *out, int oh, int ow, const float *e, const float *o,
+                                          int ew, const float *w, int kh, int kw, float bias)
+{
+    int y, x, ky, kx, i;
+    for (y = 0; y < oh; y += 4) {
+        int nrow = oh - y < 4 ? oh - y : 4;
+        size_t s1 = nrow > 1 ? 2 * (size_t)ew : 0, s2 = nrow > 2 ? 4 * (size_t)ew : 0, s3 = nrow > 3 ? 6 * (size_t)ew : 0;
+        for (x = 0; x < ow; x += 16) {
+            __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+            __m512 a0 = _mm512_set1_ps(bias), a1 = a0, a2 = a0, a3 = a0;
+            float *op = out + (size_t)y * ow + x;
+            for (ky = 0; ky < kh; ky++)
+                for (kx = 0; kx < kw; kx++) {
+                    const float *r = ((kx & 1) ? o : e) + (size_t)(2 * y + ky) * ew + x + kx / 2;
+                    __m512 t = _mm512_set1_ps(w[ky * kw + kx]);
+                    a0 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r), a0);
+                    a1 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r + s1), a1);
+                    a2 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r + s2), a2);
+                    a3 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r + s3), a3);
+                }
+            for (i = 0; i < nrow; i++)
+                _mm512_mask_storeu_ps(op + (size_t)i * ow, m, i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3);
+        }
+    }
+}
+/* dW of the stride-2 depthwise conv over the split plane: one tap at a time,
+   four accumulators (one per output row mod 4). */
+FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, int ow, const float *e,
+                                             const float *o, int ew, int kh, int kw)
+{
+    int y, x, ky, kx;
+    for (ky = 0; ky < kh; ky++)
+        for (kx = 0; kx < kw; kx++) {
+            const float *src = ((kx & 1) ? o : e) + (size_t)ky * ew + kx / 2;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (y = 0; y < oh; y++)
+                for (x = 0; x < ow; x += 16) {
+                    __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+                    __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, d + (size_t)y * ow + x),
+                                             _mm512_maskz_loadu_ps(m, src + (size_t)2 * y * ew + x));
+                    switch (y & 3) {
+                    case 0: a0 = _mm512_add_ps(a0, p); break;
+                    case 1: a1 = _mm512_add_ps(a1, p); break;
+                    case 2: a2 = _mm512_add_ps(a2, p); break;
+                    default: a3 = _mm512_add_ps(a3, p); break;
+                    }
+                }
+            dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        }
+}
+/* dst[2i] = e[i], dst[2i+1] = o[i] for i < n/2 (and dst[n-1] = e[n/2] when n is odd). */
+FER__AVX512 static void fer__interleave_avx512(float *dst, int n, const float *e, const float *o)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 a = _mm512_loadu_ps(e + i / 2), b = _mm512_loadu_ps(o + i / 2);
+        _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, lo, b));
+        _mm512_storeu_ps(dst + i + 16, _mm512_permutex2var_ps(a, hi, b));
+    }
+    for (; i < n; i++) dst[i] = (i & 1) ? o[i / 2] : e[i / 2];
+}
+#endif
 
 /* Depthwise: out[c] = in[c] (*) w[c] for each channel, one k x k filter each, over
    the zero-padded plane. Stride 1 uses the correlations above; other strides a
@@ -1999,6 +2170,18 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
                 if (e && e->act) fer__vrelu(isa, e->act == 2, (size_t)ohw, o, o);
                 continue;
             }
+#if defined(FER__X86)
+            if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
+                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2, y;
+                float *ev = scratch + (size_t)ph * pwid, *od = ev + (size_t)ph * ew;
+                for (y = 0; y < ph; y++)
+                    fer__deinterleave_avx512(scratch + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
+                fer__dw_s2_avx512(o, g->oh, g->ow, ev, od, ew, wc, g->kh, g->kw, e && e->scale ? 0.0f : bias);
+                if (e && e->scale) fer__vaffine(isa, ohw, o, o, sc, bias);
+                if (e && e->act) fer__vrelu(isa, e->act == 2, (size_t)ohw, o, o);
+                continue;
+            }
+#endif
             for (oy = 0; oy < g->oh; oy++) {
                 float *orow = o + (size_t)oy * g->ow;
                 for (ox = 0; ox < g->ow; ox++) {
@@ -2039,6 +2222,33 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
                 }
                 continue;
             }
+#if defined(FER__X86)
+            if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
+                /* over the even and odd columns, as the forward pass: ev/od split
+                   the input plane (dW), de/dd accumulate the gradient's (dX) */
+                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2;
+                size_t eo = (size_t)ph * ew;
+                float *ev = pdin, *od = ev + eo, *de = od + eo, *dd = de + eo;
+                if (dw) {
+                    for (y = 0; y < ph; y++)
+                        fer__deinterleave_avx512(pin + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
+                    fer__dw_s2_dw_avx512(dwc, d, g->oh, g->ow, ev, od, ew, g->kh, g->kw);
+                }
+                if (din) {
+                    memset(de, 0, sizeof(float) * 2 * eo);
+                    for (oy = 0; oy < g->oh; oy++)
+                        for (ky = 0; ky < g->kh; ky++)
+                            for (kx = 0; kx < g->kw; kx++)
+                                fer_axpy(isa, g->ow, wc[ky * g->kw + kx], d + (size_t)oy * g->ow,
+                                         ((kx & 1) ? dd : de) + (size_t)(2 * oy + ky) * ew + kx / 2);
+                    for (y = 0; y < g->h; y++) {   /* ev is free now: one interleaved row */
+                        fer__interleave_avx512(ev, pwid, de + (size_t)(y + g->ph) * ew, dd + (size_t)(y + g->ph) * ew);
+                        fer_axpy(isa, g->w, 1.0f, ev + g->pw, dc + (size_t)y * g->w);
+                    }
+                }
+                continue;
+            }
+#endif
             if (din) memset(pdin, 0, sizeof(float) * plane);
             for (oy = 0; oy < g->oh; oy++) {
                 const float *drow = d + (size_t)oy * g->ow;

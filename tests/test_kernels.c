@@ -172,7 +172,9 @@ static void test_conv(void)
         { 17, 33, 5, 21, 1, 1, 0, 1 }, { 33, 1, 6, 17, 1, 2, 0, 1 }, { 3, 5, 12, 12, 5, 2, 2, 1 },
         { 7, 7, 13, 35, 3, 1, 1, 7 }, { 17, 17, 9, 9, 3, 2, 1, 17 }, { 33, 33, 4, 49, 5, 1, 2, 33 },
         { 6, 9, 7, 7, 3, 1, 0, 3 }, { 4, 8, 6, 18, 7, 1, 3, 1 }, { 64, 64, 12, 12, 3, 1, 1, 1 },
-        { 1, 1, 1, 1, 1, 1, 0, 1 }, { 16, 16, 48, 48, 3, 1, 1, 16 }
+        { 1, 1, 1, 1, 1, 1, 0, 1 }, { 16, 16, 48, 48, 3, 1, 1, 16 }, { 5, 5, 11, 6, 3, 1, 0, 5 },
+        { 3, 3, 1, 1, 3, 1, 1, 3 }, { 128, 7, 3, 3, 3, 1, 1, 1 }, { 64, 16, 2, 2, 3, 1, 1, 1 },
+        { 24, 24, 26, 37, 3, 2, 1, 24 }, { 8, 8, 15, 16, 5, 2, 2, 8 }, { 4, 4, 2, 3, 3, 2, 1, 4 }
     };
     size_t ci;
     int ii;
@@ -200,6 +202,22 @@ static void test_conv(void)
             e = max_rel(out, ref, nout);
             CHECK(e < 1e-5, "conv fwd %s cin=%d cout=%d %dx%d k=%d s=%d p=%d g=%d: rel err %.3g",
                   fer_isa_name(isas[ii]), c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], e);
+            {   /* the epilogue: relu6(scale * conv + shift) per output channel */
+                fer__epi ep;
+                float *sc = fa((size_t)c[1]), *sh = fa((size_t)c[1]), *ex = fa(nout);
+                size_t k, hw = (size_t)g.oh * g.ow;
+                test_fill(sc, (size_t)c[1], 5, 2.0f); test_fill(sh, (size_t)c[1], 6, 3.0f);
+                for (k = 0; k < nout; k++) {
+                    size_t ch = (k / hw) % (size_t)c[1];
+                    float v = sc[ch] * (ref[k] - b[ch]) + sh[ch];
+                    ex[k] = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
+                }
+                ep.scale = sc; ep.shift = sh; ep.act = 2;
+                fer__conv_forward(isas[ii], &g, out, in, w, &ep, scratch);
+                e = max_rel(out, ex, nout);
+                CHECK(e < 1e-5, "conv fwd + epilogue %s config %zu: rel err %.3g", fer_isa_name(isas[ii]), ci, e);
+                free(sc); free(sh); free(ex);
+            }
             fer_conv2d_backward(isas[ii], &g, din, dw, db, dout, in, w, scratch);
             CHECK(max_rel(din, din0, nin) < 1e-5 && max_rel(dw, dw0, nw) < 1e-5 && max_rel(db, db0, (size_t)c[1]) < 1e-5,
                   "conv bwd %s config %zu: din %.3g dw %.3g db %.3g", fer_isa_name(isas[ii]), ci,
