@@ -1096,7 +1096,7 @@ static fer_isa fer__isa_clamp(fer_isa isa, fer_isa best)
    micro-kernel computes each MR x NR tile of C. The packing reads A and B
    transposed or not, so conv backward (W^T * dY, dY * X^T) needs no copies.
    Each ISA has its micro-kernel and tile size; the scalar one is plain C. */
-#define FER__KC 256
+#define FER__KC 128    /* an 8 x 48 kernel's B strip (24 KB) stays in L1 beside A */
 #define FER__MC 192
 #define FER__NC 1152   /* a multiple of every NR (48, 16, 8) */
 #define FER__MRMAX 8
@@ -2277,9 +2277,9 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
     int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
     int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g);
     float *col = scratch, *pack = scratch + (pointwise ? 0 : (size_t)K * ohw);
-    /* a small output plane and a long receptive field: dot products (the GEMM's
-       A * B^T path) beat strips of mostly padding */
-    int rows = !pointwise && isa == FER_ISA_AVX512 && K >= 64 && K >= 4 * (og > ohw ? og : ohw);
+    /* an output plane of at most one vector and a long receptive field: dot
+       products (the GEMM's A * B^T path) beat strips of mostly padding */
+    int rows = !pointwise && isa == FER_ISA_AVX512 && ohw <= 16 && K >= 64 && K >= 4 * (og > ohw ? og : ohw);
     if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, e, scratch); return; }
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
