@@ -435,6 +435,7 @@ typedef struct fer_workspace {
     float *pgrad;                /* parameter gradients, same layout as params     */
     float *scratch; size_t scratch_len;
     int *fuse;                   /* inference: see fer_workspace_init                */
+    int input_grad;              /* fer_backward writes d/d input too (default 1)   */
     uint64_t dropout_seed;       /* masks are a pure function of it: set per step */
     int last_training;           /* the last forward ran in training mode          */
     void *mem;                   /* the one allocation behind all of the above     */
@@ -1308,8 +1309,10 @@ FER__AVX512 static __m512 fer__epi512(__m512 v, const fer__epi *e, int i)
     return v;
 }
 
-FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, int ldb, float *C,
-                                           int ldc, int rows, int cols, int acc, const fer__epi *e)
+/* koff non-NULL: B's row p starts at pb + koff[p] (ldb unused). */
+FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, const float *pb, int ldb,
+                                               const int *koff, float *C, int ldc, int rows, int cols,
+                                               int acc, const fer__epi *e)
 {
     /* 8 x 48 tile: 24 accumulators + 3 B vectors + 1 broadcast of the 32 zmm. The
        accumulators are named variables, not an array: gcc -O2 does not unroll an
@@ -1329,18 +1332,25 @@ FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float 
     a = _mm512_set1_ps(pa[r]); x0 = _mm512_fmadd_ps(a, b0, x0); \
     if (NV > 1) x1 = _mm512_fmadd_ps(a, b1, x1); \
     if (NV > 2) x2 = _mm512_fmadd_ps(a, b2, x2)
-#define FER__LOOP512(NV) \
-    for (p = 0; p < kc; p++, pa += FER__MR_AVX512, pb += ldb) { \
-        __m512 b0 = _mm512_loadu_ps(pb), a; \
-        __m512 b1 = NV > 1 ? _mm512_loadu_ps(pb + 16) : b0, b2 = NV > 2 ? _mm512_loadu_ps(pb + 32) : b0; \
+#define FER__LOOP512(NV, ROW) \
+    for (p = 0; p < kc; p++, pa += FER__MR_AVX512) { \
+        const float *bp = ROW; \
+        __m512 b0 = _mm512_loadu_ps(bp), a; \
+        __m512 b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : b0, b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : b0; \
         FER__ROW512(0, c00, c01, c02, NV); FER__ROW512(1, c10, c11, c12, NV); \
         FER__ROW512(2, c20, c21, c22, NV); FER__ROW512(3, c30, c31, c32, NV); \
         FER__ROW512(4, c40, c41, c42, NV); FER__ROW512(5, c50, c51, c52, NV); \
         FER__ROW512(6, c60, c61, c62, NV); FER__ROW512(7, c70, c71, c72, NV); \
     }
-    if (nv == 3) FER__LOOP512(3)
-    else if (nv == 2) FER__LOOP512(2)
-    else FER__LOOP512(1)
+    if (koff) {   /* row p of B at pb + koff[p] (implicit im2col) */
+        if (nv == 3) FER__LOOP512(3, pb + koff[p])
+        else if (nv == 2) FER__LOOP512(2, pb + koff[p])
+        else FER__LOOP512(1, pb + koff[p])
+    } else {
+        if (nv == 3) FER__LOOP512(3, pb + (size_t)p * ldb)
+        else if (nv == 2) FER__LOOP512(2, pb + (size_t)p * ldb)
+        else FER__LOOP512(1, pb + (size_t)p * ldb)
+    }
 #undef FER__LOOP512
 #undef FER__ROW512
     t[0][0] = c00; t[0][1] = c01; t[0][2] = c02; t[1][0] = c10; t[1][1] = c11; t[1][2] = c12;
@@ -1360,6 +1370,11 @@ FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float 
             _mm512_mask_storeu_ps(cp + 16 * j, m[j], v);
         }
     }
+}
+FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, int ldb, float *C,
+                                           int ldc, int rows, int cols, int acc, const fer__epi *e)
+{
+    fer__kernel_avx512_off(kc, pa, pb, ldb, NULL, C, ldc, rows, cols, acc, e);
 }
 #endif /* FER__X86 */
 
@@ -1556,6 +1571,33 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
     fer__gemm(isa, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, pack, NULL);
 }
 
+#if defined(FER__X86)
+/* C[M][N] = A[M][K] * B with B's row p at B + koff[p] (not packed: the rows are
+   windows of a padded image, read in place), AVX-512 only. The implicit im2col of
+   a stride-1 conv. */
+FER__AVX512 static void fer__gemm_off_avx512(int M, int N, int K, const float *A, int lda, const float *B,
+                                             const int *koff, float *C, int ldc, float *pack)
+{
+    int pc, ic, jr, ir;
+    float *pa = pack + (size_t)FER__KC * (FER__NC + FER__NRMAX);
+    for (pc = 0; pc < K; pc += FER__KC) {
+        int kc = K - pc < FER__KC ? K - pc : FER__KC;
+        for (ic = 0; ic < M; ic += FER__MC) {
+            int mc = M - ic < FER__MC ? M - ic : FER__MC;
+            fer__pack_a(FER__MR_AVX512, mc, kc, A + (size_t)ic * lda + pc, lda, 0, pa);
+            for (jr = 0; jr < N; jr += FER__NR_AVX512) {
+                int cols = N - jr < FER__NR_AVX512 ? N - jr : FER__NR_AVX512;
+                for (ir = 0; ir < mc; ir += FER__MR_AVX512)
+                    fer__kernel_avx512_off(kc, pa + (size_t)ir * kc, B + jr, 0, koff + pc,
+                                           C + (size_t)(ic + ir) * ldc + jr, ldc,
+                                           mc - ir < FER__MR_AVX512 ? mc - ir : FER__MR_AVX512, cols,
+                                           pc > 0, NULL);
+            }
+        }
+    }
+}
+#endif
+
 /* --- 3.3 Kernels: vector helpers (depthwise conv, dense rows) ------------- */
 #if defined(FER__X86)
 FER__AVX512 static void fer__axpy_avx512(int n, float a, const float *x, float *y)
@@ -1690,6 +1732,14 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+/* Stride-1 convs with rows long enough that the padded columns waste little run
+   as an implicit im2col (see fer__conv_forward). */
+static int fer__conv_implicit(fer_isa isa, const fer_conv_geom *g)
+{
+    return isa == FER_ISA_AVX512 && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->kh * g->kw > 1 && g->kw <= 32 &&
+           g->ow >= 12 && (size_t)g->cin * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) < ((size_t)1 << 30);
+}
+
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col;
@@ -1704,6 +1754,20 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
     col = fer__conv_is_pointwise(g) ? 0 :
           fer__mul(fer__mul((size_t)(g->cin / g->groups), (size_t)g->kh * g->kw),
                    (size_t)g->oh * g->ow);
+    if (!fer__conv_is_pointwise(g) && g->sh == 1 && g->sw == 1) {
+        /* backward: dY's im2col and the flipped, transposed weights of one group */
+        size_t kt = fer__mul((size_t)(g->cout / g->groups), (size_t)g->kh * g->kw);
+        size_t colt = fer__mul(kt, (size_t)g->h * g->w);
+        col = fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups)));
+    }
+    if (g->groups == 1 && g->sh == 1 && g->sw == 1 && g->kh * g->kw > 1) {
+        /* implicit im2col: padded input, wide output, offsets (any ISA may ask) */
+        size_t hp = (size_t)(g->h + 2 * g->ph), wp = (size_t)(g->w + 2 * g->pw);
+        size_t imp = fer__add(fer__add(fer__mul((size_t)g->cin, fer__mul(hp, wp)), 64),
+                              fer__add(fer__mul((size_t)g->cout, fer__mul((size_t)g->oh, wp)),
+                                       fer__mul((size_t)g->cin, (size_t)g->kh * g->kw)));
+        if (imp > col) col = imp;
+    }
     return fer__add(col, fer_gemm_pack_floats());
 }
 
@@ -1773,7 +1837,7 @@ static void fer__im2row(const fer_conv_geom *g, int cg, const float *in, float *
 }
 
 /* the adjoint of fer__im2col: din[c][iy][ix] += col[...] */
-static void fer__col2im(const fer_conv_geom *g, int cg, const float *col, float *din)
+static void fer__col2im(fer_isa isa, const fer_conv_geom *g, int cg, const float *col, float *din)
 {
     int c, ky, kx, oy, ox, ohw = g->oh * g->ow;
     for (c = 0; c < cg; c++)
@@ -1789,7 +1853,7 @@ static void fer__col2im(const fer_conv_geom *g, int cg, const float *col, float 
                     float *dst;
                     if (iy < 0 || iy >= g->h) continue;
                     dst = plane + (size_t)iy * g->w - g->pw + kx;
-                    if (g->sw == 1) for (ox = lo; ox < hi; ox++) dst[ox] += r[ox];
+                    if (g->sw == 1) fer_axpy(isa, hi - lo, 1.0f, r + lo, dst + lo);
                     else for (ox = lo; ox < hi; ox++) dst[ox * g->sw] += r[ox];
                 }
             }
@@ -2281,6 +2345,40 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
        products (the GEMM's A * B^T path) beat strips of mostly padding */
     int rows = !pointwise && isa == FER_ISA_AVX512 && ohw <= 16 && K >= 64 && K >= 4 * (og > ohw ? og : ohw);
     if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, e, scratch); return; }
+#if defined(FER__X86)
+    if (fer__conv_implicit(isa, g)) {
+        /* Implicit im2col: with the input zero-padded to [cin][H'][W'], tap
+           (c, ky, kx) of output (oy, ox) is pad[c][oy+ky][ox+kx], i.e. row
+           koff = (c*H' + ky)*W' + kx of a matrix whose column j = oy*W' + ox runs
+           along the padded image. The GEMM computes oh x W' "wide" columns (the
+           last W'-ow of each row are discarded) and the epilogue runs as the wide
+           rows are copied out. */
+        int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, nw = g->oh * wp, c, ky, kx, y, i;
+        size_t plane = (size_t)hp * wp, padn = (size_t)g->cin * plane + 64;
+        float *pad = scratch, *wide = pad + padn, *pk = wide + (size_t)og * nw;
+        int *koff = (int *)(pk + fer_gemm_pack_floats());
+        for (c = 0, i = 0; c < g->cin; c++)
+            for (ky = 0; ky < g->kh; ky++)
+                for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
+        memset(pad + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+        for (s = 0; s < g->n; s++) {
+            float *o = out + (size_t)s * g->cout * ohw;
+            for (c = 0; c < g->cin; c++)
+                fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pad + (size_t)c * plane);
+            fer__gemm_off_avx512(og, nw, K, w, K, pad, koff, wide, nw, pk);
+            for (c = 0; c < og; c++)
+                for (y = 0; y < g->oh; y++) {
+                    const float *src = wide + (size_t)c * nw + (size_t)y * wp;
+                    float *dst = o + (size_t)c * ohw + (size_t)y * g->ow;
+                    if (!e) { memcpy(dst, src, sizeof(float) * (size_t)g->ow); continue; }
+                    if (e->scale) fer__vaffine(isa, g->ow, dst, src, e->scale[c], e->shift ? e->shift[c] : 0.0f);
+                    else fer__vaffine(isa, g->ow, dst, src, 1.0f, e->shift ? e->shift[c] : 0.0f);
+                    if (e->act) fer__vrelu(isa, e->act == 2, (size_t)g->ow, dst, dst);
+                }
+        }
+        return;
+    }
+#endif
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
             const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
@@ -2311,14 +2409,29 @@ FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, 
     fer__conv_forward(isa, g, out, in, w, b ? &e : NULL, scratch);
 }
 
+static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq);
+
 FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw,
                                 float *db, const float *dout, const float *in, const float *w,
                                 float *scratch)
 {
     int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
-    int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g);
-    float *col = scratch, *pack = scratch + (pointwise ? 0 : (size_t)K * ohw);
+    int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g), kk = g->kh * g->kw;
+    /* Stride 1: dX is the forward conv of dY, padded by k-1-p, with the weights
+       flipped and transposed (wt[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx]):
+       one GEMM of depth og*kh*kw straight into dX, no col2im scatter. */
+    int flip = din && !pointwise && g->sh == 1 && g->sw == 1;
+    size_t colsz = pointwise ? 0 : (size_t)K * ohw, kt = (size_t)og * kk;
+    float *col = scratch, *wt, *pack;
+    fer_conv_geom gt;
     if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch); return; }
+    if (flip) {
+        fer_conv_geom_init(&gt, 1, og, g->oh, g->ow, cg, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
+                           g->kw - 1 - g->pw, 1);
+        if (kt * g->h * g->w > colsz) colsz = kt * g->h * g->w;
+    }
+    wt = scratch + colsz;
+    pack = wt + (flip ? kt * cg : 0);
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
             const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
@@ -2326,25 +2439,31 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
             float *ding = din ? din + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w : NULL;
             const float *wg = w + (size_t)gi * og * K;
             if (db) {
-                int c, i;
-                for (c = 0; c < og; c++) {
-                    float acc = 0.0f;
-                    for (i = 0; i < ohw; i++) acc += dg[(size_t)c * ohw + i];
-                    db[gi * og + c] += acc;
-                }
+                int c;
+                for (c = 0; c < og; c++) db[gi * og + c] += fer__vsum(isa, ohw, dg + (size_t)c * ohw, 0.0f, 0);
             }
             if (dw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
                 if (!pointwise) fer__im2col(g, cg, ing, col);
                 fer_gemm(isa, 0, 1, og, K, ohw, dg, ohw, pointwise ? ing : col, ohw,
                          dw + (size_t)gi * og * K, K, 1, pack);
             }
-            if (ding) { /* dcol[K][ohw] = W[og][K]^T * dY[og][ohw], then scatter back */
-                if (pointwise) {
-                    fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, ding, ohw, 1, pack);
-                } else {
-                    fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, col, ohw, 0, pack);
-                    fer__col2im(g, cg, col, ding);
+            if (!ding) continue;
+            if (flip) {
+                if (s == 0 || g->groups > 1) {
+                    int ci, co, t;
+                    for (ci = 0; ci < cg; ci++)
+                        for (co = 0; co < og; co++)
+                            for (t = 0; t < kk; t++)
+                                wt[((size_t)ci * og + co) * kk + t] = wg[((size_t)co * cg + ci) * kk + kk - 1 - t];
                 }
+                fer__im2col(&gt, og, dg, col);
+                fer_gemm(isa, 0, 0, cg, g->h * g->w, (int)kt, wt, (int)kt, col, g->h * g->w, ding,
+                         g->h * g->w, 1, pack);
+            } else if (pointwise) {   /* dX[cg][ohw] += W[og][cg]^T * dY[og][ohw] */
+                fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, ding, ohw, 1, pack);
+            } else {   /* dcol[K][ohw] = W[og][K]^T * dY[og][ohw], then scatter back */
+                fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, col, ohw, 0, pack);
+                fer__col2im(isa, g, cg, col, ding);
             }
         }
 }
@@ -3909,6 +4028,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->training = training != 0;
     ws->n_nodes = m->n_nodes;
     ws->isa = ws->isa_max = fer_cpu_best_isa();
+    ws->input_grad = 1;
     if (training) memset(ws->pgrad, 0, sizeof(float) * m->n_params);
     return FER_OK;
 }
@@ -4093,7 +4213,8 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
         if (nd->act == FER_OP_RELU) for (k = 0; k < len; k++) dY[k] = Y[k] > 0.0f ? dY[k] : 0.0f;
         if (nd->act == FER_OP_RELU6) for (k = 0; k < len; k++) dY[k] = Y[k] > 0.0f && Y[k] < 6.0f ? dY[k] : 0.0f;
         fer__geom(m, nd, n, &g);
-        fer_conv2d_backward(isa, &g, dX, dP, nd->bias ? dP + nw : NULL, dY, X, P, ws->scratch);
+        fer_conv2d_backward(isa, &g, nd->in[0] == 0 && !ws->input_grad ? NULL : dX, dP,
+                            nd->bias ? dP + nw : NULL, dY, X, P, ws->scratch);
         break;
     }
     case FER_OP_BN:
@@ -5768,7 +5889,8 @@ FERDEF fer_result fer_trainer_init(fer_trainer *t, fer_model *m, const fer_train
         if ((r = fer_workspace_init(&t->ws[i], m, t->shard_cap, 1)) != FER_OK) {
             memcpy(t->error, t->ws[i].error, sizeof(t->error));
             goto fail;
-        }
+        } else
+            t->ws[i].input_grad = 0;   /* nothing reads d loss / d pixels */
     fer_model_no_decay_mask(m, t->no_decay);
     memcpy(t->best_arena, m->arena, sizeof(float) * arena);
     return FER_OK;
