@@ -1451,8 +1451,10 @@ FER__AVX512 static float fer__hsum512(__m512 v)
    gradients: dW = dY * X^T over the spatial axis). Each 4x4 tile of C is 16 long
    dot products held in 16 registers; no packing. */
 FER__AVX512 static void fer__gemm_abt_avx512(int M, int N, int K, const float *A, int lda,
-                                             const float *B, int ldb, float *C, int ldc, int acc)
+                                             const float *B, int ldb, const int *boff, float *C, int ldc,
+                                             int acc)
 {
+    /* boff non-NULL: B's row j starts at B + boff[j] (ldb unused) */
     int i0, j0, i, j, p;
     for (i0 = 0; i0 < M; i0 += 4)
         for (j0 = 0; j0 < N; j0 += 4) {
@@ -1464,7 +1466,12 @@ FER__AVX512 static void fer__gemm_abt_avx512(int M, int N, int K, const float *A
             __m512 c31 = c00, c32 = c00, c33 = c00;
             float t[4][4];
             a0 = A + (size_t)i0 * lda; a1 = ni > 1 ? a0 + lda : a0; a2 = ni > 2 ? a1 + lda : a0; a3 = ni > 3 ? a2 + lda : a0;
-            b0 = B + (size_t)j0 * ldb; b1 = nj > 1 ? b0 + ldb : b0; b2 = nj > 2 ? b1 + ldb : b0; b3 = nj > 3 ? b2 + ldb : b0;
+            if (boff) {
+                b0 = B + boff[j0]; b1 = nj > 1 ? B + boff[j0 + 1] : b0;
+                b2 = nj > 2 ? B + boff[j0 + 2] : b0; b3 = nj > 3 ? B + boff[j0 + 3] : b0;
+            } else {
+                b0 = B + (size_t)j0 * ldb; b1 = nj > 1 ? b0 + ldb : b0; b2 = nj > 2 ? b1 + ldb : b0; b3 = nj > 3 ? b2 + ldb : b0;
+            }
             for (p = 0; p < K; p += 16) {
                 __mmask16 k = (__mmask16)(K - p >= 16 ? 0xFFFF : (1u << (K - p)) - 1u);
                 __m512 va, vb0 = _mm512_maskz_loadu_ps(k, b0 + p), vb1 = _mm512_maskz_loadu_ps(k, b1 + p);
@@ -1513,7 +1520,7 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
     if (M <= 0 || N <= 0) return;
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512 && !trans_a && trans_b && K >= 4 * (M > N ? M : N) && K >= 64) {
-        fer__gemm_abt_avx512(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        fer__gemm_abt_avx512(M, N, K, A, lda, B, ldb, NULL, C, ldc, accumulate);
         fer__epi_rows(e, M, N, C, ldc);
         return;
     }
@@ -1732,6 +1739,7 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+#if defined(FER__X86)
 /* Stride-1 convs with rows long enough that the padded columns waste little run
    as an implicit im2col (see fer__conv_forward). */
 static int fer__conv_implicit(fer_isa isa, const fer_conv_geom *g)
@@ -1739,10 +1747,21 @@ static int fer__conv_implicit(fer_isa isa, const fer_conv_geom *g)
     return isa == FER_ISA_AVX512 && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->kh * g->kw > 1 && g->kw <= 32 &&
            g->ow >= 12 && (size_t)g->cin * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) < ((size_t)1 << 30);
 }
+#endif
+
+/* Scratch of the implicit im2col (padded input, wide output, offsets), or 0. */
+static size_t fer__implicit_floats(const fer_conv_geom *g)
+{
+    size_t hp = (size_t)(g->h + 2 * g->ph), wp = (size_t)(g->w + 2 * g->pw);
+    if (g->groups != 1 || g->sh != 1 || g->sw != 1 || g->kh * g->kw < 2) return 0;
+    return fer__add(fer__add(fer__mul((size_t)g->cin, fer__mul(hp, wp)), 64),
+                    fer__add(fer__mul((size_t)g->cout, fer__mul((size_t)g->oh, wp)),
+                             fer__mul((size_t)g->cin, (size_t)g->kh * g->kw)));
+}
 
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
-    size_t col;
+    size_t col, fwd, bwd = 0, pack = fer_gemm_pack_floats();
     if (fer__conv_is_dw(g)) {   /* padded input plane + the larger of: its even and odd
                                    columns and theirs of the gradient (stride 2), the
                                    padded gradient plane */
@@ -1754,21 +1773,20 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
     col = fer__conv_is_pointwise(g) ? 0 :
           fer__mul(fer__mul((size_t)(g->cin / g->groups), (size_t)g->kh * g->kw),
                    (size_t)g->oh * g->ow);
+    fwd = fer__add(col > fer__implicit_floats(g) ? col : fer__implicit_floats(g), pack);
     if (!fer__conv_is_pointwise(g) && g->sh == 1 && g->sw == 1) {
-        /* backward: dY's im2col and the flipped, transposed weights of one group */
+        /* backward: dY's im2col and the flipped, transposed weights of one group,
+           then the input gradient's own conv (implicit or through the GEMM) */
         size_t kt = fer__mul((size_t)(g->cout / g->groups), (size_t)g->kh * g->kw);
-        size_t colt = fer__mul(kt, (size_t)g->h * g->w);
-        col = fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups)));
+        size_t colt = fer__mul(kt, (size_t)g->h * g->w), gtf;
+        fer_conv_geom gt;
+        fer_conv_geom_init(&gt, 1, g->cout / g->groups, g->oh, g->ow, g->cin / g->groups, g->kh, g->kw,
+                           1, 1, g->kh - 1 - g->ph, g->kw - 1 - g->pw, 1);
+        gtf = fer__add(fer__implicit_floats(&gt), pack);
+        bwd = fer__add(fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups))), gtf);
+        if (fer__implicit_floats(g) > bwd) bwd = fer__implicit_floats(g);   /* implicit dW */
     }
-    if (g->groups == 1 && g->sh == 1 && g->sw == 1 && g->kh * g->kw > 1) {
-        /* implicit im2col: padded input, wide output, offsets (any ISA may ask) */
-        size_t hp = (size_t)(g->h + 2 * g->ph), wp = (size_t)(g->w + 2 * g->pw);
-        size_t imp = fer__add(fer__add(fer__mul((size_t)g->cin, fer__mul(hp, wp)), 64),
-                              fer__add(fer__mul((size_t)g->cout, fer__mul((size_t)g->oh, wp)),
-                                       fer__mul((size_t)g->cin, (size_t)g->kh * g->kw)));
-        if (imp > col) col = imp;
-    }
-    return fer__add(col, fer_gemm_pack_floats());
+    return fwd > bwd ? fwd : bwd;
 }
 
 /* For tap kx, the output columns [*lo, *hi) read inside the input row. */
@@ -2333,6 +2351,42 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
         }
 }
 
+#if defined(FER__X86)
+/* Implicit im2col: with the input zero-padded to [cin][H'][W'], tap (c, ky, kx)
+   of output (oy, ox) is pad[c][oy+ky][ox+kx], i.e. row koff = (c*H' + ky)*W' + kx
+   of a matrix whose column j = oy*W' + ox runs along the padded image. The GEMM
+   computes oh x W' "wide" columns (the last W'-ow of each row are discarded) and
+   the epilogue runs as the wide rows are copied out (added, with accumulate). */
+static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
+                                       const float *w, const fer__epi *e, float *scratch, int accumulate)
+{
+    int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, nw = g->oh * wp, ohw = g->oh * g->ow;
+    int K = g->cin * g->kh * g->kw, s, c, ky, kx, y, i;
+    size_t plane = (size_t)hp * wp, padn = (size_t)g->cin * plane + 64;
+    float *pad = scratch, *wide = pad + padn, *pk = wide + (size_t)g->cout * nw;
+    int *koff = (int *)(pk + fer_gemm_pack_floats());
+    for (c = 0, i = 0; c < g->cin; c++)
+        for (ky = 0; ky < g->kh; ky++)
+            for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
+    memset(pad + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+    for (s = 0; s < g->n; s++) {
+        float *o = out + (size_t)s * g->cout * ohw;
+        for (c = 0; c < g->cin; c++)
+            fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pad + (size_t)c * plane);
+        fer__gemm_off_avx512(g->cout, nw, K, w, K, pad, koff, wide, nw, pk);
+        for (c = 0; c < g->cout; c++)
+            for (y = 0; y < g->oh; y++) {
+                const float *src = wide + (size_t)c * nw + (size_t)y * wp;
+                float *dst = o + (size_t)c * ohw + (size_t)y * g->ow;
+                if (accumulate) { fer_axpy(isa, g->ow, 1.0f, src, dst); continue; }
+                if (!e) { memcpy(dst, src, sizeof(float) * (size_t)g->ow); continue; }
+                fer__vaffine(isa, g->ow, dst, src, e->scale ? e->scale[c] : 1.0f, e->shift ? e->shift[c] : 0.0f);
+                if (e->act) fer__vrelu(isa, e->act == 2, (size_t)g->ow, dst, dst);
+            }
+    }
+}
+#endif
+
 /* Conv with the epilogue e on its output (NULL: none); the bias, if any, must be
    in e's shift. */
 static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
@@ -2346,38 +2400,7 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
     int rows = !pointwise && isa == FER_ISA_AVX512 && ohw <= 16 && K >= 64 && K >= 4 * (og > ohw ? og : ohw);
     if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, e, scratch); return; }
 #if defined(FER__X86)
-    if (fer__conv_implicit(isa, g)) {
-        /* Implicit im2col: with the input zero-padded to [cin][H'][W'], tap
-           (c, ky, kx) of output (oy, ox) is pad[c][oy+ky][ox+kx], i.e. row
-           koff = (c*H' + ky)*W' + kx of a matrix whose column j = oy*W' + ox runs
-           along the padded image. The GEMM computes oh x W' "wide" columns (the
-           last W'-ow of each row are discarded) and the epilogue runs as the wide
-           rows are copied out. */
-        int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, nw = g->oh * wp, c, ky, kx, y, i;
-        size_t plane = (size_t)hp * wp, padn = (size_t)g->cin * plane + 64;
-        float *pad = scratch, *wide = pad + padn, *pk = wide + (size_t)og * nw;
-        int *koff = (int *)(pk + fer_gemm_pack_floats());
-        for (c = 0, i = 0; c < g->cin; c++)
-            for (ky = 0; ky < g->kh; ky++)
-                for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
-        memset(pad + (size_t)g->cin * plane, 0, 64 * sizeof(float));
-        for (s = 0; s < g->n; s++) {
-            float *o = out + (size_t)s * g->cout * ohw;
-            for (c = 0; c < g->cin; c++)
-                fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pad + (size_t)c * plane);
-            fer__gemm_off_avx512(og, nw, K, w, K, pad, koff, wide, nw, pk);
-            for (c = 0; c < og; c++)
-                for (y = 0; y < g->oh; y++) {
-                    const float *src = wide + (size_t)c * nw + (size_t)y * wp;
-                    float *dst = o + (size_t)c * ohw + (size_t)y * g->ow;
-                    if (!e) { memcpy(dst, src, sizeof(float) * (size_t)g->ow); continue; }
-                    if (e->scale) fer__vaffine(isa, g->ow, dst, src, e->scale[c], e->shift ? e->shift[c] : 0.0f);
-                    else fer__vaffine(isa, g->ow, dst, src, 1.0f, e->shift ? e->shift[c] : 0.0f);
-                    if (e->act) fer__vrelu(isa, e->act == 2, (size_t)g->ow, dst, dst);
-                }
-        }
-        return;
-    }
+    if (fer__conv_implicit(isa, g)) { fer__conv_implicit_forward(isa, g, out, in, w, e, scratch, 0); return; }
 #endif
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
@@ -2420,11 +2443,19 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
     /* Stride 1: dX is the forward conv of dY, padded by k-1-p, with the weights
        flipped and transposed (wt[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx]):
        one GEMM of depth og*kh*kw straight into dX, no col2im scatter. */
-    int flip = din && !pointwise && g->sh == 1 && g->sw == 1;
+    int flip = din && !pointwise && g->sh == 1 && g->sw == 1, idw = 0;
     size_t colsz = pointwise ? 0 : (size_t)K * ohw, kt = (size_t)og * kk;
     float *col = scratch, *wt, *pack;
     fer_conv_geom gt;
     if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch); return; }
+#if defined(FER__X86)
+    {   /* the weight gradient as long dot products over the implicit im2col */
+        int nw = g->oh * (g->w + 2 * g->pw);
+        idw = fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
+    }
+#else
+    (void)idw;
+#endif
     if (flip) {
         fer_conv_geom_init(&gt, 1, og, g->oh, g->ow, cg, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
                            g->kw - 1 - g->pw, 1);
@@ -2442,6 +2473,29 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
                 int c;
                 for (c = 0; c < og; c++) db[gi * og + c] += fer__vsum(isa, ohw, dg + (size_t)c * ohw, 0.0f, 0);
             }
+#if defined(FER__X86)
+            if (dw && idw) {
+                /* implicit dW: dW[co][p] += sum_j dYw[co][j] pad[koff[p] + j] over the
+                   wide columns j of the forward pass, dY widened with zeros */
+                int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, nw = g->oh * wp, c, y, ky, kx, i;
+                size_t plane = (size_t)hp * wp;
+                float *pad = scratch, *dyw = pad + (size_t)g->cin * plane + 64;
+                int *koff = (int *)(dyw + (size_t)og * nw);
+                for (c = 0, i = 0; c < g->cin; c++) {
+                    fer__pad_plane(g, ing + (size_t)c * g->h * g->w, pad + (size_t)c * plane);
+                    for (ky = 0; ky < g->kh; ky++)
+                        for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
+                }
+                memset(pad + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+                for (c = 0; c < og; c++)
+                    for (y = 0; y < g->oh; y++) {
+                        float *r = dyw + (size_t)c * nw + (size_t)y * wp;
+                        memcpy(r, dg + (size_t)c * ohw + (size_t)y * g->ow, sizeof(float) * (size_t)g->ow);
+                        for (i = g->ow; i < wp; i++) r[i] = 0.0f;
+                    }
+                fer__gemm_abt_avx512(og, K, nw, dyw, nw, pad, 0, koff, dw, K, 1);
+            } else
+#endif
             if (dw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
                 if (!pointwise) fer__im2col(g, cg, ing, col);
                 fer_gemm(isa, 0, 1, og, K, ohw, dg, ohw, pointwise ? ing : col, ohw,
@@ -2456,6 +2510,12 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
                             for (t = 0; t < kk; t++)
                                 wt[((size_t)ci * og + co) * kk + t] = wg[((size_t)co * cg + ci) * kk + kk - 1 - t];
                 }
+#if defined(FER__X86)
+                if (fer__conv_implicit(isa, &gt)) {
+                    fer__conv_implicit_forward(isa, &gt, ding, dg, wt, NULL, scratch + colsz + kt * cg, 1);
+                    continue;
+                }
+#endif
                 fer__im2col(&gt, og, dg, col);
                 fer_gemm(isa, 0, 0, cg, g->h * g->w, (int)kt, wt, (int)kt, col, g->h * g->w, ding,
                          g->h * g->w, 1, pack);
