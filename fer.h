@@ -4115,14 +4115,23 @@ static fer_result fer__geom(const fer_model *m, const fer_node *nd, int n, fer_c
                               nd->ph, nd->pw, nd->groups);
 }
 
-static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa, int i, int n,
-                              int training)
+/* Node i's activation (or, for j = in[k], an input's) from sample s0 on. */
+static float *fer__act(const fer_model *m, const fer_workspace *ws, int i, int s0)
+{
+    return ws->act + ws->act_off[i] + (size_t)s0 * fer__shape_size(m->nodes[i].out);
+}
+
+/* Runs node i on samples [s0, s0 + n) (s0 > 0 only at inference, where samples
+   are independent). */
+static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa, int i, int s0,
+                              int n, int training)
 {
     const fer_node *nd = &m->nodes[i];
     fer_shape in = m->nodes[nd->in[0]].out, o = nd->out;
-    const float *X = ws->act + ws->act_off[nd->in[0]], *P = fer__p(m, nd);
-    float *Y = ws->act + ws->act_off[i], *A = ws->aux + ws->aux_off[i];
-    int32_t *I = ws->iaux + ws->iaux_off[i];
+    const float *X = fer__act(m, ws, nd->in[0], s0), *P = fer__p(m, nd);
+    float *Y = fer__act(m, ws, i, s0), *A = ws->aux + ws->aux_off[i];
+    int32_t *I = ws->iaux + ws->iaux_off[i] +
+                 (size_t)s0 * (nd->op == FER_OP_CHANPOOL ? (size_t)o.h * o.w : fer__shape_size(o));
     int hw = in.h * in.w;
     size_t len = (size_t)n * fer__shape_size(o);
     switch (nd->op) {
@@ -4189,16 +4198,16 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     case FER_OP_FLATTEN: case FER_OP_IDENTITY:
         break;   /* aliased: Y == X */
     case FER_OP_ADD:
-        fer_add_forward(Y, X, ws->act + ws->act_off[nd->in[1]], len); break;
+        fer_add_forward(Y, X, fer__act(m, ws, nd->in[1], s0), len); break;
     case FER_OP_CMUL:
-        fer_cmul_forward(Y, X, ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
+        fer_cmul_forward(Y, X, fer__act(m, ws, nd->in[1], s0), n, o.c, hw); break;
     case FER_OP_SMUL:
-        fer_smul_forward(Y, X, ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
+        fer_smul_forward(Y, X, fer__act(m, ws, nd->in[1], s0), n, o.c, hw); break;
     case FER_OP_CONCAT: {
         int s, k, c0 = 0;
         for (k = 0; k < nd->n_in; k++) {
             fer_shape sk = m->nodes[nd->in[k]].out;
-            const float *Xk = ws->act + ws->act_off[nd->in[k]];
+            const float *Xk = fer__act(m, ws, nd->in[k], s0);
             for (s = 0; s < n; s++)
                 memcpy(Y + ((size_t)s * o.c + c0) * hw, Xk + (size_t)s * sk.c * hw, sizeof(float) * (size_t)sk.c * hw);
             c0 += sk.c;
@@ -4210,12 +4219,31 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     }
 }
 
-/* Every node after the input, except those running in a conv's epilogue. */
+/* Every node after the input, except those running in a conv's epilogue. At
+   inference the nodes before the first dense layer run a few samples at a time,
+   as many as keep their activations within about 512 KB (one sample for most of
+   the zoo): each layer's output is then still in L2 when the next reads it, where
+   a whole batch layer by layer streams every activation through memory. The dense
+   layers (whose weights dominate) then run on the whole batch. */
 static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, int n, int training)
 {
-    int i;
-    for (i = 1; i < m->n_nodes; i++)
-        if (training || ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, n, training);
+    int i, s0, chunk = n, tail = m->n_nodes;
+    if (!training) {
+        size_t per = 0;
+        for (i = 1; i < m->n_nodes && m->nodes[i].op != FER_OP_DENSE; i++)
+            if (ws->fuse[i] >= 0 && !fer__aliases(&m->nodes[i], 0)) per += fer__shape_size(m->nodes[i].out);
+        tail = i;
+        per *= sizeof(float);
+        chunk = per ? (int)((512u << 10) / per) : n;
+        if (chunk < 1) chunk = 1;
+        if (chunk > n) chunk = n;
+    }
+    for (s0 = 0; s0 < n; s0 += chunk)
+        for (i = 1; i < tail; i++)
+            if (training || ws->fuse[i] >= 0)
+                fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk ? n - s0 : chunk, training);
+    for (i = tail; i < m->n_nodes; i++)
+        if (training || ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, training);
     ws->n = n;
     ws->last_training = training != 0;
 }
