@@ -2564,13 +2564,39 @@ FER__AVX512 static float fer__vsum_avx512(int n, const float *x, float m, int sq
     }
     return fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
-FER__AVX512 static void fer__vaffine_avx512(int n, float *y, const float *x, float a, float b)
+/* One pass, two sums: s[0] = sum (x-m), s[1] = sum (x-m)^2 (dy: NULL), or, with
+   dy, s[0] = sum dy, s[1] = sum dy*(x-m). Two accumulators per sum. */
+FER__AVX512 static void fer__vsum2_avx512(int n, const float *x, const float *dy, float m, float *s)
 {
-    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, vm = _mm512_set1_ps(m);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16), d0, d1;
+        x0 = _mm512_sub_ps(x0, vm); x1 = _mm512_sub_ps(x1, vm);
+        if (dy) { d0 = _mm512_loadu_ps(dy + i); d1 = _mm512_loadu_ps(dy + i + 16); }
+        else { d0 = x0; d1 = x1; }
+        a0 = _mm512_add_ps(a0, d0); a1 = _mm512_add_ps(a1, d1);
+        b0 = _mm512_fmadd_ps(d0, x0, b0); b1 = _mm512_fmadd_ps(d1, x1, b1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __m512 x0 = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm), d0;
+        d0 = dy ? _mm512_maskz_loadu_ps(k, dy + i) : x0;
+        a0 = _mm512_add_ps(a0, d0);
+        b0 = _mm512_fmadd_ps(d0, x0, b0);
+    }
+    s[0] = fer__hsum512(_mm512_add_ps(a0, a1));
+    s[1] = fer__hsum512(_mm512_add_ps(b0, b1));
+}
+FER__AVX512 static void fer__vaffine_avx512(int n, float *y, const float *x, float x0, float a, float b)
+{
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), v0 = _mm512_set1_ps(x0);
     int i = 0;
     for (; i < n; i += 16) {
         __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), va, vb));
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        if (x0 != 0.0f) v = _mm512_sub_ps(v, v0);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(v, va, vb));
     }
 }
 FER__AVX512 static void fer__vaxpbypc_avx512(int n, float *dx, const float *dy, const float *x,
@@ -2594,14 +2620,39 @@ static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq)
     (void)isa;
     return fer__vsum_scalar(n, x, m, sq);
 }
-static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, float b)
+static void fer__vsum2(fer_isa isa, int n, const float *x, const float *dy, float m, float *s)
+{
+    float a[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, b[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    int i = 0, k;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vsum2_avx512(n, x, dy, m, s); return; }
+#endif
+    (void)isa;
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) {
+            float v = x[i + k] - m, d = dy ? dy[i + k] : v;
+            a[k] += d; b[k] += d * v;
+        }
+    for (; i < n; i++) {
+        float v = x[i] - m, d = dy ? dy[i] : v;
+        a[0] += d; b[0] += d * v;
+    }
+    s[0] = s[1] = 0.0f;
+    for (k = 0; k < 8; k++) { s[0] += a[k]; s[1] += b[k]; }
+}
+/* y = (x - x0) * a + b */
+static void fer__vaffine_shift(fer_isa isa, int n, float *y, const float *x, float x0, float a, float b)
 {
     int i;
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512) { fer__vaffine_avx512(n, y, x, a, b); return; }
+    if (isa == FER_ISA_AVX512) { fer__vaffine_avx512(n, y, x, x0, a, b); return; }
 #endif
     (void)isa;
-    for (i = 0; i < n; i++) y[i] = x[i] * a + b;
+    for (i = 0; i < n; i++) y[i] = (x[i] - x0) * a + b;
+}
+static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, float b)
+{
+    fer__vaffine_shift(isa, n, y, x, 0.0f, a, b);
 }
 static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *x,
                           float a, float b, float c)
@@ -2622,18 +2673,25 @@ static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *v
     int s, ch;
     double cnt = (double)n * hw;
     for (ch = 0; ch < c; ch++) {
-        double sum = 0.0, sq = 0.0;
-        float m, is;
-        for (s = 0; s < n; s++) sum += fer__vsum(isa, hw, in + ((size_t)s * c + ch) * hw, 0.0f, 0);
-        m = (float)(sum / cnt);
-        for (s = 0; s < n; s++) sq += fer__vsum(isa, hw, in + ((size_t)s * c + ch) * hw, m, 1);
-        var[ch] = (float)(sq / cnt);
-        is = (float)(1.0 / sqrt(sq / cnt + eps));
+        /* one pass: sums of x - x0 and its square around the channel's first value
+           (a shift near the mean keeps the difference of squares accurate) */
+        double sum = 0.0, sq = 0.0, d, v;
+        float m, is, x0 = in[(size_t)ch * hw], t[2];
+        for (s = 0; s < n; s++) {
+            fer__vsum2(isa, hw, in + ((size_t)s * c + ch) * hw, NULL, x0, t);
+            sum += t[0]; sq += t[1];
+        }
+        d = sum / cnt;
+        v = sq / cnt - d * d;
+        if (v < 0.0) v = 0.0;
+        m = (float)(x0 + d);
+        var[ch] = (float)v;
+        is = (float)(1.0 / sqrt(v + eps));
         mean[ch] = m;
         invstd[ch] = is;
-        for (s = 0; s < n; s++)
-            fer__vaffine(isa, hw, out + ((size_t)s * c + ch) * hw, in + ((size_t)s * c + ch) * hw,
-                         is * gamma[ch], beta[ch] - m * is * gamma[ch]);
+        for (s = 0; s < n; s++)   /* (x - x0) * a + (beta - (m - x0) * a): no cancellation */
+            fer__vaffine_shift(isa, hw, out + ((size_t)s * c + ch) * hw, in + ((size_t)s * c + ch) * hw,
+                               x0, is * gamma[ch], beta[ch] - (float)d * is * gamma[ch]);
     }
 }
 FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, float *invstd,
@@ -2674,12 +2732,12 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
     for (ch = 0; ch < c; ch++) {
         double sdy = 0.0, sdyx = 0.0;
         float m = mean[ch], is = invstd[ch], k1, k2, k3;
-        for (s = 0; s < n; s++) {
-            const float *x = in + ((size_t)s * c + ch) * hw, *dy = dout + ((size_t)s * c + ch) * hw;
-            sdy += fer__vsum(isa, hw, dy, 0.0f, 0);
-            sdyx += fer_dot(isa, hw, dy, x);
+        for (s = 0; s < n; s++) {   /* sum dy and sum dy*x in one pass */
+            float t[2];
+            fer__vsum2(isa, hw, in + ((size_t)s * c + ch) * hw, dout + ((size_t)s * c + ch) * hw, m, t);
+            sdy += t[0]; sdyx += t[1];
         }
-        sdyx = (sdyx - m * sdy) * is;     /* sum dy * xhat */
+        sdyx *= is;     /* sum dy * xhat */
         if (dgamma) dgamma[ch] += (float)sdyx;
         if (dbeta) dbeta[ch] += (float)sdy;
         if (!din) continue;

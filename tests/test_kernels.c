@@ -256,6 +256,57 @@ static void test_conv(void)
     }
 }
 
+/* Training batch norm, forward and backward, per ISA, against double-precision
+   loops; the data sit far from zero (mean 1000, spread 1) so the one-pass
+   statistics must keep their accuracy. */
+static void test_batchnorm(void)
+{
+    static const int hws[] = { 1, 7, 33, 100 };
+    int ii, hi, off;
+    for (ii = 0; ii < n_isas; ii++)
+        for (hi = 0; hi < 4; hi++)
+            for (off = 0; off < 2; off++) {
+                int n = 3, c = 5, hw = hws[hi], ch, s, i;
+                size_t len = (size_t)n * c * hw;
+                float *x = fa(len), *y = fa(len), *dy = fa(len), *dx = fa(len), *g = fa((size_t)c), *b = fa((size_t)c);
+                float mean[5], var[5], is[5], dg[5] = { 0 }, db[5] = { 0 };
+                double worst = 0.0;
+                test_fill(x, len, 11 + hi, 1.0f); test_fill(dy, len, 12 + hi, 1.0f);
+                test_fill(g, (size_t)c, 13, 1.0f); test_fill(b, (size_t)c, 14, 1.0f);
+                for (i = 0; i < (int)len; i++) x[i] += off ? 1000.0f : 0.0f;
+                fer__bn_forward_train(isas[ii], y, mean, var, is, x, g, b, n, c, hw, 1e-5f);
+                fer__bn_backward(isas[ii], dx, dg, db, dy, x, mean, is, g, n, c, hw);
+                for (ch = 0; ch < c; ch++) {
+                    double m = 0, v = 0, sdy = 0, sdyh = 0, cnt = (double)n * hw, inv;
+                    for (s = 0; s < n; s++) for (i = 0; i < hw; i++) m += x[((size_t)s * c + ch) * hw + i];
+                    m /= cnt;
+                    for (s = 0; s < n; s++) for (i = 0; i < hw; i++) { double d = x[((size_t)s * c + ch) * hw + i] - m; v += d * d; }
+                    v /= cnt;
+                    inv = 1.0 / sqrt(v + 1e-5);
+                    CHECK(fabs(mean[ch] - m) <= 1e-6 * (1.0 + fabs(m)) && fabs(var[ch] - v) <= 1e-4 * v + 1e-6,
+                          "bn stats %s hw=%d offset=%d ch=%d: mean %.9g vs %.9g, var %.7g vs %.7g",
+                          fer_isa_name(isas[ii]), hw, off, ch, mean[ch], m, var[ch], v);
+                    for (s = 0; s < n; s++) for (i = 0; i < hw; i++) {
+                        size_t k = ((size_t)s * c + ch) * hw + i;
+                        double h = (x[k] - m) * inv;
+                        sdy += dy[k]; sdyh += dy[k] * h;
+                        if (fabs(y[k] - (g[ch] * h + b[ch])) > worst) worst = fabs(y[k] - (g[ch] * h + b[ch]));
+                    }
+                    CHECK(fabs(db[ch] - sdy) <= 1e-4 * (1.0 + fabs(sdy)) && fabs(dg[ch] - sdyh) <= 2e-3 * (1.0 + fabs(sdyh)),
+                          "bn dgamma/dbeta %s hw=%d offset=%d ch=%d", fer_isa_name(isas[ii]), hw, off, ch);
+                    for (s = 0; s < n; s++) for (i = 0; i < hw; i++) {
+                        size_t k = ((size_t)s * c + ch) * hw + i;
+                        double h = (x[k] - m) * inv, r = g[ch] * inv * (dy[k] - sdy / cnt - h * sdyh / cnt);
+                        if (fabs(dx[k] - r) > worst) worst = fabs(dx[k] - r);
+                    }
+                }
+                /* offset 1000: x itself carries float rounding of 6e-5 */
+                CHECK(worst < (off ? 1e-3 : 1e-4), "bn out/din %s hw=%d offset=%d: worst abs err %.3g",
+                      fer_isa_name(isas[ii]), hw, off, worst);
+                free(x); free(y); free(dy); free(dx); free(g); free(b);
+            }
+}
+
 static void test_dense(void)
 {
     static const int cfg[][3] = { { 1, 17, 7 }, { 3, 33, 1 }, { 5, 100, 13 }, { 64, 300, 7 }, { 2, 1, 1 } };
@@ -337,6 +388,7 @@ int main(void)
     test_relu();
     test_maxpool();
     test_conv();
+    test_batchnorm();
     test_dense();
     test_models();
     return test_done("test_kernels");
