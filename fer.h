@@ -436,6 +436,8 @@ typedef struct fer_workspace {
     float *scratch; size_t scratch_len;
     int *fuse;                   /* inference: see fer_workspace_init                */
     int input_grad;              /* fer_backward writes d/d input too (default 1)   */
+    int *gassign, *gzero;        /* training: node i writes (=) its input's gradient
+                                    first; gradient region i is zeroed per backward */
     uint64_t dropout_seed;       /* masks are a pure function of it: set per step */
     int last_training;           /* the last forward ran in training mode          */
     void *mem;                   /* the one allocation behind all of the above     */
@@ -2281,7 +2283,8 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
 /* Stride 1: dW is a correlation of the padded input with dY; dX is dY padded by
    k-1 on every side, correlated with the rotated filter. */
 static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
-                             const float *dout, const float *in, const float *w, float *scratch)
+                             const float *dout, const float *in, const float *w, float *scratch,
+                             int assign)
 {
     int s, c, y, oy, ox, ky, kx, pwid = g->w + 2 * g->pw;
     int qh = g->oh + 2 * (g->kh - 1), qw = g->ow + 2 * (g->kw - 1);
@@ -2293,6 +2296,7 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
             const float *d = dout + ((size_t)s * g->cout + c) * g->oh * g->ow;
             float *dwc = dw ? dw + (size_t)c * g->kh * g->kw : NULL;
             float *dc = din ? din + ((size_t)s * g->cin + c) * g->h * g->w : NULL;
+            if (dc && assign) memset(dc, 0, sizeof(float) * (size_t)g->h * g->w);   /* in L1 now */
             if (db) for (ox = 0; ox < g->oh * g->ow; ox++) db[c] += d[ox];
             if (dw) fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pin);
             if (g->sh == 1 && g->sw == 1) {
@@ -2434,9 +2438,10 @@ FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, 
 
 static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq);
 
-FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw,
-                                float *db, const float *dout, const float *in, const float *w,
-                                float *scratch)
+/* assign: din is written, not added to (its first writer; dw, db still add) */
+static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
+                               const float *dout, const float *in, const float *w, float *scratch,
+                               int assign)
 {
     int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
     int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g), kk = g->kh * g->kw;
@@ -2447,7 +2452,7 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
     size_t colsz = pointwise ? 0 : (size_t)K * ohw, kt = (size_t)og * kk;
     float *col = scratch, *wt, *pack;
     fer_conv_geom gt;
-    if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch); return; }
+    if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch, assign); return; }
 #if defined(FER__X86)
     {   /* the weight gradient as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
@@ -2512,20 +2517,28 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
                 }
 #if defined(FER__X86)
                 if (fer__conv_implicit(isa, &gt)) {
-                    fer__conv_implicit_forward(isa, &gt, ding, dg, wt, NULL, scratch + colsz + kt * cg, 1);
+                    fer__conv_implicit_forward(isa, &gt, ding, dg, wt, NULL, scratch + colsz + kt * cg, !assign);
                     continue;
                 }
 #endif
                 fer__im2col(&gt, og, dg, col);
                 fer_gemm(isa, 0, 0, cg, g->h * g->w, (int)kt, wt, (int)kt, col, g->h * g->w, ding,
-                         g->h * g->w, 1, pack);
+                         g->h * g->w, !assign, pack);
             } else if (pointwise) {   /* dX[cg][ohw] += W[og][cg]^T * dY[og][ohw] */
-                fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, ding, ohw, 1, pack);
+                fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, ding, ohw, !assign, pack);
             } else {   /* dcol[K][ohw] = W[og][K]^T * dY[og][ohw], then scatter back */
                 fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, col, ohw, 0, pack);
+                if (assign) memset(ding, 0, sizeof(float) * (size_t)cg * g->h * g->w);
                 fer__col2im(isa, g, cg, col, ding);
             }
         }
+}
+
+FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw,
+                                float *db, const float *dout, const float *in, const float *w,
+                                float *scratch)
+{
+    fer__conv_backward(isa, g, din, dw, db, dout, in, w, scratch, 0);
 }
 
 /* Row helpers for batch norm and friends, per ISA: sum, centred sum of squares,
@@ -2600,7 +2613,7 @@ FER__AVX512 static void fer__vaffine_avx512(int n, float *y, const float *x, flo
     }
 }
 FER__AVX512 static void fer__vaxpbypc_avx512(int n, float *dx, const float *dy, const float *x,
-                                             float a, float b, float c)
+                                             float a, float b, float c, int assign)
 {
     __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vc = _mm512_set1_ps(c);
     int i = 0;
@@ -2608,7 +2621,7 @@ FER__AVX512 static void fer__vaxpbypc_avx512(int n, float *dx, const float *dy, 
         __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
         __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dy + i), va,
                                    _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), vb, vc));
-        _mm512_mask_storeu_ps(dx + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
+        _mm512_mask_storeu_ps(dx + i, k, assign ? t : _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
     }
 }
 #endif
@@ -2654,15 +2667,16 @@ static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, 
 {
     fer__vaffine_shift(isa, n, y, x, 0.0f, a, b);
 }
+/* dx (+)= a*dy + b*x + c: assign for the first writer of dx */
 static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *x,
-                          float a, float b, float c)
+                          float a, float b, float c, int assign)
 {
     int i;
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512) { fer__vaxpbypc_avx512(n, dx, dy, x, a, b, c); return; }
+    if (isa == FER_ISA_AVX512) { fer__vaxpbypc_avx512(n, dx, dy, x, a, b, c, assign); return; }
 #endif
     (void)isa;
-    for (i = 0; i < n; i++) dx[i] += a * dy[i] + b * x[i] + c;
+    for (i = 0; i < n; i++) dx[i] = (assign ? 0.0f : dx[i]) + (a * dy[i] + b * x[i] + c);
 }
 
 /* Each (sample, channel) row is summed in float, rows are combined in double. */
@@ -2725,7 +2739,7 @@ FERDEF void fer_batchnorm_forward_infer(float *out, const float *in, const float
    dx += a*dy + b*x + c so one pass does it. */
 static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbeta, const float *dout,
                              const float *in, const float *mean, const float *invstd,
-                             const float *gamma, int n, int c, int hw)
+                             const float *gamma, int n, int c, int hw, int assign)
 {
     int s, ch;
     double cnt = (double)n * hw;
@@ -2746,14 +2760,14 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
         k3 = (float)(sdyx / cnt);
         for (s = 0; s < n; s++)
             fer__vaxpbypc(isa, hw, din + ((size_t)s * c + ch) * hw, dout + ((size_t)s * c + ch) * hw,
-                          in + ((size_t)s * c + ch) * hw, k1, -k1 * is * k3, k1 * (m * is * k3 - k2));
+                          in + ((size_t)s * c + ch) * hw, k1, -k1 * is * k3, k1 * (m * is * k3 - k2), assign);
     }
 }
 FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                                    const float *in, const float *mean, const float *invstd,
                                    const float *gamma, int n, int c, int hw)
 {
-    fer__bn_backward(FER_ISA_SCALAR, din, dgamma, dbeta, dout, in, mean, invstd, gamma, n, c, hw);
+    fer__bn_backward(FER_ISA_SCALAR, din, dgamma, dbeta, dout, in, mean, invstd, gamma, n, c, hw, 0);
 }
 
 FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta,
@@ -2789,11 +2803,15 @@ static void fer__vrelu_scalar(int six, size_t n, float *y, const float *x)
     if (six) for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? (x[i] < 6.0f ? x[i] : 6.0f) : 0.0f;
     else for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-static void fer__vrelu_backward_scalar(int six, size_t n, float *dx, const float *dy, const float *y)
+/* assign: dx = mask * dy instead of dx += mask * dy (the first writer of dx) */
+static void fer__vrelu_backward_scalar(int six, int assign, size_t n, float *dx, const float *dy, const float *y)
 {
     size_t i;
-    if (six) { for (i = 0; i < n; i++) if (y[i] > 0.0f && y[i] < 6.0f) dx[i] += dy[i]; }
-    else for (i = 0; i < n; i++) if (y[i] > 0.0f) dx[i] += dy[i];
+    for (i = 0; i < n; i++) {
+        int on = y[i] > 0.0f && (!six || y[i] < 6.0f);
+        if (assign) dx[i] = on ? dy[i] : 0.0f;
+        else if (on) dx[i] += dy[i];
+    }
 }
 #if defined(FER__X86)
 FER__AVX512 static void fer__vrelu_avx512(int six, size_t n, float *y, const float *x)
@@ -2805,7 +2823,8 @@ FER__AVX512 static void fer__vrelu_avx512(int six, size_t n, float *y, const flo
         _mm512_mask_storeu_ps(y + i, k, _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(k, x + i), z), hi));
     }
 }
-FER__AVX512 static void fer__vrelu_backward_avx512(int six, size_t n, float *dx, const float *dy, const float *y)
+FER__AVX512 static void fer__vrelu_backward_avx512(int six, int assign, size_t n, float *dx, const float *dy,
+                                                   const float *y)
 {
     __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
     size_t i;
@@ -2814,8 +2833,8 @@ FER__AVX512 static void fer__vrelu_backward_avx512(int six, size_t n, float *dx,
         __m512 v = _mm512_maskz_loadu_ps(k, y + i);
         __mmask16 pos = _mm512_mask_cmp_ps_mask(k, v, z, _CMP_GT_OQ);
         __mmask16 on = six ? _mm512_mask_cmp_ps_mask(pos, v, hi, _CMP_LT_OQ) : pos;
-        __m512 d = _mm512_maskz_loadu_ps(on, dx + i);
-        _mm512_mask_storeu_ps(dx + i, on, _mm512_add_ps(d, _mm512_maskz_loadu_ps(on, dy + i)));
+        if (assign) { _mm512_mask_storeu_ps(dx + i, k, _mm512_maskz_loadu_ps(on, dy + i)); continue; }
+        _mm512_mask_storeu_ps(dx + i, on, _mm512_add_ps(_mm512_maskz_loadu_ps(on, dx + i), _mm512_maskz_loadu_ps(on, dy + i)));
     }
 }
 FER__AVX2 static void fer__vrelu_avx2(int six, size_t n, float *y, const float *x)
@@ -2825,7 +2844,8 @@ FER__AVX2 static void fer__vrelu_avx2(int six, size_t n, float *y, const float *
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + i), z), hi));
     fer__vrelu_scalar(six, n - i, y + i, x + i);
 }
-FER__AVX2 static void fer__vrelu_backward_avx2(int six, size_t n, float *dx, const float *dy, const float *y)
+FER__AVX2 static void fer__vrelu_backward_avx2(int six, int assign, size_t n, float *dx, const float *dy,
+                                               const float *y)
 {
     __m256 z = _mm256_setzero_ps(), hi = _mm256_set1_ps(six ? 6.0f : INFINITY);
     size_t i = 0;
@@ -2833,10 +2853,10 @@ FER__AVX2 static void fer__vrelu_backward_avx2(int six, size_t n, float *dx, con
         __m256 v = _mm256_loadu_ps(y + i);
         __m256 on = _mm256_cmp_ps(v, z, _CMP_GT_OQ);
         if (six) on = _mm256_and_ps(on, _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
-        __m256 d = _mm256_loadu_ps(dx + i);
+        __m256 d = assign ? z : _mm256_loadu_ps(dx + i);
         _mm256_storeu_ps(dx + i, _mm256_blendv_ps(d, _mm256_add_ps(d, _mm256_loadu_ps(dy + i)), on));
     }
-    fer__vrelu_backward_scalar(six, n - i, dx + i, dy + i, y + i);
+    fer__vrelu_backward_scalar(six, assign, n - i, dx + i, dy + i, y + i);
 }
 #endif
 #if defined(FER__NEON)
@@ -2850,17 +2870,17 @@ static void fer__vrelu_neon(int six, size_t n, float *y, const float *x)
     }
     fer__vrelu_scalar(six, n - i, y + i, x + i);
 }
-static void fer__vrelu_backward_neon(int six, size_t n, float *dx, const float *dy, const float *y)
+static void fer__vrelu_backward_neon(int six, int assign, size_t n, float *dx, const float *dy, const float *y)
 {
     float32x4_t z = vdupq_n_f32(0.0f), hi = vdupq_n_f32(six ? 6.0f : INFINITY);
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        float32x4_t v = vld1q_f32(y + i), d = vld1q_f32(dx + i);
+        float32x4_t v = vld1q_f32(y + i), d = assign ? z : vld1q_f32(dx + i);
         uint32x4_t on = vcgtq_f32(v, z);
         if (six) on = vandq_u32(on, vcltq_f32(v, hi));
         vst1q_f32(dx + i, vbslq_f32(on, vaddq_f32(d, vld1q_f32(dy + i)), d));
     }
-    fer__vrelu_backward_scalar(six, n - i, dx + i, dy + i, y + i);
+    fer__vrelu_backward_scalar(six, assign, n - i, dx + i, dy + i, y + i);
 }
 #endif
 static void fer__vrelu(fer_isa isa, int six, size_t n, float *y, const float *x)
@@ -2874,26 +2894,27 @@ static void fer__vrelu(fer_isa isa, int six, size_t n, float *y, const float *x)
     (void)isa;
     fer__vrelu_scalar(six, n, y, x);
 }
-static void fer__vrelu_backward(fer_isa isa, int six, size_t n, float *dx, const float *dy, const float *y)
+static void fer__vrelu_backward(fer_isa isa, int six, int assign, size_t n, float *dx, const float *dy,
+                                const float *y)
 {
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512) { fer__vrelu_backward_avx512(six, n, dx, dy, y); return; }
-    if (isa == FER_ISA_AVX2) { fer__vrelu_backward_avx2(six, n, dx, dy, y); return; }
+    if (isa == FER_ISA_AVX512) { fer__vrelu_backward_avx512(six, assign, n, dx, dy, y); return; }
+    if (isa == FER_ISA_AVX2) { fer__vrelu_backward_avx2(six, assign, n, dx, dy, y); return; }
 #elif defined(FER__NEON)
-    if (isa == FER_ISA_NEON) { fer__vrelu_backward_neon(six, n, dx, dy, y); return; }
+    if (isa == FER_ISA_NEON) { fer__vrelu_backward_neon(six, assign, n, dx, dy, y); return; }
 #endif
     (void)isa;
-    fer__vrelu_backward_scalar(six, n, dx, dy, y);
+    fer__vrelu_backward_scalar(six, assign, n, dx, dy, y);
 }
 FERDEF void fer_relu_forward(float *out, const float *in, size_t len) { fer__vrelu_scalar(0, len, out, in); }
 FERDEF void fer_relu_backward(float *din, const float *dout, const float *out, size_t len)
 {
-    fer__vrelu_backward_scalar(0, len, din, dout, out);
+    fer__vrelu_backward_scalar(0, 0, len, din, dout, out);
 }
 FERDEF void fer_relu6_forward(float *out, const float *in, size_t len) { fer__vrelu_scalar(1, len, out, in); }
 FERDEF void fer_relu6_backward(float *din, const float *dout, const float *out, size_t len)
 {
-    fer__vrelu_backward_scalar(1, len, din, dout, out);
+    fer__vrelu_backward_scalar(1, 0, len, din, dout, out);
 }
 FERDEF void fer_leaky_relu_forward(float *out, const float *in, size_t len, float slope)
 {
@@ -4069,6 +4090,42 @@ static int fer__fused_into(const fer_model *m, int i)
     return -1;
 }
 
+/* The node whose gradient region node i's gradient is (aliases share their input's). */
+static int fer__grad_root(const fer_model *m, int i)
+{
+    while (i > 0 && fer__aliases(&m->nodes[i], 1)) i = m->nodes[i].in[0];
+    return i;
+}
+
+/* Backward accumulates (+=) into the gradient of every input. Rather than zeroing
+   all of them each pass, the first node to write a region (backward runs from the
+   last node down, so the highest-numbered reader) assigns it when its op can (conv,
+   batch norm, ReLU/ReLU6 on their one input); the other regions are zeroed. The
+   output's region holds dout and is added to. */
+static void fer__grad_plan(const fer_model *m, fer_workspace *ws)
+{
+    int i, k, r, out = fer__grad_root(m, m->n_nodes - 1);
+    int *first = ws->fuse;   /* borrowed: fuse is all zero in a training workspace */
+    for (i = 0; i < m->n_nodes; i++) first[i] = -1;
+    for (i = 1; i < m->n_nodes; i++)
+        if (!fer__aliases(&m->nodes[i], 1))
+            for (k = 0; k < m->nodes[i].n_in; k++) {
+                r = fer__grad_root(m, m->nodes[i].in[k]);
+                if (i > first[r]) first[r] = i;
+            }
+    for (r = 0; r < m->n_nodes; r++) {
+        const fer_node *w;
+        if (fer__aliases(&m->nodes[r], 1) || r == out) continue;
+        w = first[r] >= 0 ? &m->nodes[first[r]] : NULL;
+        if (w && (w->op == FER_OP_CONV || w->op == FER_OP_BN || w->op == FER_OP_RELU || w->op == FER_OP_RELU6) &&
+            w->n_in == 1 && fer__grad_root(m, w->in[0]) == r)
+            ws->gassign[first[r]] = 1;
+        else
+            ws->gzero[r] = 1;
+    }
+    for (i = 0; i < m->n_nodes; i++) first[i] = 0;
+}
+
 FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                      int training)
 {
@@ -4105,7 +4162,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
                       fer__add(training ? m->n_params : 0, scratch));
     total = fer__add(fer__add(fer__mul(floats, sizeof(float)), fer__mul(iaux, sizeof(int32_t))),
                      fer__add(fer__mul((size_t)m->n_nodes * 3, sizeof(size_t)),
-                              fer__mul((size_t)m->n_nodes * 2, sizeof(int))));
+                              fer__mul((size_t)m->n_nodes * 4, sizeof(int))));
     if (total == SIZE_MAX || !(ws->mem = FER_MALLOC(total, ws->alloc_ctx))) {
         fer__err(ws->error, "workspace: cannot allocate %zu bytes for batch %d", total, max_batch);
         return FER_ERR_NOMEM;
@@ -4122,7 +4179,9 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->scratch_len = scratch;
     ws->iaux = (int32_t *)(ws->scratch + scratch);
     ws->fuse = (int *)(ws->iaux + iaux);
-    for (i = 0; i < 2 * m->n_nodes; i++) ws->fuse[i] = 0;
+    ws->gassign = ws->fuse + 2 * m->n_nodes;
+    ws->gzero = ws->gassign + m->n_nodes;
+    for (i = 0; i < 4 * m->n_nodes; i++) ws->fuse[i] = 0;
     act = aux = iaux = 0;
     for (i = 0; i < m->n_nodes; i++) {
         const fer_node *nd = &m->nodes[i];
@@ -4142,6 +4201,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         if (nd->op == FER_OP_CHANPOOL) iaux += nb * (size_t)nd->out.h * nd->out.w;
     }
     for (idx = 0; idx < iaux; idx++) ws->iaux[idx] = 0;
+    if (training) fer__grad_plan(m, ws);
     ws->max_batch = max_batch;
     ws->training = training != 0;
     ws->n_nodes = m->n_nodes;
@@ -4350,7 +4410,7 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
     const int32_t *I = ws->iaux + ws->iaux_off[i];
     float *dY = ws->grad + ws->act_off[i], *dX = ws->grad + ws->act_off[nd->in[0]];
     float *dP = fer__dp(m, ws, nd);
-    int hw = in.h * in.w;
+    int hw = in.h * in.w, assign = ws->gassign[i];   /* the first writer of dX: = not += */
     size_t len = (size_t)n * fer__shape_size(o), k;
     switch (nd->op) {
     case FER_OP_CONV: {
@@ -4359,15 +4419,15 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
         if (nd->act == FER_OP_RELU) for (k = 0; k < len; k++) dY[k] = Y[k] > 0.0f ? dY[k] : 0.0f;
         if (nd->act == FER_OP_RELU6) for (k = 0; k < len; k++) dY[k] = Y[k] > 0.0f && Y[k] < 6.0f ? dY[k] : 0.0f;
         fer__geom(m, nd, n, &g);
-        fer_conv2d_backward(isa, &g, nd->in[0] == 0 && !ws->input_grad ? NULL : dX, dP,
-                            nd->bias ? dP + nw : NULL, dY, X, P, ws->scratch);
+        fer__conv_backward(isa, &g, nd->in[0] == 0 && !ws->input_grad ? NULL : dX, dP,
+                           nd->bias ? dP + nw : NULL, dY, X, P, ws->scratch, assign);
         break;
     }
     case FER_OP_BN:
-        fer__bn_backward(isa, dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw);
+        fer__bn_backward(isa, dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw, assign);
         break;
-    case FER_OP_RELU: fer__vrelu_backward(isa, 0, len, dX, dY, Y); break;
-    case FER_OP_RELU6: fer__vrelu_backward(isa, 1, len, dX, dY, Y); break;
+    case FER_OP_RELU: fer__vrelu_backward(isa, 0, assign, len, dX, dY, Y); break;
+    case FER_OP_RELU6: fer__vrelu_backward(isa, 1, assign, len, dX, dY, Y); break;
     case FER_OP_LEAKY_RELU: fer_leaky_relu_backward(dX, dY, X, len, nd->alpha); break;
     case FER_OP_PRELU: fer_prelu_backward(dX, dP, dY, X, P, n, o.c, hw); break;
     case FER_OP_SIGMOID: fer_sigmoid_backward(dX, dY, Y, len); break;
@@ -4413,14 +4473,12 @@ FERDEF fer_result fer_backward(const fer_model *m, fer_workspace *ws, const floa
 {
     int i, last = m->n_nodes - 1;
     fer_isa isa = fer__isa_clamp(ws->isa, ws->isa_max);
-    size_t act_len = 0;
     if (!ws->training || !ws->last_training || ws->n_nodes != m->n_nodes) {
         fer__err(ws->error, "backward: needs a training forward on a training workspace first");
         return FER_ERR_ARG;
     }
-    for (i = 0; i < m->n_nodes; i++)
-        if (!fer__aliases(&m->nodes[i], 1)) act_len += (size_t)ws->max_batch * fer__shape_size(m->nodes[i].out);
-    memset(ws->grad, 0, sizeof(float) * act_len);
+    for (i = 0; i < m->n_nodes; i++)   /* the regions no first writer assigns */
+        if (ws->gzero[i]) memset(ws->grad + ws->act_off[i], 0, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[i].out));
     memcpy(ws->grad + ws->act_off[last], dout, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[last].out));
     for (i = last; i >= 1; i--) fer__node_backward(m, ws, isa, i, ws->n);
     return FER_OK;

@@ -115,6 +115,17 @@ static void gradcheck(const char *name, build_fn build, int n, int c, int h, int
     CHECK(fer_backward(&m, &ws, r) == FER_OK, "%s: backward: %s", name, ws.error);
     memcpy(gx, ws.grad + ws.act_off[0], sizeof(float) * nx);
     memcpy(gp, ws.pgrad, sizeof(float) * m.n_params);
+    {   /* a second backward over the first one's stale activation gradients: each
+           region is reset (zeroed, or assigned by its first writer), so the input
+           gradient and (zeroed in between) the parameter gradients repeat bit for bit */
+        size_t a;
+        int same = 1;
+        fer_zero_grad(&m, &ws);
+        CHECK(fer_backward(&m, &ws, r) == FER_OK, "%s: second backward: %s", name, ws.error);
+        for (a = 0; a < nx; a++) same &= ws.grad[ws.act_off[0] + a] == gx[a];
+        for (a = 0; a < m.n_params; a++) same &= ws.pgrad[a] == gp[a];
+        CHECK(same, "%s: a second backward does not repeat the first", name);
+    }
     err_in = fd_compare(&m, &ws, x, n, r, x, gx, nx, 99, &wa_in, &sk_in);
     if (m.n_params) err_p = fd_compare(&m, &ws, x, n, r, m.params, gp, m.n_params, 77, &wa_p, &sk_p);
     CHECK(sk_in * 3 <= MAX_CHECKS && sk_p * 3 <= MAX_CHECKS, "%s: %d + %d coordinates at kinks", name, sk_in, sk_p);

@@ -139,9 +139,14 @@ static void test_relu(void)
                 fer__vrelu(isas[ii], six, (size_t)n, y, x);
                 fer__vrelu_scalar(six, (size_t)n, r, x);
                 CHECK(!memcmp(y, r, sizeof(float) * (size_t)n), "relu%s forward %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
-                fer__vrelu_backward(isas[ii], six, (size_t)n, dx, dy, x);   /* x as y: the specials too */
-                fer__vrelu_backward_scalar(six, (size_t)n, dr, dy, x);
+                fer__vrelu_backward(isas[ii], six, 0, (size_t)n, dx, dy, x);   /* x as y: the specials too */
+                fer__vrelu_backward_scalar(six, 0, (size_t)n, dr, dy, x);
                 CHECK(!memcmp(dx, dr, sizeof(float) * (size_t)n), "relu%s backward %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
+                /* assign (the first writer of dx): equal to accumulating into zeros */
+                for (i = 0; i < n; i++) { dr[i] = 0.0f; dx[i] = (float)i; }
+                fer__vrelu_backward(isas[ii], six, 1, (size_t)n, dx, dy, x);
+                fer__vrelu_backward_scalar(six, 0, (size_t)n, dr, dy, x);
+                CHECK(!memcmp(dx, dr, sizeof(float) * (size_t)n), "relu%s backward (assign) %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
                 memcpy(y, x, sizeof(float) * (size_t)n);            /* in place, as a fused conv runs it */
                 fer__vrelu(isas[ii], six, (size_t)n, y, y);
                 CHECK(!memcmp(y, r, sizeof(float) * (size_t)n), "relu%s in place %s n=%d", six ? "6" : "", fer_isa_name(isas[ii]), n);
@@ -275,7 +280,7 @@ static void test_batchnorm(void)
                 test_fill(g, (size_t)c, 13, 1.0f); test_fill(b, (size_t)c, 14, 1.0f);
                 for (i = 0; i < (int)len; i++) x[i] += off ? 1000.0f : 0.0f;
                 fer__bn_forward_train(isas[ii], y, mean, var, is, x, g, b, n, c, hw, 1e-5f);
-                fer__bn_backward(isas[ii], dx, dg, db, dy, x, mean, is, g, n, c, hw);
+                fer__bn_backward(isas[ii], dx, dg, db, dy, x, mean, is, g, n, c, hw, 0);
                 for (ch = 0; ch < c; ch++) {
                     double m = 0, v = 0, sdy = 0, sdyh = 0, cnt = (double)n * hw, inv;
                     for (s = 0; s < n; s++) for (i = 0; i < hw; i++) m += x[((size_t)s * c + ch) * hw + i];
