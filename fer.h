@@ -1300,6 +1300,12 @@ FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb,
 
 #define FER__MR_AVX512 8
 #define FER__NR_AVX512 48
+/* out[0..n16) = a + b, n16 a multiple of 16 */
+FER__AVX512 static void fer__vadd_avx512(size_t n16, float *out, const float *a, const float *b)
+{
+    size_t i;
+    for (i = 0; i < n16; i += 16) _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+}
 /* One row of the epilogue on a zmm (e non-NULL). */
 FER__AVX512 static __m512 fer__epi512(__m512 v, const fer__epi *e, int i)
 {
@@ -1311,8 +1317,12 @@ FER__AVX512 static __m512 fer__epi512(__m512 v, const fer__epi *e, int i)
     return v;
 }
 
-/* koff non-NULL: B's row p starts at pb + koff[p] (ldb unused). */
-FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, const float *pb, int ldb,
+/* koff non-NULL: B's row p starts at pb + koff[p] (ldb unused). lda 0: pa is a
+   packed strip; lda > 0: A read in place, row r at pa + r*lda (the kernel loads A
+   one broadcast at a time anyway, so unpacked rows cost nothing but the packing
+   they save: a small conv's weights are as many floats as its multiply has FMAs
+   per output column). */
+FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, int lda, const float *pb, int ldb,
                                                const int *koff, float *C, int ldc, int rows, int cols,
                                                int acc, const fer__epi *e)
 {
@@ -1329,13 +1339,19 @@ FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, const fl
     __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     __m512 t[FER__MR_AVX512][3];
     __mmask16 m[3];
-    int i, j, p, nv = cols > 32 ? 3 : cols > 16 ? 2 : 1;
+    int i, j, p, nv = cols > 32 ? 3 : cols > 16 ? 2 : 1, sa = lda ? 1 : FER__MR_AVX512, rs = lda ? lda : 1;
+    size_t off;
+    /* row r of A at q_r[off], off advancing by sa per k-step; rows past `rows` repeat row 0 */
+    const float *q0 = pa, *q1 = rows > 1 ? pa + rs : pa, *q2 = rows > 2 ? pa + 2 * rs : pa;
+    const float *q3 = rows > 3 ? pa + 3 * rs : pa, *q4 = rows > 4 ? pa + 4 * rs : pa;
+    const float *q5 = rows > 5 ? pa + 5 * rs : pa, *q6 = rows > 6 ? pa + 6 * rs : pa;
+    const float *q7 = rows > 7 ? pa + 7 * rs : pa;
 #define FER__ROW512(r, x0, x1, x2, NV) \
-    a = _mm512_set1_ps(pa[r]); x0 = _mm512_fmadd_ps(a, b0, x0); \
+    a = _mm512_set1_ps(q##r[off]); x0 = _mm512_fmadd_ps(a, b0, x0); \
     if (NV > 1) x1 = _mm512_fmadd_ps(a, b1, x1); \
     if (NV > 2) x2 = _mm512_fmadd_ps(a, b2, x2)
 #define FER__LOOP512(NV, ROW) \
-    for (p = 0; p < kc; p++, pa += FER__MR_AVX512) { \
+    for (p = 0, off = 0; p < kc; p++, off += (size_t)sa) { \
         const float *bp = ROW; \
         __m512 b0 = _mm512_loadu_ps(bp), a; \
         __m512 b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : b0, b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : b0; \
@@ -1376,7 +1392,7 @@ FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, const fl
 FER__AVX512 static void fer__kernel_avx512(int kc, const float *pa, const float *pb, int ldb, float *C,
                                            int ldc, int rows, int cols, int acc, const fer__epi *e)
 {
-    fer__kernel_avx512_off(kc, pa, pb, ldb, NULL, C, ldc, rows, cols, acc, e);
+    fer__kernel_avx512_off(kc, pa, 0, pb, ldb, NULL, C, ldc, rows, cols, acc, e);
 }
 #endif /* FER__X86 */
 
@@ -1510,12 +1526,13 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
 {
     fer__kernel_fn kern = fer__kernel_scalar;
     int mr = FER__MR_SCALAR, nr = FER__NR_SCALAR;
-    int jc, pc, ic, jr, ir, direct;
+    int jc, pc, ic, jr, ir, direct, inplace = 0;
     float *pb = pack, *pa = pack + (size_t)FER__KC * (FER__NC + FER__NRMAX);
     (void)isa;
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512) { kern = fer__kernel_avx512; mr = FER__MR_AVX512; nr = FER__NR_AVX512; }
     else if (isa == FER_ISA_AVX2) { kern = fer__kernel_avx2; mr = FER__MR_AVX2; nr = FER__NR_AVX2; }
+    inplace = isa == FER_ISA_AVX512 && !trans_a;   /* A read in place, not packed */
 #elif defined(FER__NEON)
     if (isa == FER_ISA_NEON) { kern = fer__kernel_neon; mr = FER__MR_NEON; nr = FER__NR_NEON; }
 #endif
@@ -1549,8 +1566,9 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
                 fer__pack_b(nr, tail, kc, B + (size_t)pc * ldb + jc + nc - tail, ldb, 0, pb);
             for (ic = 0; ic < M; ic += FER__MC) {
                 int mc = M - ic < FER__MC ? M - ic : FER__MC;
-                fer__pack_a(mr, mc, kc, trans_a ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
-                            lda, trans_a, pa);
+                if (!inplace)
+                    fer__pack_a(mr, mc, kc, trans_a ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
+                                lda, trans_a, pa);
                 for (jr = 0; jr < nc; jr += nr) {
                     int cols = nc - jr < nr ? nc - jr : nr;
                     const float *bp = direct ? (cols == nr ? B + (size_t)pc * ldb + jc + jr : pb) : pb + (size_t)jr * kc;
@@ -1564,6 +1582,13 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
                             te.act = e->act;
                             tp = &te;
                         }
+#if defined(FER__X86)
+                        if (inplace) {
+                            fer__kernel_avx512_off(kc, A + (size_t)(ic + ir) * lda + pc, lda, bp, bs, NULL,
+                                                   C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc, tp);
+                            continue;
+                        }
+#endif
                         kern(kc, pa + (size_t)ir * kc, bp, bs, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
                              rows, cols, acc, tp);
                     }
@@ -1588,16 +1613,15 @@ FER__AVX512 static void fer__gemm_off_avx512(int M, int N, int K, const float *A
                                              const int *koff, float *C, int ldc, float *pack)
 {
     int pc, ic, jr, ir;
-    float *pa = pack + (size_t)FER__KC * (FER__NC + FER__NRMAX);
+    (void)pack;
     for (pc = 0; pc < K; pc += FER__KC) {
         int kc = K - pc < FER__KC ? K - pc : FER__KC;
         for (ic = 0; ic < M; ic += FER__MC) {
             int mc = M - ic < FER__MC ? M - ic : FER__MC;
-            fer__pack_a(FER__MR_AVX512, mc, kc, A + (size_t)ic * lda + pc, lda, 0, pa);
             for (jr = 0; jr < N; jr += FER__NR_AVX512) {
                 int cols = N - jr < FER__NR_AVX512 ? N - jr : FER__NR_AVX512;
-                for (ir = 0; ir < mc; ir += FER__MR_AVX512)
-                    fer__kernel_avx512_off(kc, pa + (size_t)ir * kc, B + jr, 0, koff + pc,
+                for (ir = 0; ir < mc; ir += FER__MR_AVX512)   /* A in place (no packing) */
+                    fer__kernel_avx512_off(kc, A + (size_t)(ic + ir) * lda + pc, lda, B + jr, 0, koff + pc,
                                            C + (size_t)(ic + ir) * ldc + jr, ldc,
                                            mc - ir < FER__MR_AVX512 ? mc - ir : FER__MR_AVX512, cols,
                                            pc > 0, NULL);
@@ -4233,6 +4257,17 @@ static fer_result fer__geom(const fer_model *m, const fer_node *nd, int n, fer_c
                               nd->ph, nd->pw, nd->groups);
 }
 
+/* out = a + b over len floats (out may be a), per ISA. */
+static void fer__vadd(fer_isa isa, size_t len, float *out, const float *a, const float *b)
+{
+    size_t i = 0;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { i = len & ~(size_t)15; fer__vadd_avx512(i, out, a, b); }
+#endif
+    (void)isa;
+    for (; i < len; i++) out[i] = a[i] + b[i];
+}
+
 /* Node i's activation (or, for j = in[k], an input's) from sample s0 on. */
 static float *fer__act(const fer_model *m, const fer_workspace *ws, int i, int s0)
 {
@@ -4316,7 +4351,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     case FER_OP_FLATTEN: case FER_OP_IDENTITY:
         break;   /* aliased: Y == X */
     case FER_OP_ADD:
-        fer_add_forward(Y, X, fer__act(m, ws, nd->in[1], s0), len); break;
+        fer__vadd(isa, len, Y, X, fer__act(m, ws, nd->in[1], s0)); break;
     case FER_OP_CMUL:
         fer_cmul_forward(Y, X, fer__act(m, ws, nd->in[1], s0), n, o.c, hw); break;
     case FER_OP_SMUL:
@@ -4446,7 +4481,9 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
     case FER_OP_FLATTEN: case FER_OP_IDENTITY:
         break;   /* aliased: dY is dX */
     case FER_OP_ADD:
-        fer_add_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, len); break;
+        fer__vadd(isa, len, dX, dX, dY);
+        fer__vadd(isa, len, ws->grad + ws->act_off[nd->in[1]], ws->grad + ws->act_off[nd->in[1]], dY);
+        break;
     case FER_OP_CMUL:
         fer_cmul_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, X,
                           ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
