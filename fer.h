@@ -2193,15 +2193,19 @@ FER__AVX512 static void fer__deinterleave_avx512(const float *src, int n, float 
     }
 }
 FER__AVX512 static void fer__dw_s2_avx512(float *out, int oh, int ow, const float *e, const float *o,
-                                          int ew, const float *w, int kh, int kw, float bias)
+                                          int ew, const float *w, int kh, int kw, float scale, float bias,
+                                          int act)
 {
+    /* out = act(scale * conv + bias) at the store */
+    __m512 vs = _mm512_set1_ps(scale), vb = _mm512_set1_ps(bias), z = _mm512_setzero_ps();
+    __m512 v6 = _mm512_set1_ps(act == 2 ? 6.0f : INFINITY);
     int y, x, ky, kx, i;
     for (y = 0; y < oh; y += 4) {
         int nrow = oh - y < 4 ? oh - y : 4;
         size_t s1 = nrow > 1 ? 2 * (size_t)ew : 0, s2 = nrow > 2 ? 4 * (size_t)ew : 0, s3 = nrow > 3 ? 6 * (size_t)ew : 0;
         for (x = 0; x < ow; x += 16) {
             __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
-            __m512 a0 = _mm512_set1_ps(bias), a1 = a0, a2 = a0, a3 = a0;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             float *op = out + (size_t)y * ow + x;
             for (ky = 0; ky < kh; ky++)
                 for (kx = 0; kx < kw; kx++) {
@@ -2212,8 +2216,11 @@ FER__AVX512 static void fer__dw_s2_avx512(float *out, int oh, int ow, const floa
                     a2 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r + s2), a2);
                     a3 = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(m, r + s3), a3);
                 }
-            for (i = 0; i < nrow; i++)
-                _mm512_mask_storeu_ps(op + (size_t)i * ow, m, i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3);
+            for (i = 0; i < nrow; i++) {
+                __m512 v = _mm512_fmadd_ps(i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3, vs, vb);
+                if (act) v = _mm512_min_ps(_mm512_max_ps(v, z), v6);
+                _mm512_mask_storeu_ps(op + (size_t)i * ow, m, v);
+            }
         }
     }
 }
@@ -2269,7 +2276,21 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
             const float *wc = w + (size_t)c * g->kh * g->kw;
             float *o = out + ((size_t)s * g->cout + c) * ohw;
             float sc = e && e->scale ? e->scale[c] : 1.0f, bias = e && e->shift ? e->shift[c] : 0.0f;
+#if defined(FER__X86)
             fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
+            if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
+                /* the padded plane split into its even and odd columns; the
+                   epilogue runs at the store */
+                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2, y;
+                float *ev = scratch + (size_t)ph * pwid, *od = ev + (size_t)ph * ew;
+                for (y = 0; y < ph; y++)
+                    fer__deinterleave_avx512(scratch + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
+                fer__dw_s2_avx512(o, g->oh, g->ow, ev, od, ew, wc, g->kh, g->kw, sc, bias, e ? e->act : 0);
+                continue;
+            }
+#else
+            fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
+#endif
             if (g->sh == 1 && g->sw == 1) {
                 /* the epilogue on the plane while it is in L1 */
                 fer__corr2d(isa, o, g->oh, g->ow, g->ow, scratch, pwid, wc, g->kh, g->kw, 0, 0,
@@ -2278,18 +2299,6 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
                 if (e && e->act) fer__vrelu(isa, e->act == 2, (size_t)ohw, o, o);
                 continue;
             }
-#if defined(FER__X86)
-            if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
-                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2, y;
-                float *ev = scratch + (size_t)ph * pwid, *od = ev + (size_t)ph * ew;
-                for (y = 0; y < ph; y++)
-                    fer__deinterleave_avx512(scratch + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
-                fer__dw_s2_avx512(o, g->oh, g->ow, ev, od, ew, wc, g->kh, g->kw, e && e->scale ? 0.0f : bias);
-                if (e && e->scale) fer__vaffine(isa, ohw, o, o, sc, bias);
-                if (e && e->act) fer__vrelu(isa, e->act == 2, (size_t)ohw, o, o);
-                continue;
-            }
-#endif
             for (oy = 0; oy < g->oh; oy++) {
                 float *orow = o + (size_t)oy * g->ow;
                 for (ox = 0; ox < g->ow; ox++) {
