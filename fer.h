@@ -438,6 +438,7 @@ typedef struct fer_workspace {
     int input_grad;              /* fer_backward writes d/d input too (default 1)   */
     int *gassign, *gzero;        /* training: node i writes (=) its input's gradient
                                     first; gradient region i is zeroed per backward */
+    int *tfuse;                  /* training: BN i writes ReLU tfuse[i]'s output too */
     uint64_t dropout_seed;       /* masks are a pure function of it: set per step */
     int last_training;           /* the last forward ran in training mode          */
     void *mem;                   /* the one allocation behind all of the above     */
@@ -2713,9 +2714,10 @@ static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const 
 }
 
 /* Each (sample, channel) row is summed in float, rows are combined in double. */
+/* act 1, 2: ReLU or ReLU6 on the output, per plane while it is in L1 */
 static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *var, float *invstd,
                                   const float *in, const float *gamma, const float *beta,
-                                  int n, int c, int hw, float eps)
+                                  int n, int c, int hw, float eps, int act)
 {
     int s, ch;
     double cnt = (double)n * hw;
@@ -2736,9 +2738,12 @@ static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *v
         is = (float)(1.0 / sqrt(v + eps));
         mean[ch] = m;
         invstd[ch] = is;
-        for (s = 0; s < n; s++)   /* (x - x0) * a + (beta - (m - x0) * a): no cancellation */
-            fer__vaffine_shift(isa, hw, out + ((size_t)s * c + ch) * hw, in + ((size_t)s * c + ch) * hw,
-                               x0, is * gamma[ch], beta[ch] - (float)d * is * gamma[ch]);
+        for (s = 0; s < n; s++) {   /* (x - x0) * a + (beta - (m - x0) * a): no cancellation */
+            float *y = out + ((size_t)s * c + ch) * hw;
+            fer__vaffine_shift(isa, hw, y, in + ((size_t)s * c + ch) * hw, x0, is * gamma[ch],
+                               beta[ch] - (float)d * is * gamma[ch]);
+            if (act) fer__vrelu(isa, act == 2, (size_t)hw, y, y);
+        }
     }
 }
 FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, float *invstd,
@@ -2746,7 +2751,7 @@ FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, flo
                                         const float *gamma, const float *beta,
                                         int n, int c, int hw, float eps)
 {
-    fer__bn_forward_train(FER_ISA_SCALAR, out, mean, var, invstd, in, gamma, beta, n, c, hw, eps);
+    fer__bn_forward_train(FER_ISA_SCALAR, out, mean, var, invstd, in, gamma, beta, n, c, hw, eps, 0);
 }
 
 static void fer__bn_forward_infer(fer_isa isa, float *out, const float *in, const float *gamma,
@@ -4157,6 +4162,17 @@ static void fer__grad_plan(const fer_model *m, fer_workspace *ws)
             ws->gzero[r] = 1;
     }
     for (i = 0; i < m->n_nodes; i++) first[i] = 0;
+    /* a ReLU/ReLU6 that is a batch norm's only reader runs inside the norm's
+       forward (its backward needs only its own output) */
+    for (i = 1; i < m->n_nodes; i++) {
+        const fer_node *a = &m->nodes[i];
+        int src = a->n_in ? a->in[0] : -1;
+        if ((a->op == FER_OP_RELU || a->op == FER_OP_RELU6) && src > 0 && m->nodes[src].op == FER_OP_BN &&
+            fer__consumers(m, src) == 1) {
+            ws->tfuse[src] = i;
+            ws->tfuse[i] = -1;
+        }
+    }
 }
 
 FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
@@ -4195,7 +4211,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
                       fer__add(training ? m->n_params : 0, scratch));
     total = fer__add(fer__add(fer__mul(floats, sizeof(float)), fer__mul(iaux, sizeof(int32_t))),
                      fer__add(fer__mul((size_t)m->n_nodes * 3, sizeof(size_t)),
-                              fer__mul((size_t)m->n_nodes * 4, sizeof(int))));
+                              fer__mul((size_t)m->n_nodes * 5, sizeof(int))));
     if (total == SIZE_MAX || !(ws->mem = FER_MALLOC(total, ws->alloc_ctx))) {
         fer__err(ws->error, "workspace: cannot allocate %zu bytes for batch %d", total, max_batch);
         return FER_ERR_NOMEM;
@@ -4214,7 +4230,8 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->fuse = (int *)(ws->iaux + iaux);
     ws->gassign = ws->fuse + 2 * m->n_nodes;
     ws->gzero = ws->gassign + m->n_nodes;
-    for (i = 0; i < 4 * m->n_nodes; i++) ws->fuse[i] = 0;
+    ws->tfuse = ws->gzero + m->n_nodes;
+    for (i = 0; i < 5 * m->n_nodes; i++) ws->fuse[i] = 0;
     act = aux = iaux = 0;
     for (i = 0; i < m->n_nodes; i++) {
         const fer_node *nd = &m->nodes[i];
@@ -4321,8 +4338,11 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         break;
     }
     case FER_OP_BN:
-        if (training)
-            fer__bn_forward_train(isa, Y, A, A + o.c, A + 2 * o.c, X, P, P + o.c, n, o.c, hw, nd->eps);
+        if (training && ws->tfuse[i] > 0)   /* and the activation that reads it */
+            fer__bn_forward_train(isa, fer__act(m, ws, ws->tfuse[i], s0), A, A + o.c, A + 2 * o.c, X, P, P + o.c,
+                                  n, o.c, hw, nd->eps, m->nodes[ws->tfuse[i]].op == FER_OP_RELU6 ? 2 : 1);
+        else if (training)
+            fer__bn_forward_train(isa, Y, A, A + o.c, A + 2 * o.c, X, P, P + o.c, n, o.c, hw, nd->eps, 0);
         else
             fer__bn_forward_infer(isa, Y, X, P, P + o.c, m->buffers + nd->b_off,
                                         m->buffers + nd->b_off + o.c, n, o.c, hw, nd->eps);
@@ -4390,6 +4410,13 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
 static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, int n, int training)
 {
     int i, s0, chunk = n, tail = m->n_nodes;
+    if (training) {   /* activations fused into the batch norm before them are skipped */
+        for (i = 1; i < m->n_nodes; i++)
+            if (ws->tfuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, 1);
+        ws->n = n;
+        ws->last_training = 1;
+        return;
+    }
     if (!training) {
         size_t per = 0;
         for (i = 1; i < m->n_nodes && m->nodes[i].op != FER_OP_DENSE; i++)

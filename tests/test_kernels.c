@@ -279,7 +279,7 @@ static void test_batchnorm(void)
                 test_fill(x, len, 11 + hi, 1.0f); test_fill(dy, len, 12 + hi, 1.0f);
                 test_fill(g, (size_t)c, 13, 1.0f); test_fill(b, (size_t)c, 14, 1.0f);
                 for (i = 0; i < (int)len; i++) x[i] += off ? 1000.0f : 0.0f;
-                fer__bn_forward_train(isas[ii], y, mean, var, is, x, g, b, n, c, hw, 1e-5f);
+                fer__bn_forward_train(isas[ii], y, mean, var, is, x, g, b, n, c, hw, 1e-5f, 0);
                 fer__bn_backward(isas[ii], dx, dg, db, dy, x, mean, is, g, n, c, hw, 0);
                 for (ch = 0; ch < c; ch++) {
                     double m = 0, v = 0, sdy = 0, sdyh = 0, cnt = (double)n * hw, inv;
