@@ -85,6 +85,9 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.3.0 (2026-12-01)  speed: 8x48 AVX-512 GEMM, implicit im2col for stride-1
+                           convs, conv+BN+ReLU fused at inference, depthwise and
+                           pooling kernels, gradient zeroing planned per workspace
        0.2.0 (2026-12-01)  training: CSV loader, augmentation, focal/weighted losses,
                            schedules, SWA, data-parallel trainer, checkpoints
        0.1.0 (2026-11-23)  engine: layers, blocks, zoo, SIMD kernels, .fer format v1
@@ -95,7 +98,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 2
+#define FER_VERSION_MINOR 3
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
@@ -199,7 +202,8 @@ typedef struct fer_conv_geom {
 FERDEF fer_result fer_conv_geom_init(fer_conv_geom *g, int n, int cin, int h, int w,
                                      int cout, int kh, int kw, int sh, int sw,
                                      int ph, int pw, int groups);
-/* Floats of scratch the conv functions need for geometry g (im2col + GEMM packing). */
+/* Floats of scratch the conv functions need for geometry g (im2col or padded input,
+   flipped weights for the backward pass, GEMM packing). */
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g);
 /* out[n][cout][oh][ow] = conv(in[n][cin][h][w], w[cout][cin/g][kh][kw]) + b[cout] (b may be NULL) */
 FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
@@ -1736,8 +1740,10 @@ FERDEF float fer_dot(fer_isa isa, int n, const float *x, const float *y)
 
 /* --- 3.4 Layers -------------------------------------------------------------
    Forward and backward of each layer side by side. Conv goes through im2col +
-   GEMM (a 1x1 stride-1 conv reads its input directly); depthwise conv has its
-   own kernel over zero-padded planes, vectorised along rows. */
+   GEMM (a 1x1 stride-1 conv reads its input directly; on AVX-512 a stride-1 conv
+   reads windows of the zero-padded input through an offset table instead of an
+   im2col buffer, and its input gradient is the forward conv of dY with flipped
+   weights); depthwise conv has its own kernels over zero-padded planes. */
 
 FERDEF fer_result fer_conv_geom_init(fer_conv_geom *g, int n, int cin, int h, int w,
                                      int cout, int kh, int kw, int sh, int sw,
