@@ -1615,10 +1615,9 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
    windows of a padded image, read in place), AVX-512 only. The implicit im2col of
    a stride-1 conv. */
 FER__AVX512 static void fer__gemm_off_avx512(int M, int N, int K, const float *A, int lda, const float *B,
-                                             const int *koff, float *C, int ldc, float *pack)
+                                             const int *koff, float *C, int ldc)
 {
     int pc, ic, jr, ir;
-    (void)pack;
     for (pc = 0; pc < K; pc += FER__KC) {
         int kc = K - pc < FER__KC ? K - pc : FER__KC;
         for (ic = 0; ic < M; ic += FER__MC) {
@@ -2283,8 +2282,8 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
             const float *wc = w + (size_t)c * g->kh * g->kw;
             float *o = out + ((size_t)s * g->cout + c) * ohw;
             float sc = e && e->scale ? e->scale[c] : 1.0f, bias = e && e->shift ? e->shift[c] : 0.0f;
-#if defined(FER__X86)
             fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
+#if defined(FER__X86)
             if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
                 /* the padded plane split into its even and odd columns; the
                    epilogue runs at the store */
@@ -2295,8 +2294,6 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
                 fer__dw_s2_avx512(o, g->oh, g->ow, ev, od, ew, wc, g->kh, g->kw, sc, bias, e ? e->act : 0);
                 continue;
             }
-#else
-            fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
 #endif
             if (g->sh == 1 && g->sw == 1) {
                 /* the epilogue on the plane while it is in L1 */
@@ -2401,23 +2398,40 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
    of a matrix whose column j = oy*W' + ox runs along the padded image. The GEMM
    computes oh x W' "wide" columns (the last W'-ow of each row are discarded) and
    the epilogue runs as the wide rows are copied out (added, with accumulate). */
-static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
-                                       const float *w, const fer__epi *e, float *scratch, int accumulate)
+/* The implicit im2col's scratch (fer__implicit_floats): the padded input planes
+   (+64 zeros the last row's vector loads may reach), cout rows of oh x W' "wide"
+   columns, and the K row offsets, which this fills. */
+static int *fer__implicit_layout(const fer_conv_geom *g, float *scratch, float **wide)
 {
-    int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, nw = g->oh * wp, ohw = g->oh * g->ow;
-    int K = g->cin * g->kh * g->kw, s, c, ky, kx, y, i;
-    size_t plane = (size_t)hp * wp, padn = (size_t)g->cin * plane + 64;
-    float *pad = scratch, *wide = pad + padn, *pk = wide + (size_t)g->cout * nw;
-    int *koff = (int *)(pk + fer_gemm_pack_floats());
+    int wp = g->w + 2 * g->pw, c, ky, kx, i;
+    size_t plane = (size_t)(g->h + 2 * g->ph) * wp;
+    int *koff;
+    *wide = scratch + (size_t)g->cin * plane + 64;
+    koff = (int *)(*wide + (size_t)g->cout * g->oh * wp);
     for (c = 0, i = 0; c < g->cin; c++)
         for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
-    memset(pad + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+    memset(scratch + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+    return koff;
+}
+/* One sample's cin planes, zero-padded, into the layout's first part. */
+static void fer__implicit_pad(const fer_conv_geom *g, const float *in, float *pad)
+{
+    size_t plane = (size_t)(g->h + 2 * g->ph) * (g->w + 2 * g->pw);
+    int c;
+    for (c = 0; c < g->cin; c++) fer__pad_plane(g, in + (size_t)c * g->h * g->w, pad + (size_t)c * plane);
+}
+
+static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
+                                       const float *w, const fer__epi *e, float *scratch, int accumulate)
+{
+    int wp = g->w + 2 * g->pw, nw = g->oh * wp, ohw = g->oh * g->ow, K = g->cin * g->kh * g->kw, s, c, y;
+    float *wide;
+    int *koff = fer__implicit_layout(g, scratch, &wide);
     for (s = 0; s < g->n; s++) {
         float *o = out + (size_t)s * g->cout * ohw;
-        for (c = 0; c < g->cin; c++)
-            fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pad + (size_t)c * plane);
-        fer__gemm_off_avx512(g->cout, nw, K, w, K, pad, koff, wide, nw, pk);
+        fer__implicit_pad(g, in + (size_t)s * g->cin * g->h * g->w, scratch);
+        fer__gemm_off_avx512(g->cout, nw, K, w, K, scratch, koff, wide, nw);
         for (c = 0; c < g->cout; c++)
             for (y = 0; y < g->oh; y++) {
                 const float *src = wide + (size_t)c * nw + (size_t)y * wp;
@@ -2522,23 +2536,17 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             if (dw && idw) {
                 /* implicit dW: dW[co][p] += sum_j dYw[co][j] pad[koff[p] + j] over the
                    wide columns j of the forward pass, dY widened with zeros */
-                int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, nw = g->oh * wp, c, y, ky, kx, i;
-                size_t plane = (size_t)hp * wp;
-                float *pad = scratch, *dyw = pad + (size_t)g->cin * plane + 64;
-                int *koff = (int *)(dyw + (size_t)og * nw);
-                for (c = 0, i = 0; c < g->cin; c++) {
-                    fer__pad_plane(g, ing + (size_t)c * g->h * g->w, pad + (size_t)c * plane);
-                    for (ky = 0; ky < g->kh; ky++)
-                        for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
-                }
-                memset(pad + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+                int wp = g->w + 2 * g->pw, nw = g->oh * wp, c, y, i;
+                float *dyw;
+                int *koff = fer__implicit_layout(g, scratch, &dyw);   /* dY widened in the wide rows */
+                fer__implicit_pad(g, ing, scratch);
                 for (c = 0; c < og; c++)
                     for (y = 0; y < g->oh; y++) {
                         float *r = dyw + (size_t)c * nw + (size_t)y * wp;
                         memcpy(r, dg + (size_t)c * ohw + (size_t)y * g->ow, sizeof(float) * (size_t)g->ow);
                         for (i = g->ow; i < wp; i++) r[i] = 0.0f;
                     }
-                fer__gemm_abt_avx512(og, K, nw, dyw, nw, pad, 0, koff, dw, K, 1);
+                fer__gemm_abt_avx512(og, K, nw, dyw, nw, scratch, 0, koff, dw, K, 1);
             } else
 #endif
             if (dw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
