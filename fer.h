@@ -1741,8 +1741,9 @@ FERDEF float fer_dot(fer_isa isa, int n, const float *x, const float *y)
    Forward and backward of each layer side by side. Conv goes through im2col +
    GEMM (a 1x1 stride-1 conv reads its input directly; on AVX-512 a stride-1 conv
    reads windows of the zero-padded input through an offset table instead of an
-   im2col buffer, and its input gradient is the forward conv of dY with flipped
-   weights); depthwise conv has its own kernels over zero-padded planes. */
+   im2col buffer, a 3x3 one with many channels runs as Winograd F(2x2, 3x3), and
+   the input gradient is the forward conv of dY with flipped weights); depthwise
+   conv has its own kernels over zero-padded planes. */
 
 FERDEF fer_result fer_conv_geom_init(fer_conv_geom *g, int n, int cin, int h, int w,
                                      int cout, int kh, int kw, int sh, int sw,
@@ -1791,6 +1792,56 @@ static size_t fer__implicit_floats(const fer_conv_geom *g)
                              fer__mul((size_t)g->cin, (size_t)g->kh * g->kw)));
 }
 
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels (AVX-512).
+   Each 2x2 output tile is A^T [(G g G^T) .* (B^T d B)] A over its 4x4 input
+   patch d, 16 products per (cin, cout) pair where the direct conv does 36:
+     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+     A^T = [1 1 1 0; 0 1 -1 -1].
+   Per sample, the input is zero-padded to (2*th+2) x (2*tw+2) (th x tw tiles)
+   and split into its even and odd columns, so that 16 neighbouring tiles' patch
+   columns are plain vector loads. Blocks of whole tile rows (Tb tiles) are then
+   transformed into V[16][cin][Tb], multiplied by the transformed weights
+   U[16][cout][cin] in 16 GEMMs into M[16][cout][Tb] (V and M stay in L2), and
+   transformed back into the output through the epilogue (or added to it).
+   With fewer channels the transforms cost more than the products they save. */
+static int fer__conv_wino(fer_isa isa, const fer_conv_geom *g)
+{
+    return isa == FER_ISA_AVX512 && g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
+           g->cin >= 32 && g->cout >= 64 && g->oh >= 4 && g->ow >= 8;
+}
+/* The stride between the 16 matrices of a [16][rows][cols] Winograd array: 16
+   floats more than a matrix, so the 16 rows that a tile's values go to do not
+   all fall in one L1 set (matrix sizes are often multiples of 4 KB). */
+#define FER__WINO_ES(rows, cols) ((size_t)(rows) * (size_t)(cols) + 16)
+/* Tiles per row and column, tile rows per block, tiles per block. */
+static void fer__wino_dims(const fer_conv_geom *g, int *th, int *tw, int *rb, int *tb)
+{
+    *th = (g->oh + 1) / 2;
+    *tw = (g->ow + 1) / 2;
+    *rb = (96 + *tw - 1) / *tw;
+    if (*rb > *th) *rb = *th;
+    *tb = *rb * *tw;
+}
+/* Output tiles of one sample. */
+static size_t fer__wino_tiles(const fer_conv_geom *g)
+{
+    return (size_t)((g->oh + 1) / 2) * ((g->ow + 1) / 2);
+}
+/* A conv of fewer tiles (over the samples that share one weight transform) runs
+   directly: the transform, memory-bound, would cost more than it saves. */
+#define FER__WINO_MIN_TILES 128
+/* Scratch: U, the padded even/odd planes, V, M, one padded row, the B row offsets. */
+static size_t fer__wino_floats(const fer_conv_geom *g)
+{
+    int th, tw, rb, tb;
+    size_t u, eo, vm;
+    if (g->groups != 1 || g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1) return 0;
+    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    u = fer__mul(16, fer__add(fer__mul((size_t)g->cout, (size_t)g->cin), 16));
+    eo = fer__mul((size_t)g->cin, fer__mul((size_t)(2 * th + 2), (size_t)(2 * tw + 2)));
+    vm = fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
+    return fer__add(fer__add(u, eo), fer__add(vm, (size_t)(2 * tw + 2) + (size_t)g->cin + 64));
+}
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col, fwd, bwd = 0, pack = fer_gemm_pack_floats();
@@ -1806,6 +1857,7 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
           fer__mul(fer__mul((size_t)(g->cin / g->groups), (size_t)g->kh * g->kw),
                    (size_t)g->oh * g->ow);
     fwd = fer__add(col > fer__implicit_floats(g) ? col : fer__implicit_floats(g), pack);
+    if (fer__wino_floats(g) > fwd) fwd = fer__wino_floats(g);
     if (!fer__conv_is_pointwise(g) && g->sh == 1 && g->sw == 1) {
         /* backward: dY's im2col and the flipped, transposed weights of one group,
            then the input gradient's own conv (implicit or through the GEMM) */
@@ -1814,9 +1866,10 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
         fer_conv_geom gt;
         fer_conv_geom_init(&gt, 1, g->cout / g->groups, g->oh, g->ow, g->cin / g->groups, g->kh, g->kw,
                            1, 1, g->kh - 1 - g->ph, g->kw - 1 - g->pw, 1);
-        gtf = fer__add(fer__implicit_floats(&gt), pack);
+        gtf = fer__add(fer__implicit_floats(&gt) > fer__wino_floats(&gt) ? fer__implicit_floats(&gt) :
+                       fer__wino_floats(&gt), pack);
+        if (fer__implicit_floats(g) > colt) colt = fer__implicit_floats(g);   /* implicit dW */
         bwd = fer__add(fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups))), gtf);
-        if (fer__implicit_floats(g) > bwd) bwd = fer__implicit_floats(g);   /* implicit dW */
     }
     return fwd > bwd ? fwd : bwd;
 }
@@ -2443,12 +2496,179 @@ static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, floa
             }
     }
 }
+/* U[e][co][ci] = (G g G^T)[e / 4][e % 4] of w[co][ci] (3x3), U[e] at u + e * us;
+   16 (co, ci) pairs at a time, their taps gathered. */
+FER__AVX512 static void fer__wino_weights_avx512(const float *w, int cout, int cin, float *u, size_t us)
+{
+    const __m512i nine = _mm512_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135);
+    const __m512 half = _mm512_set1_ps(0.5f);
+    size_t plane = (size_t)cout * cin, p;
+    for (p = 0; p < plane; p += 16) {
+        __mmask16 m = (__mmask16)(plane - p >= 16 ? 0xFFFF : (1u << (plane - p)) - 1u);
+        const float *k = w + p * 9;
+        __m512 t[9], a[4][3];
+        int i, s;
+        for (i = 0; i < 9; i++)
+            t[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(nine, _mm512_set1_epi32(i)), k, 4);
+        for (s = 0; s < 3; s++) {
+            __m512 sum = _mm512_add_ps(t[s], t[6 + s]);
+            a[0][s] = t[s];
+            a[1][s] = _mm512_mul_ps(half, _mm512_add_ps(sum, t[3 + s]));
+            a[2][s] = _mm512_mul_ps(half, _mm512_sub_ps(sum, t[3 + s]));
+            a[3][s] = t[6 + s];
+        }
+        for (i = 0; i < 4; i++) {
+            __m512 sum = _mm512_add_ps(a[i][0], a[i][2]);
+            _mm512_mask_storeu_ps(u + (size_t)(i * 4 + 0) * us + p, m, a[i][0]);
+            _mm512_mask_storeu_ps(u + (size_t)(i * 4 + 1) * us + p, m, _mm512_mul_ps(half, _mm512_add_ps(sum, a[i][1])));
+            _mm512_mask_storeu_ps(u + (size_t)(i * 4 + 2) * us + p, m, _mm512_mul_ps(half, _mm512_sub_ps(sum, a[i][1])));
+            _mm512_mask_storeu_ps(u + (size_t)(i * 4 + 3) * us + p, m, a[i][2]);
+        }
+    }
+}
+/* One sample's planes, padded and split: row y of channel c is E (ew floats),
+   then O (ew floats), at eo + (c * hp + y) * 2 * ew. */
+FER__AVX512 static void fer__wino_pad_avx512(const fer_conv_geom *g, const float *in, int hp, int ew,
+                                             float *eo, float *row)
+{
+    int c, y, wp = 2 * ew;
+    for (c = 0; c < g->cin; c++)
+        for (y = 0; y < hp; y++) {
+            float *d = eo + ((size_t)c * hp + y) * wp;
+            int iy = y - g->ph;
+            if (iy < 0 || iy >= g->h) { memset(d, 0, sizeof(float) * (size_t)wp); continue; }
+            memset(row, 0, sizeof(float) * (size_t)g->pw);
+            memcpy(row + g->pw, in + ((size_t)c * g->h + iy) * g->w, sizeof(float) * (size_t)g->w);
+            memset(row + g->pw + g->w, 0, sizeof(float) * (size_t)(wp - g->pw - g->w));
+            fer__deinterleave_avx512(row, wp, d, d + ew);
+        }
+}
+/* V[e][c][t] for the tiles of tile rows [ty0, ty1), t = (ty - ty0) * tw + tx. */
+FER__AVX512 static void fer__wino_in_avx512(int cin, int hp, int tw, int ty0, int ty1, const float *eo,
+                                            float *v, int tb)
+{
+    int ew = tw + 1, c, ty, tx, i;
+    size_t es = FER__WINO_ES(cin, tb);
+    for (c = 0; c < cin; c++)
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *base = eo + ((size_t)c * hp + 2 * ty) * 2 * ew;
+            float *vt = v + (size_t)c * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 16) {
+                __mmask16 m = (__mmask16)(tw - tx >= 16 ? 0xFFFF : (1u << (tw - tx)) - 1u);
+                __m512 w[4][4];
+                for (i = 0; i < 4; i++) {   /* d B, row i of the patches */
+                    const float *r = base + (size_t)i * 2 * ew + tx;
+                    __m512 d0 = _mm512_maskz_loadu_ps(m, r), d1 = _mm512_maskz_loadu_ps(m, r + ew);
+                    __m512 d2 = _mm512_maskz_loadu_ps(m, r + 1), d3 = _mm512_maskz_loadu_ps(m, r + ew + 1);
+                    w[i][0] = _mm512_sub_ps(d0, d2);
+                    w[i][1] = _mm512_add_ps(d1, d2);
+                    w[i][2] = _mm512_sub_ps(d2, d1);
+                    w[i][3] = _mm512_sub_ps(d1, d3);
+                }
+                for (i = 0; i < 4; i++) {   /* B^T (d B), column i */
+                    float *o = vt + tx + (size_t)i * es;
+                    _mm512_mask_storeu_ps(o, m, _mm512_sub_ps(w[0][i], w[2][i]));
+                    _mm512_mask_storeu_ps(o + 4 * es, m, _mm512_add_ps(w[1][i], w[2][i]));
+                    _mm512_mask_storeu_ps(o + 8 * es, m, _mm512_sub_ps(w[2][i], w[1][i]));
+                    _mm512_mask_storeu_ps(o + 12 * es, m, _mm512_sub_ps(w[1][i], w[3][i]));
+                }
+            }
+        }
+}
+/* The output rows of tile rows [ty0, ty1) from M[e][co][t]: epilogue, or added. */
+FER__AVX512 static void fer__wino_out_avx512(const fer_conv_geom *g, int tw, int ty0, int ty1, const float *mm,
+                                             int tb, float *out, const fer__epi *e, int accumulate)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    size_t es = FER__WINO_ES(g->cout, tb);
+    int co, ty, tx, a, j;
+    for (co = 0; co < g->cout; co++) {
+        __m512 vs = _mm512_set1_ps(e && e->scale ? e->scale[co] : 1.0f);
+        __m512 vb = _mm512_set1_ps(e && e->shift ? e->shift[co] : 0.0f), z = _mm512_setzero_ps();
+        __m512 v6 = _mm512_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+        int act = e ? e->act : 0;
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *mt = mm + (size_t)co * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 16) {
+                __mmask16 m = (__mmask16)(tw - tx >= 16 ? 0xFFFF : (1u << (tw - tx)) - 1u);
+                __m512 s[2][4], y[2][2];
+                int nc = g->ow - 2 * tx > 32 ? 32 : g->ow - 2 * tx;
+                __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xFFFF : (1u << nc) - 1u);
+                __mmask16 m1 = (__mmask16)(nc <= 16 ? 0 : nc >= 32 ? 0xFFFF : (1u << (nc - 16)) - 1u);
+                for (j = 0; j < 4; j++) {   /* A^T M: rows */
+                    const float *p = mt + tx + (size_t)j * es;
+                    __m512 m0j = _mm512_maskz_loadu_ps(m, p), m1j = _mm512_maskz_loadu_ps(m, p + 4 * es);
+                    __m512 m2j = _mm512_maskz_loadu_ps(m, p + 8 * es), m3j = _mm512_maskz_loadu_ps(m, p + 12 * es);
+                    s[0][j] = _mm512_add_ps(_mm512_add_ps(m0j, m1j), m2j);
+                    s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1j, m2j), m3j);
+                }
+                for (a = 0; a < 2; a++) {   /* (A^T M) A: columns */
+                    y[a][0] = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
+                    y[a][1] = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
+                }
+                for (a = 0; a < 2 && 2 * ty + a < g->oh; a++) {
+                    float *o = out + ((size_t)co * g->oh + 2 * ty + a) * g->ow + 2 * tx;
+                    __m512 r0 = _mm512_permutex2var_ps(y[a][0], lo, y[a][1]);
+                    __m512 r1 = _mm512_permutex2var_ps(y[a][0], hi, y[a][1]);
+                    if (accumulate) {
+                        r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, o));
+                        r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, o + 16));
+                    } else {
+                        r0 = _mm512_fmadd_ps(r0, vs, vb);
+                        r1 = _mm512_fmadd_ps(r1, vs, vb);
+                        if (act) {
+                            r0 = _mm512_min_ps(_mm512_max_ps(r0, z), v6);
+                            r1 = _mm512_min_ps(_mm512_max_ps(r1, z), v6);
+                        }
+                    }
+                    _mm512_mask_storeu_ps(o, m0, r0);
+                    _mm512_mask_storeu_ps(o + 16, m1, r1);
+                }
+            }
+        }
+    }
+}
+/* wu: the transformed weights (fer__wino_weights_avx512), or NULL to transform w
+   here; wu may be scratch itself (the transform is the scratch's first part). */
+static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const float *in, const float *w,
+                                   const float *wu, const fer__epi *e, float *scratch, int accumulate)
+{
+    int th, tw, rb, tb, hp, s, ty, i;
+    size_t ohw = (size_t)g->oh * g->ow, us = FER__WINO_ES(g->cout, g->cin), vs, ms;
+    float *u = scratch, *eo, *v, *mm, *row;
+    int *koff;
+    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    vs = FER__WINO_ES(g->cin, tb);
+    ms = FER__WINO_ES(g->cout, tb);
+    hp = 2 * th + 2;
+    eo = u + 16 * us;
+    v = eo + (size_t)g->cin * hp * (2 * tw + 2);
+    mm = v + 16 * vs;
+    row = mm + 16 * ms;
+    koff = (int *)(row + 2 * tw + 2);
+    for (i = 0; i < g->cin; i++) koff[i] = i * tb;
+    if (!wu) { fer__wino_weights_avx512(w, g->cout, g->cin, u, us); wu = u; }
+    for (s = 0; s < g->n; s++) {
+        float *o = out + (size_t)s * g->cout * ohw;
+        fer__wino_pad_avx512(g, in + (size_t)s * g->cin * g->h * g->w, hp, tw + 1, eo, row);
+        for (ty = 0; ty < th; ty += rb) {
+            int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
+            fer__wino_in_avx512(g->cin, hp, tw, ty, ty1, eo, v, tb);
+            for (i = 0; i < 16; i++)
+                fer__gemm_off_avx512(g->cout, nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms, tb);
+            fer__wino_out_avx512(g, tw, ty, ty1, mm, tb, o, e, accumulate);
+        }
+    }
+}
 #endif
 
 /* Conv with the epilogue e on its output (NULL: none); the bias, if any, must be
-   in e's shift. */
+   in e's shift. wu: w's Winograd transform (fer__wino_weights_avx512) made by the caller,
+   or NULL to choose here (a conv of too few tiles to pay for the transform runs
+   directly). */
 static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
-                              const float *w, const fer__epi *e, float *scratch)
+                              const float *w, const float *wu, const fer__epi *e, float *scratch)
 {
     int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
     int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g);
@@ -2458,7 +2678,13 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
     int rows = !pointwise && isa == FER_ISA_AVX512 && ohw <= 16 && K >= 64 && K >= 4 * (og > ohw ? og : ohw);
     if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, e, scratch); return; }
 #if defined(FER__X86)
+    if (fer__conv_wino(isa, g) && (wu || fer__wino_tiles(g) * g->n >= FER__WINO_MIN_TILES)) {
+        fer__conv_wino_forward(g, out, in, w, wu, e, scratch, 0);
+        return;
+    }
     if (fer__conv_implicit(isa, g)) { fer__conv_implicit_forward(isa, g, out, in, w, e, scratch, 0); return; }
+#else
+    (void)wu;
 #endif
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
@@ -2487,7 +2713,7 @@ FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, 
 {
     fer__epi e;
     e.scale = NULL; e.shift = b; e.act = 0;
-    fer__conv_forward(isa, g, out, in, w, b ? &e : NULL, scratch);
+    fer__conv_forward(isa, g, out, in, w, NULL, b ? &e : NULL, scratch);
 }
 
 static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq);
@@ -2519,6 +2745,8 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
         fer_conv_geom_init(&gt, 1, og, g->oh, g->ow, cg, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
                            g->kw - 1 - g->pw, 1);
         if (kt * g->h * g->w > colsz) colsz = kt * g->h * g->w;
+        /* wt (and its Winograd transform) are made once and must outlive dW's scratch */
+        if (idw && fer__implicit_floats(g) > colsz) colsz = fer__implicit_floats(g);
     }
     wt = scratch + colsz;
     pack = wt + (flip ? kt * cg : 0);
@@ -2564,6 +2792,12 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                                 wt[((size_t)ci * og + co) * kk + t] = wg[((size_t)co * cg + ci) * kk + kk - 1 - t];
                 }
 #if defined(FER__X86)
+                if (fer__conv_wino(isa, &gt) && fer__wino_tiles(&gt) * g->n >= FER__WINO_MIN_TILES) {
+                    float *wu = pack + fer_gemm_pack_floats();   /* dW's GEMM packs before it */
+                    if (s == 0 || g->groups > 1) fer__wino_weights_avx512(wt, cg, og, wu, FER__WINO_ES(cg, og));
+                    fer__conv_wino_forward(&gt, ding, dg, wt, wu, NULL, wu, !assign);
+                    continue;
+                }
                 if (fer__conv_implicit(isa, &gt)) {
                     fer__conv_implicit_forward(isa, &gt, ding, dg, wt, NULL, scratch + colsz + kt * cg, !assign);
                     continue;
@@ -4189,6 +4423,18 @@ static void fer__grad_plan(const fer_model *m, fer_workspace *ws)
     }
 }
 
+/* An inference workspace keeps, per conv that can run as Winograd, its weights'
+   transform (made once per forward, shared by the chunks of samples). */
+static size_t fer__wino_aux(const fer_model *m, const fer_node *nd)
+{
+    fer_shape in = m->nodes[nd->in[0]].out;
+    fer_conv_geom g;
+    if (fer_conv_geom_init(&g, 1, in.c, in.h, in.w, nd->out.c, nd->kh, nd->kw, nd->sh, nd->sw, nd->ph, nd->pw,
+                           nd->groups) != FER_OK || !fer__wino_floats(&g))
+        return 0;
+    return 16 * FER__WINO_ES(g.cout, g.cin);
+}
+
 FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                      int training)
 {
@@ -4209,6 +4455,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         if (!fer__aliases(nd, training) && (training || fer__fused_into(m, i) < 0)) act = fer__add(act, sz);
         if (nd->op == FER_OP_BN) aux = fer__add(aux, 3 * (size_t)nd->out.c);
         if (nd->op == FER_OP_DROPOUT && training) aux = fer__add(aux, sz);
+        if (nd->op == FER_OP_CONV && !training) aux = fer__add(aux, fer__wino_aux(m, nd));
         if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux = fer__add(iaux, sz);
         if (nd->op == FER_OP_CHANPOOL) iaux = fer__add(iaux, fer__mul(nb, (size_t)nd->out.h * nd->out.w));
         if (nd->op == FER_OP_CONV) {
@@ -4260,6 +4507,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         ws->aux_off[i] = aux;
         if (nd->op == FER_OP_BN) aux += 3 * (size_t)nd->out.c;
         if (nd->op == FER_OP_DROPOUT && training) aux += sz;
+        if (nd->op == FER_OP_CONV && !training) aux += fer__wino_aux(m, nd);
         ws->iaux_off[i] = iaux;
         if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux += sz;
         if (nd->op == FER_OP_CHANPOOL) iaux += nb * (size_t)nd->out.h * nd->out.w;
@@ -4332,6 +4580,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         fer_conv_geom g;
         size_t nw = (size_t)o.c * (in.c / nd->groups) * nd->kh * nd->kw;
         int bn = training ? 0 : ws->fuse[i], act = training ? 0 : ws->fuse[m->n_nodes + i];
+        const float *wu = NULL;
         fer__epi e;
         e.scale = NULL; e.shift = nd->bias ? P + nw : NULL;
         e.act = nd->act == FER_OP_RELU ? 1 : nd->act == FER_OP_RELU6 ? 2 : 0;
@@ -4348,7 +4597,14 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
             if (act > 0) e.act = m->nodes[act].op == FER_OP_RELU6 ? 2 : 1;
         }
         fer__geom(m, nd, n, &g);
-        fer__conv_forward(isa, &g, Y, X, P, e.scale || e.shift || e.act ? &e : NULL, ws->scratch);
+#if defined(FER__X86)
+        if (!ws->training && fer__conv_wino(isa, &g) && fer__wino_tiles(&g) * ws->n >= FER__WINO_MIN_TILES) {
+            /* the weights' transform, made by the first chunk of samples */
+            wu = A;
+            if (s0 == 0) fer__wino_weights_avx512(P, g.cout, g.cin, A, FER__WINO_ES(g.cout, g.cin));
+        }
+#endif
+        fer__conv_forward(isa, &g, Y, X, P, wu, e.scale || e.shift || e.act ? &e : NULL, ws->scratch);
         break;
     }
     case FER_OP_BN:
@@ -4424,6 +4680,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
 static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, int n, int training)
 {
     int i, s0, chunk = n, tail = m->n_nodes;
+    ws->n = n;   /* the whole batch, for the nodes run a chunk at a time */
     if (training) {   /* activations fused into the batch norm before them are skipped */
         for (i = 1; i < m->n_nodes; i++)
             if (ws->tfuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, 1);

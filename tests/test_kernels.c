@@ -207,7 +207,10 @@ static void test_conv(void)
         { 6, 9, 7, 7, 3, 1, 0, 3 }, { 4, 8, 6, 18, 7, 1, 3, 1 }, { 64, 64, 12, 12, 3, 1, 1, 1 },
         { 1, 1, 1, 1, 1, 1, 0, 1 }, { 16, 16, 48, 48, 3, 1, 1, 16 }, { 5, 5, 11, 6, 3, 1, 0, 5 },
         { 3, 3, 1, 1, 3, 1, 1, 3 }, { 128, 7, 3, 3, 3, 1, 1, 1 }, { 64, 16, 2, 2, 3, 1, 1, 1 },
-        { 24, 24, 26, 37, 3, 2, 1, 24 }, { 8, 8, 15, 16, 5, 2, 2, 8 }, { 4, 4, 2, 3, 3, 2, 1, 4 }
+        { 24, 24, 26, 37, 3, 2, 1, 24 }, { 8, 8, 15, 16, 5, 2, 2, 8 }, { 4, 4, 2, 3, 3, 2, 1, 4 },
+        /* Winograd F(2x2, 3x3) on AVX-512: odd output sizes, pads 0 and 2, rows of more than 16 tiles */
+        { 32, 64, 17, 19, 3, 1, 1, 1 }, { 33, 65, 20, 21, 3, 1, 0, 1 }, { 32, 64, 14, 13, 3, 1, 2, 1 },
+        { 32, 72, 10, 40, 3, 1, 1, 1 }, { 64, 48, 18, 15, 3, 1, 1, 1 }
     };
     size_t ci;
     int ii;
@@ -219,6 +222,16 @@ static void test_conv(void)
         if (fer_conv_geom_init(&g, 2, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
             CHECK(0, "conv config %zu rejected", ci);
             continue;
+        }
+        if (ci >= 21) {   /* the last configs are there for the Winograd path: make sure they take it */
+            fer_conv_geom gt;
+            fer_conv_geom_init(&gt, 1, c[1], g.oh, g.ow, c[0], 3, 3, 1, 1, 2 - c[6], 2 - c[6], 1);
+            if (ci < 25)
+                CHECK(fer__conv_wino(FER_ISA_AVX512, &g) && fer__wino_tiles(&g) * g.n >= FER__WINO_MIN_TILES,
+                      "conv config %zu does not run as Winograd", ci);
+            else
+                CHECK(fer__conv_wino(FER_ISA_AVX512, &gt) && fer__wino_tiles(&gt) * g.n >= FER__WINO_MIN_TILES,
+                      "conv config %zu: the input gradient does not run as Winograd", ci);
         }
         nin = (size_t)2 * c[0] * c[2] * c[3]; nout = (size_t)2 * c[1] * g.oh * g.ow;
         nw = (size_t)c[1] * (c[0] / c[7]) * c[4] * c[4]; ns = fer_conv_scratch_floats(&g);
@@ -246,7 +259,7 @@ static void test_conv(void)
                     ex[k] = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
                 }
                 ep.scale = sc; ep.shift = sh; ep.act = 2;
-                fer__conv_forward(isas[ii], &g, out, in, w, &ep, scratch);
+                fer__conv_forward(isas[ii], &g, out, in, w, NULL, &ep, scratch);
                 e = max_rel(out, ex, nout);
                 CHECK(e < 1e-5, "conv fwd + epilogue %s config %zu: rel err %.3g", fer_isa_name(isas[ii]), ci, e);
                 free(sc); free(sh); free(ex);
