@@ -1169,6 +1169,53 @@ static void fer__copy_nr(float *dst, const float *src, int nr)
     }
 }
 
+#if defined(FER__X86)
+/* r[0..15] transposed in registers (four rounds of shuffles). */
+FER__AVX512 static void fer__transpose16_avx512(__m512 *r)
+{
+    __m512 t[16], u[16];
+    int i;
+    for (i = 0; i < 16; i += 2) {   /* pairs of rows: elements interleaved */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (i = 0; i < 16; i += 4) {   /* quads: pairs of elements */
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (i = 0; i < 4; i++) {   /* 128-bit lanes: rows 0-7, then 8-15 */
+        t[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
+    }
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+/* fer__pack_b of a transposed B (B is N x K) into 48-wide strips, 16 x 16
+   blocks transposed in registers. */
+FER__AVX512 static void fer__pack_bt_avx512(int nc, int kc, const float *B, int ldb, float *dst)
+{
+    int jb, j0, p0, i;
+    for (jb = 0; jb < nc; jb += 48, dst += (size_t)48 * kc)
+        for (j0 = 0; j0 < 48; j0 += 16)
+            for (p0 = 0; p0 < kc; p0 += 16) {
+                __mmask16 m = (__mmask16)(kc - p0 >= 16 ? 0xFFFF : (1u << (kc - p0)) - 1u);
+                int np = kc - p0 < 16 ? kc - p0 : 16;
+                __m512 r[16];
+                for (i = 0; i < 16; i++)
+                    r[i] = jb + j0 + i < nc ? _mm512_maskz_loadu_ps(m, B + (size_t)(jb + j0 + i) * ldb + p0)
+                                            : _mm512_setzero_ps();
+                fer__transpose16_avx512(r);
+                for (i = 0; i < np; i++) _mm512_storeu_ps(dst + (size_t)(p0 + i) * 48 + j0, r[i]);
+            }
+}
+#endif
+
 /* dst: ceil(nc/nr) strips, each kc x nr (k-major). B(p,j) = trans ? B[j][p] : B[p][j] */
 static void fer__pack_b(int nr, int nc, int kc, const float *B, int ldb, int trans, float *dst)
 {
@@ -1564,6 +1611,11 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
         for (pc = 0; pc < K; pc += FER__KC) {
             int kc = K - pc < FER__KC ? K - pc : FER__KC;
             int acc = accumulate || pc > 0, last = pc + kc >= K;
+#if defined(FER__X86)
+            if (!direct && trans_b && isa == FER_ISA_AVX512)
+                fer__pack_bt_avx512(nc, kc, B + (size_t)jc * ldb + pc, ldb, pb);
+            else
+#endif
             if (!direct)
                 fer__pack_b(nr, nc, kc, trans_b ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
                             ldb, trans_b, pb);
@@ -1842,6 +1894,16 @@ static size_t fer__wino_floats(const fer_conv_geom *g)
     vm = fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
     return fer__add(fer__add(u, eo), fer__add(vm, (size_t)(2 * tw + 2) + (size_t)g->cin + 64));
 }
+/* Scratch of one sample's weight gradient: the padded even/odd planes, V, dM, a row. */
+static size_t fer__wino_dw_floats(const fer_conv_geom *g)
+{
+    int th, tw, rb, tb;
+    if (!fer__wino_floats(g)) return 0;
+    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    return fer__add(fer__mul((size_t)g->cin, fer__mul((size_t)(2 * th + 2), (size_t)(2 * tw + 2))),
+                    fer__add(fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32)),
+                             (size_t)(2 * tw + 2) + 64));
+}
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col, fwd, bwd = 0, pack = fer_gemm_pack_floats();
@@ -1866,10 +1928,12 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
         fer_conv_geom gt;
         fer_conv_geom_init(&gt, 1, g->cout / g->groups, g->oh, g->ow, g->cin / g->groups, g->kh, g->kw,
                            1, 1, g->kh - 1 - g->ph, g->kw - 1 - g->pw, 1);
-        gtf = fer__add(fer__implicit_floats(&gt) > fer__wino_floats(&gt) ? fer__implicit_floats(&gt) :
-                       fer__wino_floats(&gt), pack);
+        gtf = fer__add(pack, fer__implicit_floats(&gt) > fer__wino_floats(&gt) ? fer__implicit_floats(&gt) :
+                             fer__wino_floats(&gt));   /* from the pack area on, the input gradient's */
         if (fer__implicit_floats(g) > colt) colt = fer__implicit_floats(g);   /* implicit dW */
-        bwd = fer__add(fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups))), gtf);
+        if (fer__wino_dw_floats(g) > colt) colt = fer__wino_dw_floats(g);     /* Winograd dW, then dU */
+        bwd = fer__add(fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups))),
+                       fer__add(gtf, fer__wino_dw_floats(g) ? 16 * FER__WINO_ES(g->cout, g->cin) : 0));
     }
     return fwd > bwd ? fwd : bwd;
 }
@@ -2661,6 +2725,95 @@ static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const flo
         }
     }
 }
+/* The weight gradient as Winograd: with dM = A dY A^T per output tile (the
+   gradient of the products M = U .* V), dU[e] = sum over tiles of dM[e] V[e]^T,
+   16 GEMMs per block of tiles accumulated over the samples, and at the end
+   dW += G^T dU G. */
+FER__AVX512 static void fer__wino_dy_avx512(const fer_conv_geom *g, int tw, int ty0, int ty1, const float *dy,
+                                            float *dm, int tb)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512 z = _mm512_setzero_ps();
+    size_t es = FER__WINO_ES(g->cout, tb);
+    int co, ty, tx, i;
+    for (co = 0; co < g->cout; co++)
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *r0 = dy + ((size_t)co * g->oh + 2 * ty) * g->ow, *r1 = 2 * ty + 1 < g->oh ? r0 + g->ow : NULL;
+            float *mt = dm + (size_t)co * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 16) {
+                __mmask16 m = (__mmask16)(tw - tx >= 16 ? 0xFFFF : (1u << (tw - tx)) - 1u);
+                int nc = g->ow - 2 * tx > 32 ? 32 : g->ow - 2 * tx;
+                __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xFFFF : (1u << nc) - 1u);
+                __mmask16 m1 = (__mmask16)(nc <= 16 ? 0 : nc >= 32 ? 0xFFFF : (1u << (nc - 16)) - 1u);
+                __m512 v0 = _mm512_maskz_loadu_ps(m0, r0 + 2 * tx), v1 = _mm512_maskz_loadu_ps(m1, r0 + 2 * tx + 16);
+                __m512 a = _mm512_permutex2var_ps(v0, ev, v1), b = _mm512_permutex2var_ps(v0, od, v1), c = z, d = z;
+                __m512 p[4], q[4];
+                if (r1) {
+                    v0 = _mm512_maskz_loadu_ps(m0, r1 + 2 * tx);
+                    v1 = _mm512_maskz_loadu_ps(m1, r1 + 2 * tx + 16);
+                    c = _mm512_permutex2var_ps(v0, ev, v1);
+                    d = _mm512_permutex2var_ps(v0, od, v1);
+                }
+                p[0] = a; q[0] = b;   /* A dY: rows */
+                p[1] = _mm512_add_ps(a, c); q[1] = _mm512_add_ps(b, d);
+                p[2] = _mm512_sub_ps(a, c); q[2] = _mm512_sub_ps(b, d);
+                p[3] = _mm512_sub_ps(z, c); q[3] = _mm512_sub_ps(z, d);
+                for (i = 0; i < 4; i++) {   /* (A dY) A^T: columns */
+                    float *o = mt + tx + (size_t)(4 * i) * es;
+                    _mm512_mask_storeu_ps(o, m, p[i]);
+                    _mm512_mask_storeu_ps(o + es, m, _mm512_add_ps(p[i], q[i]));
+                    _mm512_mask_storeu_ps(o + 2 * es, m, _mm512_sub_ps(p[i], q[i]));
+                    _mm512_mask_storeu_ps(o + 3 * es, m, _mm512_sub_ps(z, q[i]));
+                }
+            }
+        }
+}
+/* dU[e] (cout x cin, at du + e * us) += dM[e] V[e]^T over one sample's tiles. */
+static void fer__conv_wino_dw(const fer_conv_geom *g, const float *in, const float *dy, float *du,
+                              float *scratch, float *pack)
+{
+    int th, tw, rb, tb, hp, ty, i;
+    size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms;
+    float *eo = scratch, *v, *dm, *row;
+    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    vs = FER__WINO_ES(g->cin, tb);
+    ms = FER__WINO_ES(g->cout, tb);
+    hp = 2 * th + 2;
+    v = eo + (size_t)g->cin * hp * (2 * tw + 2);
+    dm = v + 16 * vs;
+    row = dm + 16 * ms;
+    fer__wino_pad_avx512(g, in, hp, tw + 1, eo, row);
+    for (ty = 0; ty < th; ty += rb) {
+        int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
+        fer__wino_in_avx512(g->cin, hp, tw, ty, ty1, eo, v, tb);
+        fer__wino_dy_avx512(g, tw, ty, ty1, dy, dm, tb);
+        for (i = 0; i < 16; i++)
+            fer__gemm(FER_ISA_AVX512, 0, 1, g->cout, g->cin, nt, dm + i * ms, tb, v + i * vs, tb, du + i * us,
+                      g->cin, 1, pack, NULL);
+    }
+}
+/* dW[co][ci] += G^T dU G. */
+static void fer__wino_dw_finish(int cout, int cin, const float *du, float *dw)
+{
+    size_t plane = (size_t)cout * cin, us = FER__WINO_ES(cout, cin), p;
+    for (p = 0; p < plane; p++) {
+        float x[4][4], r[3][4], *k = dw + p * 9;
+        int i, j;
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 4; j++) x[i][j] = du[(size_t)(i * 4 + j) * us + p];
+        for (j = 0; j < 4; j++) {   /* G^T dU: rows */
+            r[0][j] = x[0][j] + 0.5f * (x[1][j] + x[2][j]);
+            r[1][j] = 0.5f * (x[1][j] - x[2][j]);
+            r[2][j] = x[3][j] + 0.5f * (x[1][j] + x[2][j]);
+        }
+        for (i = 0; i < 3; i++) {   /* (G^T dU) G: columns */
+            k[i * 3 + 0] += r[i][0] + 0.5f * (r[i][1] + r[i][2]);
+            k[i * 3 + 1] += 0.5f * (r[i][1] - r[i][2]);
+            k[i * 3 + 2] += r[i][3] + 0.5f * (r[i][1] + r[i][2]);
+        }
+    }
+}
 #endif
 
 /* Conv with the epilogue e on its output (NULL: none); the bias, if any, must be
@@ -2728,28 +2881,36 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     /* Stride 1: dX is the forward conv of dY, padded by k-1-p, with the weights
        flipped and transposed (wt[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx]):
        one GEMM of depth og*kh*kw straight into dX, no col2im scatter. */
-    int flip = din && !pointwise && g->sh == 1 && g->sw == 1, idw = 0;
+    int flip = din && !pointwise && g->sh == 1 && g->sw == 1, idw = 0, wdw = 0;
     size_t colsz = pointwise ? 0 : (size_t)K * ohw, kt = (size_t)og * kk;
-    float *col = scratch, *wt, *pack;
+    float *col = scratch, *wt, *pack, *du = NULL;
     fer_conv_geom gt;
     if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch, assign); return; }
 #if defined(FER__X86)
-    {   /* the weight gradient as long dot products over the implicit im2col */
+    {   /* the weight gradient as Winograd, or as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
-        idw = fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
+        wdw = dw && fer__conv_wino(isa, g) && fer__wino_tiles(g) * g->n >= FER__WINO_MIN_TILES;
+        idw = !wdw && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
-#else
-    (void)idw;
 #endif
+    /* Scratch: per-sample temporaries (im2col, the implicit or Winograd dW's), then
+       what lives through the loop: wt, the pack area and the input gradient's own
+       conv (from the pack area on), and the Winograd dU last. */
+    if (idw && fer__implicit_floats(g) > colsz) colsz = fer__implicit_floats(g);
+    if (wdw && fer__wino_dw_floats(g) > colsz) colsz = fer__wino_dw_floats(g);
     if (flip) {
         fer_conv_geom_init(&gt, 1, og, g->oh, g->ow, cg, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
                            g->kw - 1 - g->pw, 1);
         if (kt * g->h * g->w > colsz) colsz = kt * g->h * g->w;
-        /* wt (and its Winograd transform) are made once and must outlive dW's scratch */
-        if (idw && fer__implicit_floats(g) > colsz) colsz = fer__implicit_floats(g);
     }
     wt = scratch + colsz;
     pack = wt + (flip ? kt * cg : 0);
+    if (wdw) {
+        size_t gtf = fer_gemm_pack_floats();
+        if (flip) gtf += fer__implicit_floats(&gt) > fer__wino_floats(&gt) ? fer__implicit_floats(&gt) : fer__wino_floats(&gt);
+        du = pack + gtf;
+        memset(du, 0, sizeof(float) * 16 * FER__WINO_ES(og, cg));
+    }
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
             const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
@@ -2761,7 +2922,8 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                 for (c = 0; c < og; c++) db[gi * og + c] += fer__vsum(isa, ohw, dg + (size_t)c * ohw, 0.0f, 0);
             }
 #if defined(FER__X86)
-            if (dw && idw) {
+            if (wdw) fer__conv_wino_dw(g, ing, dg, du, scratch, pack);
+            else if (dw && idw) {
                 /* implicit dW: dW[co][p] += sum_j dYw[co][j] pad[koff[p] + j] over the
                    wide columns j of the forward pass, dY widened with zeros */
                 int wp = g->w + 2 * g->pw, nw = g->oh * wp, c, y, i;
@@ -2814,6 +2976,9 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                 fer__col2im(isa, g, cg, col, ding);
             }
         }
+#if defined(FER__X86)
+    if (wdw) fer__wino_dw_finish(og, cg, du, dw);
+#endif
 }
 
 FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw,

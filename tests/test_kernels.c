@@ -50,6 +50,13 @@ static void test_gemm(void)
         fer_gemm(isas[ii], 0, 0, M, N, K, A, lda, B, ldb, C, ldc, 0, pack);
         fer_gemm_reference(0, 0, M, N, K, A, lda, B, ldb, R, ldc, 0);
         CHECK(max_rel(C, R, (size_t)M * ldc) < 1e-5, "gemm %s large blocks", fer_isa_name(isas[ii]));
+        free(B);
+        /* and B transposed (N x K, padded rows): the transposing packers' edges */
+        B = fa((size_t)N * (K + 9));
+        test_fill(B, (size_t)N * (K + 9), 7, 1.0f);
+        fer_gemm(isas[ii], 0, 1, M, N, K, A, lda, B, K + 9, C, ldc, 1, pack);
+        fer_gemm_reference(0, 1, M, N, K, A, lda, B, K + 9, R, ldc, 1);
+        CHECK(max_rel(C, R, (size_t)M * ldc) < 1e-5, "gemm %s large blocks, B transposed", fer_isa_name(isas[ii]));
         free(A); free(B); free(C); free(R);
     }
     free(pack);
