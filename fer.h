@@ -85,6 +85,9 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.4.0 (2026-12-01)  speed: Winograd F(2x2,3x3) for 3x3 convs with many channels
+                           (forward, input and weight gradients), AVX-512 transposing
+                           GEMM packer
        0.3.0 (2026-12-01)  speed: 8x48 AVX-512 GEMM, implicit im2col for stride-1
                            convs, conv+BN+ReLU fused at inference, depthwise and
                            pooling kernels, gradient zeroing planned per workspace
@@ -98,7 +101,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 3
+#define FER_VERSION_MINOR 4
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
@@ -1849,10 +1852,9 @@ static size_t fer__implicit_floats(const fer_conv_geom *g)
    patch d, 16 products per (cin, cout) pair where the direct conv does 36:
      B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
      A^T = [1 1 1 0; 0 1 -1 -1].
-   Per sample, the input is zero-padded to (2*th+2) x (2*tw+2) (th x tw tiles)
-   and split into its even and odd columns, so that 16 neighbouring tiles' patch
-   columns are plain vector loads. Blocks of whole tile rows (Tb tiles) are then
-   transformed into V[16][cin][Tb], multiplied by the transformed weights
+   Per sample, blocks of whole tile rows (Tb tiles of th x tw) are transformed
+   straight from the input (zero padding and the patches' even and odd columns
+   made in registers) into V[16][cin][Tb], multiplied by the transformed weights
    U[16][cout][cin] in 16 GEMMs into M[16][cout][Tb] (V and M stay in L2), and
    transformed back into the output through the epilogue (or added to it).
    With fewer channels the transforms cost more than the products they save. */
@@ -1882,27 +1884,24 @@ static size_t fer__wino_tiles(const fer_conv_geom *g)
 /* A conv of fewer tiles (over the samples that share one weight transform) runs
    directly: the transform, memory-bound, would cost more than it saves. */
 #define FER__WINO_MIN_TILES 128
-/* Scratch: U, the padded even/odd planes, V, M, one padded row, the B row offsets. */
+/* Scratch: U, V, M and the B row offsets. */
 static size_t fer__wino_floats(const fer_conv_geom *g)
 {
     int th, tw, rb, tb;
-    size_t u, eo, vm;
+    size_t u, vm;
     if (g->groups != 1 || g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1) return 0;
     fer__wino_dims(g, &th, &tw, &rb, &tb);
     u = fer__mul(16, fer__add(fer__mul((size_t)g->cout, (size_t)g->cin), 16));
-    eo = fer__mul((size_t)g->cin, fer__mul((size_t)(2 * th + 2), (size_t)(2 * tw + 2)));
     vm = fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
-    return fer__add(fer__add(u, eo), fer__add(vm, (size_t)(2 * tw + 2) + (size_t)g->cin + 64));
+    return fer__add(fer__add(u, vm), (size_t)g->cin);
 }
-/* Scratch of one sample's weight gradient: the padded even/odd planes, V, dM, a row. */
+/* Scratch of one sample's weight gradient: V and dM. */
 static size_t fer__wino_dw_floats(const fer_conv_geom *g)
 {
     int th, tw, rb, tb;
     if (!fer__wino_floats(g)) return 0;
     fer__wino_dims(g, &th, &tw, &rb, &tb);
-    return fer__add(fer__mul((size_t)g->cin, fer__mul((size_t)(2 * th + 2), (size_t)(2 * tw + 2))),
-                    fer__add(fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32)),
-                             (size_t)(2 * tw + 2) + 64));
+    return fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
 }
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
@@ -2590,40 +2589,52 @@ FER__AVX512 static void fer__wino_weights_avx512(const float *w, int cout, int c
         }
     }
 }
-/* One sample's planes, padded and split: row y of channel c is E (ew floats),
-   then O (ew floats), at eo + (c * hp + y) * 2 * ew. */
-FER__AVX512 static void fer__wino_pad_avx512(const fer_conv_geom *g, const float *in, int hp, int ew,
-                                             float *eo, float *row)
+/* x[off .. off+15] of a row of w floats, zero outside it (off >= -16). */
+FER__AVX512 static __m512 fer__row16_avx512(const float *row, int w, int off)
 {
-    int c, y, wp = 2 * ew;
-    for (c = 0; c < g->cin; c++)
-        for (y = 0; y < hp; y++) {
-            float *d = eo + ((size_t)c * hp + y) * wp;
-            int iy = y - g->ph;
-            if (iy < 0 || iy >= g->h) { memset(d, 0, sizeof(float) * (size_t)wp); continue; }
-            memset(row, 0, sizeof(float) * (size_t)g->pw);
-            memcpy(row + g->pw, in + ((size_t)c * g->h + iy) * g->w, sizeof(float) * (size_t)g->w);
-            memset(row + g->pw + g->w, 0, sizeof(float) * (size_t)(wp - g->pw - g->w));
-            fer__deinterleave_avx512(row, wp, d, d + ew);
-        }
+    int hi = w - off;   /* lanes [lo, hi) lie in the row */
+    __mmask16 m;
+    if (hi <= 0) return _mm512_setzero_ps();
+    m = (__mmask16)(hi >= 16 ? 0xFFFF : (1u << hi) - 1u);
+    if (off >= 0) return _mm512_maskz_loadu_ps(m, row + off);
+    /* before the row's start: its first floats go to lanes -off.. (no pointer
+       before the row is formed) */
+    return _mm512_maskz_expandloadu_ps((__mmask16)(m & (0xFFFFu << -off)), row);
 }
-/* V[e][c][t] for the tiles of tile rows [ty0, ty1), t = (ty - ty0) * tw + tx. */
-FER__AVX512 static void fer__wino_in_avx512(int cin, int hp, int tw, int ty0, int ty1, const float *eo,
+/* V[e][c][t] for the tiles of tile rows [ty0, ty1), t = (ty - ty0) * tw + tx, read
+   straight from one sample's input: patch row i of tile (ty, tx) is padded row
+   2ty+i, columns 2tx..2tx+3, so for 16 neighbouring tiles the four patch columns
+   are the even and odd floats of 34 consecutive ones (zero outside the plane). */
+FER__AVX512 static void fer__wino_in_avx512(const fer_conv_geom *g, const float *in, int tw, int ty0, int ty1,
                                             float *v, int tb)
 {
-    int ew = tw + 1, c, ty, tx, i;
-    size_t es = FER__WINO_ES(cin, tb);
-    for (c = 0; c < cin; c++)
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    size_t es = FER__WINO_ES(g->cin, tb);
+    int c, ty, tx, i;
+    for (c = 0; c < g->cin; c++)
         for (ty = ty0; ty < ty1; ty++) {
-            const float *base = eo + ((size_t)c * hp + 2 * ty) * 2 * ew;
+            const float *plane = in + (size_t)c * g->h * g->w;
             float *vt = v + (size_t)c * tb + (size_t)(ty - ty0) * tw;
             for (tx = 0; tx < tw; tx += 16) {
                 __mmask16 m = (__mmask16)(tw - tx >= 16 ? 0xFFFF : (1u << (tw - tx)) - 1u);
+                int off = 2 * tx - g->pw;
                 __m512 w[4][4];
                 for (i = 0; i < 4; i++) {   /* d B, row i of the patches */
-                    const float *r = base + (size_t)i * 2 * ew + tx;
-                    __m512 d0 = _mm512_maskz_loadu_ps(m, r), d1 = _mm512_maskz_loadu_ps(m, r + ew);
-                    __m512 d2 = _mm512_maskz_loadu_ps(m, r + 1), d3 = _mm512_maskz_loadu_ps(m, r + ew + 1);
+                    int y = 2 * ty + i - g->ph;
+                    __m512 d0, d1, d2, d3;
+                    if (y < 0 || y >= g->h) d0 = d1 = d2 = d3 = _mm512_setzero_ps();
+                    else {
+                        const float *r = plane + (size_t)y * g->w;
+                        __m512 a = fer__row16_avx512(r, g->w, off), b = fer__row16_avx512(r, g->w, off + 16);
+                        __m512 c2 = fer__row16_avx512(r, g->w, off + 32);
+                        __m512 a2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(b), _mm512_castps_si512(a), 2));
+                        __m512 b2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(c2), _mm512_castps_si512(b), 2));
+                        d0 = _mm512_permutex2var_ps(a, ev, b);
+                        d1 = _mm512_permutex2var_ps(a, od, b);
+                        d2 = _mm512_permutex2var_ps(a2, ev, b2);
+                        d3 = _mm512_permutex2var_ps(a2, od, b2);
+                    }
                     w[i][0] = _mm512_sub_ps(d0, d2);
                     w[i][1] = _mm512_add_ps(d1, d2);
                     w[i][2] = _mm512_sub_ps(d2, d1);
@@ -2698,27 +2709,23 @@ FER__AVX512 static void fer__wino_out_avx512(const fer_conv_geom *g, int tw, int
 static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const float *in, const float *w,
                                    const float *wu, const fer__epi *e, float *scratch, int accumulate)
 {
-    int th, tw, rb, tb, hp, s, ty, i;
+    int th, tw, rb, tb, s, ty, i;
     size_t ohw = (size_t)g->oh * g->ow, us = FER__WINO_ES(g->cout, g->cin), vs, ms;
-    float *u = scratch, *eo, *v, *mm, *row;
+    float *u = scratch, *v, *mm;
     int *koff;
     fer__wino_dims(g, &th, &tw, &rb, &tb);
     vs = FER__WINO_ES(g->cin, tb);
     ms = FER__WINO_ES(g->cout, tb);
-    hp = 2 * th + 2;
-    eo = u + 16 * us;
-    v = eo + (size_t)g->cin * hp * (2 * tw + 2);
+    v = u + 16 * us;
     mm = v + 16 * vs;
-    row = mm + 16 * ms;
-    koff = (int *)(row + 2 * tw + 2);
+    koff = (int *)(mm + 16 * ms);
     for (i = 0; i < g->cin; i++) koff[i] = i * tb;
     if (!wu) { fer__wino_weights_avx512(w, g->cout, g->cin, u, us); wu = u; }
     for (s = 0; s < g->n; s++) {
         float *o = out + (size_t)s * g->cout * ohw;
-        fer__wino_pad_avx512(g, in + (size_t)s * g->cin * g->h * g->w, hp, tw + 1, eo, row);
         for (ty = 0; ty < th; ty += rb) {
             int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
-            fer__wino_in_avx512(g->cin, hp, tw, ty, ty1, eo, v, tb);
+            fer__wino_in_avx512(g, in + (size_t)s * g->cin * g->h * g->w, tw, ty, ty1, v, tb);
             for (i = 0; i < 16; i++)
                 fer__gemm_off_avx512(g->cout, nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms, tb);
             fer__wino_out_avx512(g, tw, ty, ty1, mm, tb, o, e, accumulate);
@@ -2773,20 +2780,16 @@ FER__AVX512 static void fer__wino_dy_avx512(const fer_conv_geom *g, int tw, int 
 static void fer__conv_wino_dw(const fer_conv_geom *g, const float *in, const float *dy, float *du,
                               float *scratch, float *pack)
 {
-    int th, tw, rb, tb, hp, ty, i;
+    int th, tw, rb, tb, ty, i;
     size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms;
-    float *eo = scratch, *v, *dm, *row;
+    float *v = scratch, *dm;
     fer__wino_dims(g, &th, &tw, &rb, &tb);
     vs = FER__WINO_ES(g->cin, tb);
     ms = FER__WINO_ES(g->cout, tb);
-    hp = 2 * th + 2;
-    v = eo + (size_t)g->cin * hp * (2 * tw + 2);
     dm = v + 16 * vs;
-    row = dm + 16 * ms;
-    fer__wino_pad_avx512(g, in, hp, tw + 1, eo, row);
     for (ty = 0; ty < th; ty += rb) {
         int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
-        fer__wino_in_avx512(g->cin, hp, tw, ty, ty1, eo, v, tb);
+        fer__wino_in_avx512(g, in, tw, ty, ty1, v, tb);
         fer__wino_dy_avx512(g, tw, ty, ty1, dy, dm, tb);
         for (i = 0; i < 16; i++)
             fer__gemm(FER_ISA_AVX512, 0, 1, g->cout, g->cin, nt, dm + i * ms, tb, v + i * vs, tb, du + i * us,

@@ -2,7 +2,7 @@
 
    cc -O2 -I. -I/usr/include/stb tools/fer-bench.c -lm -lpthread -o build/fer-bench
    usage: fer-bench [--models a,b,c | --all] [--threads N] [--size H W] [--seconds S]
-                    [--quick] [--json]
+                    [--quick] [--json] [--convs | --no-convs]
 
    For each model (default: mini_xception, mobilenetv2_lite, resnet_lite, baseline_cnn at
    1x48x48 and resnet18 at 1x44x44; --all adds vgg16_bn, vgg19_bn, dcm_net and
@@ -33,12 +33,22 @@
    fails to build, fails a pass or fails a check is reported with the reason, the others
    still run, and the exit status is 1.
 
+   Then the 3x3 stride-1 convolutions with 64 channels or more that the zoo runs
+   (in -> out channels at a plane size), one thread, a batch of 16 samples: forward,
+   input gradient (dX) and weight gradient (dW), each as ms per batch, effective
+   GFLOP/s (the direct convolution's 2 * n * cin * cout * 9 * oh * ow flops over the
+   time: on AVX-512 the convs with cin >= 32 and cout >= 64 run as Winograd F(2x2,
+   3x3), 2.25x fewer multiplies, so this can pass 100% of peak) and %peak of one
+   core. --convs prints only that table, --no-convs skips it.
+
    --json prints one object: {"tool", "fer_version", "isa", "threads", "batch", "quick",
    "peak_gflops_core": {isa: GFLOP/s}, "peak_isa", "models": [{"name", "input": [c,h,w],
    "classes", "params", "macs", "latency_ms": {"median", "min", "runs"}, "infer_1t",
    "infer_nt", "train_1t", "train_nt": {"images_per_s", "gflops", "peak_frac",
-   "ms_median", "ms_min", "runs"}, "max_rel_diff", "error" (null or why)}], "ok"}; a
-   model that failed to build has only "name" and "error". */
+   "ms_median", "ms_min", "runs"}, "max_rel_diff", "error" (null or why)}], "convs":
+   [{"cin", "cout", "h", "w", "batch", "fwd", "dx", "dw": {"ms_median", "gflops",
+   "peak_frac", "runs"}}], "ok"}; a model that failed to build has only "name" and
+   "error". */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -371,11 +381,111 @@ static void print_rate_cell(rate r)
     printf(" %8.1f %6.1f %4.0f%% |", r.ips, r.gflops, 100.0 * r.frac);
 }
 
+/* --- the 3x3 conv layers ---------------------------------------------------- */
+
+#define CONV_BATCH 16
+static const int conv_shapes[][3] = {   /* cin, cout, plane: the zoo's stride-1 3x3 convs */
+    {64, 64, 48}, {64, 128, 24}, {128, 128, 24}, {128, 256, 12}, {256, 256, 12}, {256, 512, 6}, {512, 512, 6}
+};
+
+typedef struct {
+    fer_conv_geom g;
+    fer_isa isa;
+    float *x, *w, *y, *dy, *dx, *dw, *scratch;
+    int pass;                 /* 0 forward, 1 dX, 2 dW */
+} conv_bench;
+
+static fer_result run_conv(void *p)
+{
+    conv_bench *c = (conv_bench *)p;
+    if (c->pass == 0) fer_conv2d_forward(c->isa, &c->g, c->y, c->x, c->w, NULL, c->scratch);
+    else if (c->pass == 1) fer_conv2d_backward(c->isa, &c->g, c->dx, NULL, NULL, c->dy, c->x, c->w, c->scratch);
+    else fer_conv2d_backward(c->isa, &c->g, NULL, c->dw, NULL, c->dy, c->x, c->w, c->scratch);
+    return FER_OK;
+}
+
+/* The three passes of conv shape k; rates[3]. 0, or -1 when out of memory. */
+static int bench_conv(int k, fer_isa isa, plan pl, double peak, rate *rates)
+{
+    const int *sh = conv_shapes[k];
+    conv_bench c;
+    size_t nx = (size_t)CONV_BATCH * sh[0] * sh[2] * sh[2], ny = (size_t)CONV_BATCH * sh[1] * sh[2] * sh[2];
+    size_t nw = (size_t)sh[0] * sh[1] * 9, i;
+    double flops = 2.0 * CONV_BATCH * sh[0] * sh[1] * 9.0 * sh[2] * sh[2];
+    int r = 0;
+    memset(&c, 0, sizeof c);
+    fer_conv_geom_init(&c.g, CONV_BATCH, sh[0], sh[2], sh[2], sh[1], 3, 3, 1, 1, 1, 1, 1);
+    c.isa = isa;
+    c.x = (float *)bench_malloc(sizeof(float) * nx); c.dx = (float *)bench_malloc(sizeof(float) * nx);
+    c.y = (float *)bench_malloc(sizeof(float) * ny); c.dy = (float *)bench_malloc(sizeof(float) * ny);
+    c.w = (float *)bench_malloc(sizeof(float) * nw); c.dw = (float *)bench_malloc(sizeof(float) * nw);
+    c.scratch = (float *)bench_malloc(sizeof(float) * fer_conv_scratch_floats(&c.g));
+    if (!c.x || !c.dx || !c.y || !c.dy || !c.w || !c.dw || !c.scratch) r = -1;
+    for (i = 0; !r && i < nx; i++) { c.x[i] = (float)(mix(i) >> 40) / (float)(1 << 24) - 0.5f; c.dx[i] = 0.0f; }
+    for (i = 0; !r && i < ny; i++) c.dy[i] = (float)(mix(i + nx) >> 40) / (float)(1 << 24) - 0.5f;
+    for (i = 0; !r && i < nw; i++) { c.w[i] = 0.1f * ((float)(mix(i + 7) >> 40) / (float)(1 << 24) - 0.5f); c.dw[i] = 0.0f; }
+    for (c.pass = 0; !r && c.pass < 3; c.pass++) {
+        timing t;
+        measure(run_conv, &c, pl, &t);
+        rates[c.pass] = to_rate(t, CONV_BATCH, flops / CONV_BATCH, peak);
+    }
+    free(c.x); free(c.dx); free(c.y); free(c.dy); free(c.w); free(c.dw); free(c.scratch);
+    return r;
+}
+
+static void print_conv_json(const char *key, rate r)
+{
+    printf(", \"%s\": {\"ms_median\": %.4f, \"gflops\": %.3f, \"peak_frac\": %.4f, \"runs\": %d}",
+           key, r.ms_median, r.gflops, r.frac, r.runs);
+}
+
+/* The conv table (or its JSON array); nonzero when a shape could not run. */
+static int bench_convs(fer_isa isa, plan pl, double peak, int json)
+{
+    int k, i3, bad = 0, n = (int)(sizeof conv_shapes / sizeof conv_shapes[0]);
+    if (json) printf("\"convs\": [");
+    else {
+        printf("3x3 stride-1 convs, 1 thread, batch %d: ms per batch, effective GFLOP/s (direct-conv flops\n"
+               "over the time) and %% of one core's %s peak\n\n", CONV_BATCH, fer_isa_name(isa));
+        printf("%-20s |%-24s|%-24s|%-24s|\n", "", "  forward", "  input gradient", "  weight gradient");
+        printf("%-20s |", "cin -> cout @ plane");
+        for (k = 0; k < 3; k++) printf(" %8s %7s %5s |", "ms", "GF/s", "peak");
+        printf("\n");
+        for (k = 0; k < 20 + 2 + 3 * 25; k++) putchar('-');
+        printf("\n");
+    }
+    for (k = 0; k < n; k++) {
+        rate r[3];
+        const int *sh = conv_shapes[k];
+        int failed = bench_conv(k, isa, pl, peak, r) != 0;
+        bad |= failed;
+        if (json) {
+            printf("%s{\"cin\": %d, \"cout\": %d, \"h\": %d, \"w\": %d, \"batch\": %d", k ? ", " : "", sh[0], sh[1],
+                   sh[2], sh[2], CONV_BATCH);
+            if (failed) printf(", \"error\": \"out of memory\"}");
+            else {
+                print_conv_json("fwd", r[0]); print_conv_json("dx", r[1]); print_conv_json("dw", r[2]);
+                printf("}");
+            }
+        } else {
+            char label[32];
+            snprintf(label, sizeof label, "%d -> %d @ %dx%d", sh[0], sh[1], sh[2], sh[2]);
+            printf("%-20s |", label);
+            if (failed) { printf(" error: out of memory\n"); continue; }
+            for (i3 = 0; i3 < 3; i3++) printf(" %8.3f %7.1f %4.0f%% |", r[i3].ms_median, r[i3].gflops, 100 * r[i3].frac);
+            printf("\n");
+            fflush(stdout);
+        }
+    }
+    if (json) printf("]");
+    return bad;
+}
+
 static int usage(const char *msg)
 {
     if (msg) fprintf(stderr, "fer-bench: %s\n", msg);
     fprintf(stderr, "usage: fer-bench [--models a,b,c | --all] [--threads N] [--size H W]\n"
-                    "                 [--seconds S] [--quick] [--json]\n");
+                    "                 [--seconds S] [--quick] [--json] [--convs | --no-convs]\n");
     return 2;
 }
 
@@ -384,7 +494,7 @@ int main(int argc, char **argv)
     static const fer_isa isas[] = {FER_ISA_AVX512, FER_ISA_AVX2, FER_ISA_NEON, FER_ISA_SCALAR};
     const char *names[64];
     char list[1024];
-    int n_names = 0, all = 0, json = 0, quick = 0, threads, h = 0, w = 0, i, n_bad = 0;
+    int n_names = 0, all = 0, json = 0, quick = 0, threads, h = 0, w = 0, i, n_bad = 0, convs = 0, conv_bad = 0;
     double peaks[4], peak, seconds = 1.5;
     fer_isa isa = fer_cpu_best_isa();
     plan lat_plan, big_plan;
@@ -397,6 +507,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--quick")) quick = 1;
         else if (!strcmp(a, "--all")) all = 1;
+        else if (!strcmp(a, "--convs")) convs = 1;       /* only the conv table */
+        else if (!strcmp(a, "--no-convs")) convs = 2;
         else if (!strcmp(a, "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
             if (threads < 1 || threads > MAX_THREADS) return usage("--threads must be 1..64");
@@ -416,7 +528,8 @@ int main(int argc, char **argv)
             return usage(NULL);
         }
     }
-    if (!n_names) {
+    if (convs == 1) n_names = 0;
+    else if (!n_names) {
         for (i = 0; i < (int)(sizeof default_models / sizeof default_models[0]); i++) names[n_names++] = default_models[i];
         for (i = 0; all && i < fer_zoo_count(); i++) {
             int j, seen = 0;
@@ -455,6 +568,8 @@ int main(int argc, char **argv)
         printf("peak FP32 FMA throughput of one core, measured now:");
         for (i = 0; i < 4; i++) if (peaks[i] > 0) printf(" %s %.1f", fer_isa_name(isas[i]), peaks[i]);
         printf(" GFLOP/s\n");
+    }
+    if (!json && n_names) {
         printf("lat1: batch-1 latency, 1 thread, median. Others: batch-%d images/s, GFLOP/s "
                "(training counts 3x the forward) and %% of the %s peak of the cores used.\n\n",
                BATCH, fer_isa_name(isa));
@@ -506,7 +621,16 @@ int main(int argc, char **argv)
             fflush(stdout);
         }
     }
-    if (json) printf("], \"ok\": %s}\n", n_bad ? "false" : "true");
+    if (json) printf("]");
     else if (n_bad) printf("\n%d of %d models failed (see above)\n", n_bad, n_names);
-    return n_bad ? 1 : 0;
+    if (convs != 2) {
+        plan conv_plan = big_plan;
+        printf(json ? ", " : "\n");
+        conv_plan.budget = quick ? 0.05 : seconds / 3;
+        conv_plan.warmup = quick ? 0.0 : 0.1;
+        conv_bad = bench_convs(isa, conv_plan, peak, json);
+        if (conv_bad && !json) printf("\na conv shape could not run (see above)\n");
+    }
+    if (json) printf(", \"ok\": %s}\n", n_bad || conv_bad ? "false" : "true");
+    return n_bad || conv_bad ? 1 : 0;
 }
