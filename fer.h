@@ -1903,6 +1903,23 @@ static size_t fer__wino_dw_floats(const fer_conv_geom *g)
     fer__wino_dims(g, &th, &tw, &rb, &tb);
     return fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
 }
+/* Convs whose output plane is smaller than a few GEMM strips run this many
+   samples per GEMM, their im2col columns side by side (the weights are then read
+   once for all of them, and the strips are full); 1: one sample at a time. */
+static int fer__conv_batch(const fer_conv_geom *g)
+{
+    int ohw = g->oh * g->ow;
+    if (g->groups != 1 || ohw >= 48) return 1;
+    return (192 + ohw - 1) / ohw;
+}
+/* Scratch of the batched conv: the columns, the GEMM's output, the pack area. */
+static size_t fer__conv_batch_floats(const fer_conv_geom *g)
+{
+    size_t nb = (size_t)fer__conv_batch(g), ohw = (size_t)g->oh * g->ow;
+    if (nb < 2) return 0;
+    return fer__add(fer__mul(fer__mul(nb, ohw), fer__add(fer__mul((size_t)g->cin, (size_t)g->kh * g->kw),
+                                                        (size_t)g->cout)), fer_gemm_pack_floats());
+}
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col, fwd, bwd = 0, pack = fer_gemm_pack_floats();
@@ -1919,6 +1936,7 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
                    (size_t)g->oh * g->ow);
     fwd = fer__add(col > fer__implicit_floats(g) ? col : fer__implicit_floats(g), pack);
     if (fer__wino_floats(g) > fwd) fwd = fer__wino_floats(g);
+    if (fer__conv_batch_floats(g) > fwd) fwd = fer__conv_batch_floats(g);
     if (!fer__conv_is_pointwise(g) && g->sh == 1 && g->sw == 1) {
         /* backward: dY's im2col and the flipped, transposed weights of one group,
            then the input gradient's own conv (implicit or through the GEMM) */
@@ -1947,16 +1965,17 @@ static void fer__valid_cols(const fer_conv_geom *g, int kx, int *lo, int *hi)
     if (*lo > *hi) *lo = *hi;
 }
 
-/* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside.
+/* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside
+   (rows ld floats apart: several samples' columns can sit side by side).
    The valid column range of each tap is computed once, so the inner loop is a
    copy (a memcpy at stride 1) with no bounds test. */
-static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *col)
+static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *col, size_t ld)
 {
-    int c, ky, kx, oy, ox, ohw = g->oh * g->ow;
+    int c, ky, kx, oy, ox;
     for (c = 0; c < cg; c++)
         for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++) {
-                float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ohw;
+                float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ld;
                 const float *plane = in + (size_t)c * g->h * g->w;
                 int lo, hi;
                 fer__valid_cols(g, kx, &lo, &hi);
@@ -1975,6 +1994,19 @@ static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *
                     for (ox = hi; ox < g->ow; ox++) r[ox] = 0.0f;
                 }
             }
+}
+
+/* The im2col columns of k samples side by side (rows ld floats apart; a 1x1
+   stride-1 conv's are its input planes). */
+static void fer__batch_cols(const fer_conv_geom *g, const float *in, int k, float *col, size_t ld)
+{
+    size_t plane = (size_t)g->h * g->w, ohw = (size_t)g->oh * g->ow;
+    int j, c;
+    for (j = 0; j < k; j++) {
+        const float *x = in + (size_t)j * g->cin * plane;
+        if (!fer__conv_is_pointwise(g)) { fer__im2col(g, g->cin, x, col + j * ohw, ld); continue; }
+        for (c = 0; c < g->cin; c++) memcpy(col + c * ld + j * ohw, x + c * plane, sizeof(float) * ohw);
+    }
 }
 
 /* The transpose of fer__im2col, rows[oy*ow+ox][(c*kh+ky)*kw+kx]: each output
@@ -2003,13 +2035,13 @@ static void fer__im2row(const fer_conv_geom *g, int cg, const float *in, float *
 }
 
 /* the adjoint of fer__im2col: din[c][iy][ix] += col[...] */
-static void fer__col2im(fer_isa isa, const fer_conv_geom *g, int cg, const float *col, float *din)
+static void fer__col2im(fer_isa isa, const fer_conv_geom *g, int cg, const float *col, size_t ld, float *din)
 {
-    int c, ky, kx, oy, ox, ohw = g->oh * g->ow;
+    int c, ky, kx, oy, ox;
     for (c = 0; c < cg; c++)
         for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++) {
-                const float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ohw;
+                const float *row = col + (size_t)((c * g->kh + ky) * g->kw + kx) * ld;
                 float *plane = din + (size_t)c * g->h * g->w;
                 int lo, hi;
                 fer__valid_cols(g, kx, &lo, &hi);
@@ -2826,7 +2858,7 @@ static void fer__wino_dw_finish(int cout, int cin, const float *du, float *dw)
 static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
                               const float *w, const float *wu, const fer__epi *e, float *scratch)
 {
-    int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow;
+    int s, gi, cg = g->cin / g->groups, og = g->cout / g->groups, ohw = g->oh * g->ow, nb;
     int K = cg * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g);
     float *col = scratch, *pack = scratch + (pointwise ? 0 : (size_t)K * ohw);
     /* an output plane of at most one vector and a long receptive field: dot
@@ -2842,6 +2874,21 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
 #else
     (void)wu;
 #endif
+    nb = fer__conv_batch(g);
+    if (nb > 1 && g->n > 1) {   /* small planes: nb samples per GEMM, then scattered */
+        float *tmp = col + (size_t)K * nb * ohw, *bpack = tmp + (size_t)g->cout * nb * ohw;
+        size_t plane = (size_t)g->h * g->w;
+        for (s = 0; s < g->n; s += nb) {
+            int k = g->n - s < nb ? g->n - s : nb, ld = k * ohw, j, c;
+            fer__batch_cols(g, in + (size_t)s * g->cin * plane, k, col, (size_t)ld);
+            fer__gemm(isa, 0, 0, g->cout, ld, K, w, K, col, ld, tmp, ld, 0, bpack, e);
+            for (j = 0; j < k; j++)
+                for (c = 0; c < g->cout; c++)
+                    memcpy(out + ((size_t)(s + j) * g->cout + c) * ohw, tmp + (size_t)c * ld + (size_t)j * ohw,
+                           sizeof(float) * (size_t)ohw);
+        }
+        return;
+    }
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
             const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
@@ -2858,7 +2905,7 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
                 fer__gemm(isa, 0, 1, og, ohw, K, w + (size_t)gi * og * K, K, col, K, outg, ohw, 0, pack, gp);
                 continue;
             }
-            if (!pointwise) fer__im2col(g, cg, ing, col);
+            if (!pointwise) fer__im2col(g, cg, ing, col, (size_t)ohw);
             fer__gemm(isa, 0, 0, og, ohw, K, w + (size_t)gi * og * K, K, pointwise ? ing : col, ohw,
                       outg, ohw, 0, pack, gp);
         }
@@ -2873,6 +2920,46 @@ FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, 
 }
 
 static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq);
+
+/* The backward of a conv that runs nb samples per GEMM (fer__conv_batch): dY of
+   nb samples side by side, dW += dY * col^T over them, and dX through one GEMM
+   (W^T * dY: the input gradient of a 1x1 conv, else columns scattered back). */
+static void fer__conv_backward_batched(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
+                                       const float *dout, const float *in, const float *w, float *scratch,
+                                       int assign, int nb)
+{
+    int ohw = g->oh * g->ow, K = g->cin * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g), s, j, c;
+    size_t plane = (size_t)g->h * g->w;
+    float *col = scratch, *dyb = col + (size_t)K * nb * ohw, *pack = dyb + (size_t)g->cout * nb * ohw;
+    for (s = 0; s < g->n; s += nb) {
+        int k = g->n - s < nb ? g->n - s : nb, ld = k * ohw;
+        for (j = 0; j < k; j++)
+            for (c = 0; c < g->cout; c++)
+                memcpy(dyb + (size_t)c * ld + (size_t)j * ohw, dout + ((size_t)(s + j) * g->cout + c) * ohw,
+                       sizeof(float) * (size_t)ohw);
+        if (db)
+            for (c = 0; c < g->cout; c++) db[c] += fer__vsum(isa, ld, dyb + (size_t)c * ld, 0.0f, 0);
+        if (dw) {
+            fer__batch_cols(g, in + (size_t)s * g->cin * plane, k, col, (size_t)ld);
+            fer__gemm(isa, 0, 1, g->cout, K, ld, dyb, ld, col, ld, dw, K, 1, pack, NULL);
+        }
+        if (!din) continue;
+        fer__gemm(isa, 1, 0, K, ld, g->cout, w, K, dyb, ld, col, ld, 0, pack, NULL);   /* dcol, in col */
+        for (j = 0; j < k; j++) {
+            float *dx = din + (size_t)(s + j) * g->cin * plane;
+            if (pointwise) {
+                for (c = 0; c < g->cin; c++) {
+                    const float *src = col + (size_t)c * ld + (size_t)j * ohw;
+                    if (assign) memcpy(dx + (size_t)c * plane, src, sizeof(float) * (size_t)ohw);
+                    else fer_axpy(isa, ohw, 1.0f, src, dx + (size_t)c * plane);
+                }
+                continue;
+            }
+            if (assign) memset(dx, 0, sizeof(float) * (size_t)g->cin * plane);
+            fer__col2im(isa, g, g->cin, col + (size_t)j * ohw, (size_t)ld, dx);
+        }
+    }
+}
 
 /* assign: din is written, not added to (its first writer; dw, db still add) */
 static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
@@ -2896,6 +2983,10 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
         idw = !wdw && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
 #endif
+    if (!wdw && !idw && g->n > 1 && fer__conv_batch(g) > 1) {
+        fer__conv_backward_batched(isa, g, din, dw, db, dout, in, w, scratch, assign, fer__conv_batch(g));
+        return;
+    }
     /* Scratch: per-sample temporaries (im2col, the implicit or Winograd dW's), then
        what lives through the loop: wt, the pack area and the input gradient's own
        conv (from the pack area on), and the Winograd dU last. */
@@ -2943,7 +3034,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             } else
 #endif
             if (dw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
-                if (!pointwise) fer__im2col(g, cg, ing, col);
+                if (!pointwise) fer__im2col(g, cg, ing, col, (size_t)ohw);
                 fer_gemm(isa, 0, 1, og, K, ohw, dg, ohw, pointwise ? ing : col, ohw,
                          dw + (size_t)gi * og * K, K, 1, pack);
             }
@@ -2968,7 +3059,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                     continue;
                 }
 #endif
-                fer__im2col(&gt, og, dg, col);
+                fer__im2col(&gt, og, dg, col, (size_t)g->h * g->w);
                 fer_gemm(isa, 0, 0, cg, g->h * g->w, (int)kt, wt, (int)kt, col, g->h * g->w, ding,
                          g->h * g->w, !assign, pack);
             } else if (pointwise) {   /* dX[cg][ohw] += W[og][cg]^T * dY[og][ohw] */
@@ -2976,7 +3067,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             } else {   /* dcol[K][ohw] = W[og][K]^T * dY[og][ohw], then scatter back */
                 fer_gemm(isa, 1, 0, K, ohw, og, wg, K, dg, ohw, col, ohw, 0, pack);
                 if (assign) memset(ding, 0, sizeof(float) * (size_t)cg * g->h * g->w);
-                fer__col2im(isa, g, cg, col, ding);
+                fer__col2im(isa, g, cg, col, (size_t)ohw, ding);
             }
         }
 #if defined(FER__X86)
@@ -4847,7 +4938,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
    layers (whose weights dominate) then run on the whole batch. */
 static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, int n, int training)
 {
-    int i, s0, chunk = n, tail = m->n_nodes;
+    int i, s0, chunk = n, chunk2, tail = m->n_nodes, split;
     ws->n = n;   /* the whole batch, for the nodes run a chunk at a time */
     if (training) {   /* activations fused into the batch norm before them are skipped */
         for (i = 1; i < m->n_nodes; i++)
@@ -4856,7 +4947,7 @@ static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, i
         ws->last_training = 1;
         return;
     }
-    if (!training) {
+    {
         size_t per = 0;
         for (i = 1; i < m->n_nodes && m->nodes[i].op != FER_OP_DENSE; i++)
             if (ws->fuse[i] >= 0 && !fer__aliases(&m->nodes[i], 0)) per += fer__shape_size(m->nodes[i].out);
@@ -4865,11 +4956,26 @@ static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, i
         chunk = per ? (int)((512u << 10) / per) : n;
         if (chunk < 1) chunk = 1;
         if (chunk > n) chunk = n;
+        /* the layers whose planes are all smaller than a few GEMM strips (the end
+           of a deep net, where the weights outweigh the activations) run in
+           chunks large enough for their convs to batch samples per GEMM */
+        for (split = tail; split > 1; split--) {
+            fer_shape o = m->nodes[split - 1].out;
+            if (o.h * o.w >= 48) break;
+        }
+        for (i = split, chunk2 = chunk; i < tail; i++) {
+            fer_shape o = m->nodes[i].out;
+            int want = o.h * o.w > 0 ? (192 + o.h * o.w - 1) / (o.h * o.w) : 1;
+            if (m->nodes[i].op == FER_OP_CONV && want > chunk2) chunk2 = want;
+        }
+        if (chunk2 > n) chunk2 = n;
     }
     for (s0 = 0; s0 < n; s0 += chunk)
-        for (i = 1; i < tail; i++)
-            if (training || ws->fuse[i] >= 0)
-                fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk ? n - s0 : chunk, training);
+        for (i = 1; i < split; i++)
+            if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk ? n - s0 : chunk, 0);
+    for (s0 = 0; s0 < n; s0 += chunk2)
+        for (i = split; i < tail; i++)
+            if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk2 ? n - s0 : chunk2, 0);
     for (i = tail; i < m->n_nodes; i++)
         if (training || ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, training);
     ws->n = n;

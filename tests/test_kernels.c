@@ -217,7 +217,9 @@ static void test_conv(void)
         { 24, 24, 26, 37, 3, 2, 1, 24 }, { 8, 8, 15, 16, 5, 2, 2, 8 }, { 4, 4, 2, 3, 3, 2, 1, 4 },
         /* Winograd F(2x2, 3x3) on AVX-512: odd output sizes, pads 0 and 2, rows of more than 16 tiles */
         { 32, 64, 17, 19, 3, 1, 1, 1 }, { 33, 65, 20, 21, 3, 1, 0, 1 }, { 32, 64, 14, 13, 3, 1, 2, 1 },
-        { 32, 72, 10, 40, 3, 1, 1, 1 }, { 64, 48, 18, 15, 3, 1, 1, 1 }
+        { 32, 72, 10, 40, 3, 1, 1, 1 }, { 64, 48, 18, 15, 3, 1, 1, 1 },
+        /* small planes, several samples per GEMM (9 samples: a full batch and a part) */
+        { 40, 24, 6, 6, 3, 1, 1, 1 }, { 24, 40, 6, 6, 1, 1, 0, 1 }, { 16, 20, 11, 9, 3, 2, 1, 1 }
     };
     size_t ci;
     int ii;
@@ -226,11 +228,14 @@ static void test_conv(void)
         fer_conv_geom g;
         size_t nin, nout, nw, ns;
         float *in, *w, *b, *out, *ref, *dout, *din0, *dw0, *db0, *scratch;
-        if (fer_conv_geom_init(&g, 2, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
+        int n = ci >= 26 ? 9 : 2;
+        if (fer_conv_geom_init(&g, n, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
             CHECK(0, "conv config %zu rejected", ci);
             continue;
         }
-        if (ci >= 21) {   /* the last configs are there for the Winograd path: make sure they take it */
+        if (ci >= 26)
+            CHECK(fer__conv_batch(&g) > 1 && fer__conv_batch(&g) < n, "conv config %zu is not batched", ci);
+        else if (ci >= 21) {   /* these configs are there for the Winograd path: make sure they take it */
             fer_conv_geom gt;
             fer_conv_geom_init(&gt, 1, c[1], g.oh, g.ow, c[0], 3, 3, 1, 1, 2 - c[6], 2 - c[6], 1);
             if (ci < 25)
@@ -240,7 +245,7 @@ static void test_conv(void)
                 CHECK(fer__conv_wino(FER_ISA_AVX512, &gt) && fer__wino_tiles(&gt) * g.n >= FER__WINO_MIN_TILES,
                       "conv config %zu: the input gradient does not run as Winograd", ci);
         }
-        nin = (size_t)2 * c[0] * c[2] * c[3]; nout = (size_t)2 * c[1] * g.oh * g.ow;
+        nin = (size_t)n * c[0] * c[2] * c[3]; nout = (size_t)n * c[1] * g.oh * g.ow;
         nw = (size_t)c[1] * (c[0] / c[7]) * c[4] * c[4]; ns = fer_conv_scratch_floats(&g);
         in = fa(nin); w = fa(nw); b = fa((size_t)c[1]); out = fa(nout); ref = fa(nout); dout = fa(nout);
         din0 = fa(nin); dw0 = fa(nw); db0 = fa((size_t)c[1]); scratch = fa(ns);
