@@ -1920,6 +1920,11 @@ static size_t fer__conv_batch_floats(const fer_conv_geom *g)
     return fer__add(fer__mul(fer__mul(nb, ohw), fer__add(fer__mul((size_t)g->cin, (size_t)g->kh * g->kw),
                                                         (size_t)g->cout)), fer_gemm_pack_floats());
 }
+/* Floats of fer__dw_s2_dx3_avx512's buffer (a 3x3 stride-2 depthwise input gradient). */
+static size_t fer__dw_s2_dx3_floats(const fer_conv_geom *g)
+{
+    return fer__mul((size_t)g->oh + 2, (size_t)g->ow + 34);
+}
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col, fwd, bwd = 0, pack = fer_gemm_pack_floats();
@@ -1929,6 +1934,7 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
         size_t p = fer__mul((size_t)(g->h + 2 * g->ph), (size_t)(g->w + 2 * g->pw));
         size_t q = fer__mul((size_t)(g->oh + 2 * (g->kh - 1)), (size_t)(g->ow + 2 * (g->kw - 1)));
         size_t eo = fer__mul(2, fer__add(p, (size_t)(g->h + 2 * g->ph)));
+        if (fer__dw_s2_dx3_floats(g) > eo) eo = fer__dw_s2_dx3_floats(g);
         return fer__add(p, eo > q ? eo : q);
     }
     col = fer__conv_is_pointwise(g) ? 0 :
@@ -2384,6 +2390,24 @@ FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, 
                                              const float *o, int ew, int kh, int kw)
 {
     int y, x, ky, kx;
+    if (kh == 3 && kw == 3) {   /* each dY vector loaded once for the nine taps */
+        __m512 a[9];
+        int t;
+        for (t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
+        for (y = 0; y < oh; y++)
+            for (x = 0; x < ow; x += 16) {
+                __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
+                __m512 dv = _mm512_maskz_loadu_ps(m, d + (size_t)y * ow + x);
+                for (ky = 0; ky < 3; ky++) {
+                    size_t r = (size_t)(2 * y + ky) * ew + x;
+                    a[ky * 3] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, e + r), a[ky * 3]);
+                    a[ky * 3 + 1] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, o + r), a[ky * 3 + 1]);
+                    a[ky * 3 + 2] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, e + r + 1), a[ky * 3 + 2]);
+                }
+            }
+        for (t = 0; t < 9; t++) dw[t] += fer__hsum512(a[t]);
+        return;
+    }
     for (ky = 0; ky < kh; ky++)
         for (kx = 0; kx < kw; kx++) {
             const float *src = ((kx & 1) ? o : e) + (size_t)ky * ew + kx / 2;
@@ -2465,6 +2489,70 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
         }
 }
 
+#if defined(FER__X86)
+/* The input gradient of one plane of a 3x3 stride-2 depthwise conv, by phase:
+   padded row 2a takes dY rows a (taps ky = 0) and a-1 (ky = 2), row 2a+1 row a
+   (ky = 1); in each, even column 2c takes dY columns c (kx = 0) and c-1 (kx = 2),
+   odd column 2c+1 column c (kx = 1). For 16 pairs of output columns (2b, 2b+1),
+   i.e. padded columns 2b+pw+t, both phases are computed and interleaved in
+   registers, then written to dc (assign) or added to it. */
+FER__AVX512 static void fer__dw_s2_dx3_avx512(const fer_conv_geom *g, float *dc, const float *d, const float *w,
+                                              float *buf, int assign)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    int q = g->ow + 34, y, x, t;
+    float *dyp = buf;
+    /* dY row r at dyp + (r + 1) * q + 1, a zero row and column around it */
+    memset(dyp, 0, sizeof(float) * (size_t)q);
+    memset(dyp + (size_t)(g->oh + 1) * q, 0, sizeof(float) * (size_t)q);
+    for (y = 0; y < g->oh; y++) {
+        float *r = dyp + (size_t)(y + 1) * q;
+        r[0] = 0.0f;
+        memcpy(r + 1, d + (size_t)y * g->ow, sizeof(float) * (size_t)g->ow);
+        memset(r + 1 + g->ow, 0, sizeof(float) * (size_t)(q - 1 - g->ow));
+    }
+    for (y = 0; y < g->h; y++) {
+        int iy = y + g->ph, a = iy >> 1, odd = iy & 1;
+        const float *r0 = dyp + (size_t)(a + 1) * q + 1, *r1 = r0 - q;   /* dY rows a, a-1 */
+        /* taps of this row: ky = 1 (odd), else ky = 0 on row a and ky = 2 on row a-1 */
+        const float *k0 = w + (odd ? 3 : 0), *k2 = w + 6;
+        float *o = dc + (size_t)y * g->w;
+        for (x = 0; x < g->w; x += 32) {
+            __m512 p[2];
+            int nc = g->w - x > 32 ? 32 : g->w - x;
+            __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xFFFF : (1u << nc) - 1u);
+            __mmask16 m1 = (__mmask16)(nc <= 16 ? 0 : nc >= 32 ? 0xFFFF : (1u << (nc - 16)) - 1u);
+            for (t = 0; t < 2; t++) {   /* padded column 2(b + x/2) + pw + t = 2c + parity */
+                int col = x + g->pw + t, c = col >> 1;
+                if (col & 1) {
+                    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(k0[1]), _mm512_loadu_ps(r0 + c));
+                    if (!odd) acc = _mm512_fmadd_ps(_mm512_set1_ps(k2[1]), _mm512_loadu_ps(r1 + c), acc);
+                    p[t] = acc;
+                } else {
+                    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(k0[0]), _mm512_loadu_ps(r0 + c));
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(k0[2]), _mm512_loadu_ps(r0 + c - 1), acc);
+                    if (!odd) {
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(k2[0]), _mm512_loadu_ps(r1 + c), acc);
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(k2[2]), _mm512_loadu_ps(r1 + c - 1), acc);
+                    }
+                    p[t] = acc;
+                }
+            }
+            {
+                __m512 v0 = _mm512_permutex2var_ps(p[0], lo, p[1]), v1 = _mm512_permutex2var_ps(p[0], hi, p[1]);
+                if (!assign) {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o + x));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + x + 16));
+                }
+                _mm512_mask_storeu_ps(o + x, m0, v0);
+                _mm512_mask_storeu_ps(o + x + 16, m1, v1);
+            }
+        }
+    }
+}
+#endif
+
 /* Stride 1: dW is a correlation of the padded input with dY; dX is dY padded by
    k-1 on every side, correlated with the rotated filter. */
 static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
@@ -2481,7 +2569,8 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
             const float *d = dout + ((size_t)s * g->cout + c) * g->oh * g->ow;
             float *dwc = dw ? dw + (size_t)c * g->kh * g->kw : NULL;
             float *dc = din ? din + ((size_t)s * g->cin + c) * g->h * g->w : NULL;
-            if (dc && assign) memset(dc, 0, sizeof(float) * (size_t)g->h * g->w);   /* in L1 now */
+            int dx3 = isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2 && g->kh == 3 && g->kw == 3;
+            if (dc && assign && !dx3) memset(dc, 0, sizeof(float) * (size_t)g->h * g->w);   /* in L1 now */
             if (db) for (ox = 0; ox < g->oh * g->ow; ox++) db[c] += d[ox];
             if (dw) fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pin);
             if (g->sh == 1 && g->sw == 1) {
@@ -2505,7 +2594,8 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
                         fer__deinterleave_avx512(pin + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
                     fer__dw_s2_dw_avx512(dwc, d, g->oh, g->ow, ev, od, ew, g->kh, g->kw);
                 }
-                if (din) {
+                if (din && dx3) fer__dw_s2_dx3_avx512(g, dc, d, wc, pdin, assign);
+                else if (din) {
                     memset(de, 0, sizeof(float) * 2 * eo);
                     for (oy = 0; oy < g->oh; oy++)
                         for (ky = 0; ky < g->kh; ky++)

@@ -219,7 +219,9 @@ static void test_conv(void)
         { 32, 64, 17, 19, 3, 1, 1, 1 }, { 33, 65, 20, 21, 3, 1, 0, 1 }, { 32, 64, 14, 13, 3, 1, 2, 1 },
         { 32, 72, 10, 40, 3, 1, 1, 1 }, { 64, 48, 18, 15, 3, 1, 1, 1 },
         /* small planes, several samples per GEMM (9 samples: a full batch and a part) */
-        { 40, 24, 6, 6, 3, 1, 1, 1 }, { 24, 40, 6, 6, 1, 1, 0, 1 }, { 16, 20, 11, 9, 3, 2, 1, 1 }
+        { 40, 24, 6, 6, 3, 1, 1, 1 }, { 24, 40, 6, 6, 1, 1, 0, 1 }, { 16, 20, 11, 9, 3, 2, 1, 1 },
+        /* 3x3 stride-2 depthwise, pads 0 and 2 (the input gradient by phase) */
+        { 12, 12, 13, 20, 3, 2, 0, 12 }, { 10, 10, 11, 35, 3, 2, 2, 10 }
     };
     size_t ci;
     int ii;
@@ -228,14 +230,14 @@ static void test_conv(void)
         fer_conv_geom g;
         size_t nin, nout, nw, ns;
         float *in, *w, *b, *out, *ref, *dout, *din0, *dw0, *db0, *scratch;
-        int n = ci >= 26 ? 9 : 2;
+        int batched = ci >= 26 && ci <= 28, n = batched ? 9 : 2;
         if (fer_conv_geom_init(&g, n, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
             CHECK(0, "conv config %zu rejected", ci);
             continue;
         }
-        if (ci >= 26)
+        if (batched)
             CHECK(fer__conv_batch(&g) > 1 && fer__conv_batch(&g) < n, "conv config %zu is not batched", ci);
-        else if (ci >= 21) {   /* these configs are there for the Winograd path: make sure they take it */
+        else if (ci >= 21 && ci <= 25) {   /* these configs are there for the Winograd path: make sure they take it */
             fer_conv_geom gt;
             fer_conv_geom_init(&gt, 1, c[1], g.oh, g.ow, c[0], 3, 3, 1, 1, 2 - c[6], 2 - c[6], 1);
             if (ci < 25)
