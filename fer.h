@@ -1971,13 +1971,43 @@ static void fer__valid_cols(const fer_conv_geom *g, int kx, int *lo, int *hi)
     if (*lo > *hi) *lo = *hi;
 }
 
+/* Small output planes (kh * kw * oh * ow <= FER__TAPS_MAX): for tap t and output
+   p, the input offset it reads, or -1 for padding. im2col and col2im then move
+   single floats by table instead of calling a copy per row of a few floats. */
+#define FER__TAPS_MAX 1024
+static int fer__taps(const fer_conv_geom *g, int *tab)
+{
+    int ky, kx, oy, ox, i = 0;
+    if (g->kh * g->kw * g->oh * g->ow > FER__TAPS_MAX) return 0;
+    for (ky = 0; ky < g->kh; ky++)
+        for (kx = 0; kx < g->kw; kx++)
+            for (oy = 0; oy < g->oh; oy++)
+                for (ox = 0; ox < g->ow; ox++) {
+                    int iy = oy * g->sh - g->ph + ky, ix = ox * g->sw - g->pw + kx;
+                    tab[i++] = iy < 0 || iy >= g->h || ix < 0 || ix >= g->w ? -1 : iy * g->w + ix;
+                }
+    return 1;
+}
+
 /* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside
    (rows ld floats apart: several samples' columns can sit side by side).
    The valid column range of each tap is computed once, so the inner loop is a
    copy (a memcpy at stride 1) with no bounds test. */
 static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *col, size_t ld)
 {
-    int c, ky, kx, oy, ox;
+    int c, ky, kx, oy, ox, tab[FER__TAPS_MAX];
+    if (fer__taps(g, tab)) {
+        int kk = g->kh * g->kw, ohw = g->oh * g->ow, t, p;
+        for (c = 0; c < cg; c++) {
+            const float *plane = in + (size_t)c * g->h * g->w;
+            for (t = 0; t < kk; t++) {
+                float *row = col + (size_t)(c * kk + t) * ld;
+                const int *tt = tab + t * ohw;
+                for (p = 0; p < ohw; p++) row[p] = tt[p] < 0 ? 0.0f : plane[tt[p]];
+            }
+        }
+        return;
+    }
     for (c = 0; c < cg; c++)
         for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++) {
@@ -2043,7 +2073,19 @@ static void fer__im2row(const fer_conv_geom *g, int cg, const float *in, float *
 /* the adjoint of fer__im2col: din[c][iy][ix] += col[...] */
 static void fer__col2im(fer_isa isa, const fer_conv_geom *g, int cg, const float *col, size_t ld, float *din)
 {
-    int c, ky, kx, oy, ox;
+    int c, ky, kx, oy, ox, tab[FER__TAPS_MAX];
+    if (fer__taps(g, tab)) {   /* small planes: by table (see fer__im2col) */
+        int kk = g->kh * g->kw, ohw = g->oh * g->ow, t, p;
+        for (c = 0; c < cg; c++) {
+            float *plane = din + (size_t)c * g->h * g->w;
+            for (t = 0; t < kk; t++) {
+                const float *row = col + (size_t)(c * kk + t) * ld;
+                const int *tt = tab + t * ohw;
+                for (p = 0; p < ohw; p++) if (tt[p] >= 0) plane[tt[p]] += row[p];
+            }
+        }
+        return;
+    }
     for (c = 0; c < cg; c++)
         for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++) {
