@@ -1925,6 +1925,25 @@ static size_t fer__dw_s2_dx3_floats(const fer_conv_geom *g)
 {
     return fer__mul((size_t)g->oh + 2, (size_t)g->ow + 34);
 }
+/* wt[ci][co][t] = w[co][ci][kk-1-t]: the weights of the conv whose forward pass
+   is a stride-1 conv's input gradient (kernels flipped, channels swapped). */
+static void fer__flip_weights(const float *w, int cout, int cin, int kk, float *wt)
+{
+    int ci, co, t;
+    for (ci = 0; ci < cin; ci++)
+        for (co = 0; co < cout; co++)
+            for (t = 0; t < kk; t++) wt[((size_t)ci * cout + co) * kk + t] = w[((size_t)co * cin + ci) * kk + kk - 1 - t];
+}
+/* Scratch of its backward (fer__conv_backward_batched). */
+static size_t fer__conv_batch_bwd_floats(const fer_conv_geom *g)
+{
+    size_t nb = (size_t)fer__conv_batch(g), ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w;
+    size_t K = (size_t)g->cin * g->kh * g->kw, kt = (size_t)g->cout * g->kh * g->kw;
+    if (nb < 2) return 0;
+    return fer__add(fer__mul(nb, fer__add(fer__add(K * ohw > kt * hw ? K * ohw : kt * hw, (size_t)g->cout * ohw),
+                                          (size_t)g->cin * hw)),
+                    fer__add(fer__mul(kt, (size_t)g->cin), fer_gemm_pack_floats()));
+}
 FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
 {
     size_t col, fwd, bwd = 0, pack = fer_gemm_pack_floats();
@@ -1958,6 +1977,7 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
         bwd = fer__add(fer__add(col > colt ? col : colt, fer__mul(kt, (size_t)(g->cin / g->groups))),
                        fer__add(gtf, fer__wino_dw_floats(g) ? 16 * FER__WINO_ES(g->cout, g->cin) : 0));
     }
+    if (fer__conv_batch_bwd_floats(g) > bwd) bwd = fer__conv_batch_bwd_floats(g);
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -3054,20 +3074,31 @@ FERDEF void fer_conv2d_forward(fer_isa isa, const fer_conv_geom *g, float *out, 
 static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq);
 
 /* The backward of a conv that runs nb samples per GEMM (fer__conv_batch): dY of
-   nb samples side by side, dW += dY * col^T over them, and dX through one GEMM
-   (W^T * dY: the input gradient of a 1x1 conv, else columns scattered back). */
+   nb samples side by side, dW += dY * col^T over them, and dX through one GEMM:
+   at stride 1 the forward conv of dY with flipped, transposed weights (as
+   fer__conv_backward), else W^T * dY (a 1x1 conv's dX, or columns scattered
+   back). Scratch (fer__conv_batch_bwd_floats): columns, dY, dX, wt, pack area. */
 static void fer__conv_backward_batched(fer_isa isa, const fer_conv_geom *g, float *din, float *dw, float *db,
                                        const float *dout, const float *in, const float *w, float *scratch,
                                        int assign, int nb)
 {
     int ohw = g->oh * g->ow, K = g->cin * g->kh * g->kw, pointwise = fer__conv_is_pointwise(g), s, j, c;
-    size_t plane = (size_t)g->h * g->w;
-    float *col = scratch, *dyb = col + (size_t)K * nb * ohw, *pack = dyb + (size_t)g->cout * nb * ohw;
+    int kk = g->kh * g->kw, kt = g->cout * kk, flip = din && !pointwise && g->sh == 1 && g->sw == 1;
+    size_t plane = (size_t)g->h * g->w, colf = (size_t)K * ohw > (size_t)kt * plane ? (size_t)K * ohw : (size_t)kt * plane;
+    float *col = scratch, *dyb = col + colf * nb, *dxb = dyb + (size_t)g->cout * nb * ohw;
+    float *wt = dxb + (size_t)g->cin * nb * plane, *pack = wt + (size_t)kt * g->cin;
+    fer_conv_geom gt;
+    if (flip) {   /* dX is gt's forward conv of dY */
+        fer_conv_geom_init(&gt, 1, g->cout, g->oh, g->ow, g->cin, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
+                           g->kw - 1 - g->pw, 1);
+        fer__flip_weights(w, g->cout, g->cin, kk, wt);
+    }
     for (s = 0; s < g->n; s += nb) {
-        int k = g->n - s < nb ? g->n - s : nb, ld = k * ohw;
+        int k = g->n - s < nb ? g->n - s : nb, ld = k * ohw, ldx = k * (int)plane;
+        const float *d0 = dout + (size_t)s * g->cout * ohw;
         for (j = 0; j < k; j++)
             for (c = 0; c < g->cout; c++)
-                memcpy(dyb + (size_t)c * ld + (size_t)j * ohw, dout + ((size_t)(s + j) * g->cout + c) * ohw,
+                memcpy(dyb + (size_t)c * ld + (size_t)j * ohw, d0 + ((size_t)j * g->cout + c) * ohw,
                        sizeof(float) * (size_t)ohw);
         if (db)
             for (c = 0; c < g->cout; c++) db[c] += fer__vsum(isa, ld, dyb + (size_t)c * ld, 0.0f, 0);
@@ -3076,14 +3107,19 @@ static void fer__conv_backward_batched(fer_isa isa, const fer_conv_geom *g, floa
             fer__gemm(isa, 0, 1, g->cout, K, ld, dyb, ld, col, ld, dw, K, 1, pack, NULL);
         }
         if (!din) continue;
-        fer__gemm(isa, 1, 0, K, ld, g->cout, w, K, dyb, ld, col, ld, 0, pack, NULL);   /* dcol, in col */
+        if (flip) {
+            fer__batch_cols(&gt, d0, k, col, (size_t)ldx);
+            fer__gemm(isa, 0, 0, g->cin, ldx, kt, wt, kt, col, ldx, dxb, ldx, 0, pack, NULL);
+        } else
+            fer__gemm(isa, 1, 0, K, ld, g->cout, w, K, dyb, ld, col, ld, 0, pack, NULL);   /* dcol, in col */
         for (j = 0; j < k; j++) {
             float *dx = din + (size_t)(s + j) * g->cin * plane;
-            if (pointwise) {
+            if (flip || pointwise) {
+                const float *src = flip ? dxb + (size_t)j * plane : col + (size_t)j * ohw;
+                size_t sld = flip ? (size_t)ldx : (size_t)ld;
                 for (c = 0; c < g->cin; c++) {
-                    const float *src = col + (size_t)c * ld + (size_t)j * ohw;
-                    if (assign) memcpy(dx + (size_t)c * plane, src, sizeof(float) * (size_t)ohw);
-                    else fer_axpy(isa, ohw, 1.0f, src, dx + (size_t)c * plane);
+                    if (assign) memcpy(dx + (size_t)c * plane, src + (size_t)c * sld, sizeof(float) * plane);
+                    else fer_axpy(isa, (int)plane, 1.0f, src + (size_t)c * sld, dx + (size_t)c * plane);
                 }
                 continue;
             }
@@ -3172,13 +3208,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             }
             if (!ding) continue;
             if (flip) {
-                if (s == 0 || g->groups > 1) {
-                    int ci, co, t;
-                    for (ci = 0; ci < cg; ci++)
-                        for (co = 0; co < og; co++)
-                            for (t = 0; t < kk; t++)
-                                wt[((size_t)ci * og + co) * kk + t] = wg[((size_t)co * cg + ci) * kk + kk - 1 - t];
-                }
+                if (s == 0 || g->groups > 1) fer__flip_weights(wg, og, cg, kk, wt);
 #if defined(FER__X86)
                 if (fer__conv_wino(isa, &gt) && fer__wino_tiles(&gt) * g->n >= FER__WINO_MIN_TILES) {
                     float *wu = pack + fer_gemm_pack_floats();   /* dW's GEMM packs before it */
