@@ -1858,11 +1858,13 @@ static size_t fer__implicit_floats(const fer_conv_geom *g)
    U[16][cout][cin] in 16 GEMMs into M[16][cout][Tb] (V and M stay in L2), and
    transformed back into the output through the epilogue (or added to it).
    With fewer channels the transforms cost more than the products they save. */
+#if defined(FER__X86)
 static int fer__conv_wino(fer_isa isa, const fer_conv_geom *g)
 {
     return isa == FER_ISA_AVX512 && g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
            g->cin >= 32 && g->cout >= 64 && g->oh >= 4 && g->ow >= 8;
 }
+#endif
 /* The stride between the 16 matrices of a [16][rows][cols] Winograd array: 16
    floats more than a matrix, so the 16 rows that a tile's values go to do not
    all fall in one L1 set (matrix sizes are often multiples of 4 KB). */
@@ -1876,11 +1878,13 @@ static void fer__wino_dims(const fer_conv_geom *g, int *th, int *tw, int *rb, in
     if (*rb > *th) *rb = *th;
     *tb = *rb * *tw;
 }
+#if defined(FER__X86)
 /* Output tiles of one sample. */
 static size_t fer__wino_tiles(const fer_conv_geom *g)
 {
     return (size_t)((g->oh + 1) / 2) * ((g->ow + 1) / 2);
 }
+#endif
 /* A conv of fewer tiles (over the samples that share one weight transform) runs
    directly: the transform, memory-bound, would cost more than it saves. */
 #define FER__WINO_MIN_TILES 128
