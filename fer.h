@@ -87,7 +87,8 @@
    CHANGELOG
        0.4.0 (2026-12-01)  speed: Winograd F(2x2,3x3) for 3x3 convs with many channels
                            (forward, input and weight gradients), AVX-512 transposing
-                           GEMM packer
+                           GEMM packer, several samples per GEMM for small planes,
+                           stride-2 depthwise backward by phase
        0.3.0 (2026-12-01)  speed: 8x48 AVX-512 GEMM, implicit im2col for stride-1
                            convs, conv+BN+ReLU fused at inference, depthwise and
                            pooling kernels, gradient zeroing planned per workspace
@@ -437,7 +438,7 @@ typedef struct fer_workspace {
     size_t *aux_off;             /* node i's saved statistics: aux + aux_off[i]    */
     size_t *iaux_off;            /* node i's argmax indices: iaux + iaux_off[i]    */
     float *act, *grad;           /* activations and their gradients, same offsets */
-    float *aux;                  /* BN batch mean/invstd, dropout masks            */
+    float *aux;                  /* BN batch mean/invstd, dropout masks, Winograd  */
     int32_t *iaux;
     float *pgrad;                /* parameter gradients, same layout as params     */
     float *scratch; size_t scratch_len;
@@ -458,7 +459,10 @@ typedef struct fer_workspace {
    (the norm and activation become the conv's store-time epilogue). Their nodes
    then share one buffer, so fer_node_output of such a conv or norm returns the
    chain's last output; run fer_forward(..., 0) in a training workspace to see
-   every node's own output. Results equal the unfused ones to float rounding. */
+   every node's own output. Results equal the unfused ones to float rounding.
+   It also keeps, for each 3x3 conv that can run as Winograd (AVX-512, 32+ input
+   and 64+ output channels), its weights' transform (16/9 of the weights), made
+   afresh by every fer_forward, so changed weights are always seen. */
 FERDEF fer_result   fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                        int training);
 FERDEF void         fer_workspace_free(fer_workspace *ws);

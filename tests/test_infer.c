@@ -122,6 +122,39 @@ static void test_predict_and_threads(void)
     fer_model_free(&m);
 }
 
+/* An inference workspace keeps the Winograd transform of a conv's weights: it is
+   made afresh by every forward, so a forward after the weights change sees them. */
+static void test_weights_change(void)
+{
+    fer_model m;
+    fer_workspace ws, fresh;
+    float x[4 * 32 * 20 * 20], y1[4 * 7];
+    double e = 0.0, moved = 0.0;
+    int k, x0;
+    fer_model_init(&m, 32, 20, 20, 7, NULL);
+    x0 = fer_act(&m, fer_conv(&m, FER_INPUT, 64, 3, 3, 1, 1, 1, 1), FER_OP_RELU);
+    x0 = fer_conv(&m, x0, 64, 3, 3, 1, 1, 1, 0);
+    fer_dense(&m, fer_gap(&m, x0), 7, 1);
+    CHECK(fer_model_finalize(&m, 3) == FER_OK, "winograd test model builds: %s", m.error);
+    fer_workspace_init(&ws, &m, 4, 0);
+    test_fill(x, sizeof x / sizeof x[0], 5, 1.0f);
+    fer_forward(&m, &ws, x, 4, 0);
+    memcpy(y1, fer_output(&m, &ws), sizeof y1);
+    for (k = 0; k < (int)m.n_params; k++) m.params[k] *= -1.5f;
+    fer_forward(&m, &ws, x, 4, 0);
+    fer_workspace_init(&fresh, &m, 4, 0);
+    fer_forward(&m, &fresh, x, 4, 0);
+    for (k = 0; k < 4 * 7; k++) {
+        double d = fabs((double)fer_output(&m, &ws)[k] - fer_output(&m, &fresh)[k]);
+        if (d > e) e = d;
+        if (fabs((double)fer_output(&m, &ws)[k] - y1[k]) > moved) moved = fabs((double)fer_output(&m, &ws)[k] - y1[k]);
+    }
+    CHECK(moved > 1e-3 && e <= 1e-5 * (1.0 + moved), "a forward after the weights changed uses them "
+          "(diff to a fresh workspace %.3g, outputs moved by %.3g)", e, moved);
+    fer_workspace_free(&ws); fer_workspace_free(&fresh);
+    fer_model_free(&m);
+}
+
 static void test_builder_errors(void)
 {
     fer_model m;
@@ -155,5 +188,6 @@ int main(void)
     test_preprocess();
     test_predict_and_threads();
     test_builder_errors();
+    test_weights_change();
     return test_done("test_infer");
 }
