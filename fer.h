@@ -1862,13 +1862,11 @@ static size_t fer__implicit_floats(const fer_conv_geom *g)
    U[16][cout][cin] in 16 GEMMs into M[16][cout][Tb] (V and M stay in L2), and
    transformed back into the output through the epilogue (or added to it).
    With fewer channels the transforms cost more than the products they save. */
-#if defined(FER__X86)
-static int fer__conv_wino(fer_isa isa, const fer_conv_geom *g)
+static int fer__wino_shape(const fer_conv_geom *g)
 {
-    return isa == FER_ISA_AVX512 && g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
-           g->cin >= 32 && g->cout >= 64 && g->oh >= 4 && g->ow >= 8;
+    return g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->cin >= 32 &&
+           g->cout >= 64 && g->oh >= 4 && g->ow >= 8;
 }
-#endif
 /* The stride between the 16 matrices of a [16][rows][cols] Winograd array: 16
    floats more than a matrix, so the 16 rows that a tile's values go to do not
    all fall in one L1 set (matrix sizes are often multiples of 4 KB). */
@@ -1883,21 +1881,21 @@ static void fer__wino_dims(const fer_conv_geom *g, int *th, int *tw, int *rb, in
     *tb = *rb * *tw;
 }
 #if defined(FER__X86)
-/* Output tiles of one sample. */
-static size_t fer__wino_tiles(const fer_conv_geom *g)
+/* Whether g runs as Winograd when n samples share one weight transform: fewer
+   than 128 tiles run directly (the transform, memory-bound, would cost more than
+   it saves). */
+static int fer__wino_use(fer_isa isa, const fer_conv_geom *g, int n)
 {
-    return (size_t)((g->oh + 1) / 2) * ((g->ow + 1) / 2);
+    return isa == FER_ISA_AVX512 && fer__wino_shape(g) &&
+           (size_t)((g->oh + 1) / 2) * ((g->ow + 1) / 2) * (size_t)n >= 128;
 }
 #endif
-/* A conv of fewer tiles (over the samples that share one weight transform) runs
-   directly: the transform, memory-bound, would cost more than it saves. */
-#define FER__WINO_MIN_TILES 128
 /* Scratch: U, V, M and the B row offsets. */
 static size_t fer__wino_floats(const fer_conv_geom *g)
 {
     int th, tw, rb, tb;
     size_t u, vm;
-    if (g->groups != 1 || g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1) return 0;
+    if (!fer__wino_shape(g)) return 0;
     fer__wino_dims(g, &th, &tw, &rb, &tb);
     u = fer__mul(16, fer__add(fer__mul((size_t)g->cout, (size_t)g->cin), 16));
     vm = fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
@@ -1914,11 +1912,13 @@ static size_t fer__wino_dw_floats(const fer_conv_geom *g)
 /* Convs whose output plane is smaller than a few GEMM strips run this many
    samples per GEMM, their im2col columns side by side (the weights are then read
    once for all of them, and the strips are full); 1: one sample at a time. */
+#define FER__BATCH_PLANE 48    /* output planes smaller than this batch samples */
+#define FER__BATCH_COLS 192    /* to about this many GEMM columns */
 static int fer__conv_batch(const fer_conv_geom *g)
 {
     int ohw = g->oh * g->ow;
-    if (g->groups != 1 || ohw >= 48) return 1;
-    return (192 + ohw - 1) / ohw;
+    if (g->groups != 1 || ohw >= FER__BATCH_PLANE) return 1;
+    return (FER__BATCH_COLS + ohw - 1) / ohw;
 }
 /* Scratch of the batched conv: the columns, the GEMM's output, the pack area. */
 static size_t fer__conv_batch_floats(const fer_conv_geom *g)
@@ -2573,6 +2573,8 @@ FER__AVX512 static void fer__dw_s2_dx3_avx512(const fer_conv_geom *g, float *dc,
     const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     int q = g->ow + 34, y, x, t;
     float *dyp = buf;
+    __m512 k[9];
+    for (t = 0; t < 9; t++) k[t] = _mm512_set1_ps(w[t]);
     /* dY row r at dyp + (r + 1) * q + 1, a zero row and column around it */
     memset(dyp, 0, sizeof(float) * (size_t)q);
     memset(dyp + (size_t)(g->oh + 1) * q, 0, sizeof(float) * (size_t)q);
@@ -2586,7 +2588,7 @@ FER__AVX512 static void fer__dw_s2_dx3_avx512(const fer_conv_geom *g, float *dc,
         int iy = y + g->ph, a = iy >> 1, odd = iy & 1;
         const float *r0 = dyp + (size_t)(a + 1) * q + 1, *r1 = r0 - q;   /* dY rows a, a-1 */
         /* taps of this row: ky = 1 (odd), else ky = 0 on row a and ky = 2 on row a-1 */
-        const float *k0 = w + (odd ? 3 : 0), *k2 = w + 6;
+        const __m512 *k0 = k + (odd ? 3 : 0), *k2 = k + 6;
         float *o = dc + (size_t)y * g->w;
         for (x = 0; x < g->w; x += 32) {
             __m512 p[2];
@@ -2596,15 +2598,15 @@ FER__AVX512 static void fer__dw_s2_dx3_avx512(const fer_conv_geom *g, float *dc,
             for (t = 0; t < 2; t++) {   /* padded column 2(b + x/2) + pw + t = 2c + parity */
                 int col = x + g->pw + t, c = col >> 1;
                 if (col & 1) {
-                    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(k0[1]), _mm512_loadu_ps(r0 + c));
-                    if (!odd) acc = _mm512_fmadd_ps(_mm512_set1_ps(k2[1]), _mm512_loadu_ps(r1 + c), acc);
+                    __m512 acc = _mm512_mul_ps(k0[1], _mm512_loadu_ps(r0 + c));
+                    if (!odd) acc = _mm512_fmadd_ps(k2[1], _mm512_loadu_ps(r1 + c), acc);
                     p[t] = acc;
                 } else {
-                    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(k0[0]), _mm512_loadu_ps(r0 + c));
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(k0[2]), _mm512_loadu_ps(r0 + c - 1), acc);
+                    __m512 acc = _mm512_mul_ps(k0[0], _mm512_loadu_ps(r0 + c));
+                    acc = _mm512_fmadd_ps(k0[2], _mm512_loadu_ps(r0 + c - 1), acc);
                     if (!odd) {
-                        acc = _mm512_fmadd_ps(_mm512_set1_ps(k2[0]), _mm512_loadu_ps(r1 + c), acc);
-                        acc = _mm512_fmadd_ps(_mm512_set1_ps(k2[2]), _mm512_loadu_ps(r1 + c - 1), acc);
+                        acc = _mm512_fmadd_ps(k2[0], _mm512_loadu_ps(r1 + c), acc);
+                        acc = _mm512_fmadd_ps(k2[2], _mm512_loadu_ps(r1 + c - 1), acc);
                     }
                     p[t] = acc;
                 }
@@ -3026,7 +3028,7 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
     int rows = !pointwise && isa == FER_ISA_AVX512 && ohw <= 16 && K >= 64 && K >= 4 * (og > ohw ? og : ohw);
     if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, e, scratch); return; }
 #if defined(FER__X86)
-    if (fer__conv_wino(isa, g) && (wu || fer__wino_tiles(g) * g->n >= FER__WINO_MIN_TILES)) {
+    if (wu || fer__wino_use(isa, g, g->n)) {
         fer__conv_wino_forward(g, out, in, w, wu, e, scratch, 0);
         return;
     }
@@ -3155,7 +3157,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
 #if defined(FER__X86)
     {   /* the weight gradient as Winograd, or as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
-        wdw = dw && fer__conv_wino(isa, g) && fer__wino_tiles(g) * g->n >= FER__WINO_MIN_TILES;
+        wdw = dw && fer__wino_use(isa, g, g->n);
         idw = !wdw && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
 #endif
@@ -3218,7 +3220,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             if (flip) {
                 if (s == 0 || g->groups > 1) fer__flip_weights(wg, og, cg, kk, wt);
 #if defined(FER__X86)
-                if (fer__conv_wino(isa, &gt) && fer__wino_tiles(&gt) * g->n >= FER__WINO_MIN_TILES) {
+                if (fer__wino_use(isa, &gt, g->n)) {
                     float *wu = pack + fer_gemm_pack_floats();   /* dW's GEMM packs before it */
                     if (s == 0 || g->groups > 1) fer__wino_weights_avx512(wt, cg, og, wu, FER__WINO_ES(cg, og));
                     fer__conv_wino_forward(&gt, ding, dg, wt, wu, NULL, wu, !assign);
@@ -5027,7 +5029,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         }
         fer__geom(m, nd, n, &g);
 #if defined(FER__X86)
-        if (!ws->training && fer__conv_wino(isa, &g) && fer__wino_tiles(&g) * ws->n >= FER__WINO_MIN_TILES) {
+        if (!ws->training && fer__wino_use(isa, &g, ws->n)) {
             /* the weights' transform, made by the first chunk of samples */
             wu = A;
             if (s0 == 0) fer__wino_weights_avx512(P, g.cout, g.cin, A, FER__WINO_ES(g.cout, g.cin));
@@ -5109,12 +5111,11 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
 static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, int n, int training)
 {
     int i, s0, chunk = n, chunk2, tail = m->n_nodes, split;
-    ws->n = n;   /* the whole batch, for the nodes run a chunk at a time */
+    ws->n = n;   /* the whole batch, also for the nodes run a chunk at a time */
+    ws->last_training = training != 0;
     if (training) {   /* activations fused into the batch norm before them are skipped */
         for (i = 1; i < m->n_nodes; i++)
             if (ws->tfuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, 1);
-        ws->n = n;
-        ws->last_training = 1;
         return;
     }
     {
@@ -5131,12 +5132,13 @@ static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, i
            chunks large enough for their convs to batch samples per GEMM */
         for (split = tail; split > 1; split--) {
             fer_shape o = m->nodes[split - 1].out;
-            if (o.h * o.w >= 48) break;
+            if (o.h * o.w >= FER__BATCH_PLANE) break;
         }
         for (i = split, chunk2 = chunk; i < tail; i++) {
-            fer_shape o = m->nodes[i].out;
-            int want = o.h * o.w > 0 ? (192 + o.h * o.w - 1) / (o.h * o.w) : 1;
-            if (m->nodes[i].op == FER_OP_CONV && want > chunk2) chunk2 = want;
+            fer_conv_geom g;
+            if (m->nodes[i].op == FER_OP_CONV && fer__geom(m, &m->nodes[i], 1, &g) == FER_OK &&
+                fer__conv_batch(&g) > chunk2)
+                chunk2 = fer__conv_batch(&g);
         }
         if (chunk2 > n) chunk2 = n;
     }
@@ -5147,9 +5149,7 @@ static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, i
         for (i = split; i < tail; i++)
             if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk2 ? n - s0 : chunk2, 0);
     for (i = tail; i < m->n_nodes; i++)
-        if (training || ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, training);
-    ws->n = n;
-    ws->last_training = training != 0;
+        if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, 0);
 }
 
 FERDEF fer_result fer_forward(const fer_model *m, fer_workspace *ws, const float *input, int n,

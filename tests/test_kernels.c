@@ -242,10 +242,10 @@ static void test_conv(void)
             fer_conv_geom gt;
             fer_conv_geom_init(&gt, 1, c[1], g.oh, g.ow, c[0], 3, 3, 1, 1, 2 - c[6], 2 - c[6], 1);
             if (ci < 25)
-                CHECK(fer__conv_wino(FER_ISA_AVX512, &g) && fer__wino_tiles(&g) * g.n >= FER__WINO_MIN_TILES,
+                CHECK(fer__wino_use(FER_ISA_AVX512, &g, g.n),
                       "conv config %zu does not run as Winograd", ci);
             else
-                CHECK(fer__conv_wino(FER_ISA_AVX512, &gt) && fer__wino_tiles(&gt) * g.n >= FER__WINO_MIN_TILES,
+                CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
         }
 #endif
