@@ -447,6 +447,10 @@ typedef struct fer_workspace {
     int *gassign, *gzero;        /* training: node i writes (=) its input's gradient
                                     first; gradient region i is zeroed per backward */
     int *tfuse;                  /* training: BN i writes ReLU tfuse[i]'s output too */
+    int *whole;                  /* node i's buffer holds the whole batch; else (an
+                                    inference workspace's inner nodes) only the chunk
+                                    of samples being run, from its start            */
+    int chunk, chunk2, split, tail;   /* inference schedule: see fer__run_nodes     */
     uint64_t dropout_seed;       /* masks are a pure function of it: set per step */
     int last_training;           /* the last forward ran in training mode          */
     void *mem;                   /* the one allocation behind all of the above     */
@@ -470,7 +474,13 @@ FERDEF void         fer_workspace_free(fer_workspace *ws);
 FERDEF fer_result   fer_forward(const fer_model *m, fer_workspace *ws, const float *input, int n,
                                 int training);
 FERDEF const float *fer_output(const fer_model *m, const fer_workspace *ws);   /* n x n_classes */
+/* Node `node`'s output for the last forward's batch, or NULL where the workspace
+   does not keep it: an inference workspace runs the early layers a few samples at
+   a time through buffers that hold just those samples (they stay in cache), and
+   keeps the whole batch only for the model's output, the layers near the end and
+   the nodes named by fer_workspace_keep (call it once, after init). */
 FERDEF const float *fer_node_output(const fer_workspace *ws, int node);
+FERDEF fer_result   fer_workspace_keep(fer_workspace *ws, const fer_model *m, int node);
 /* Back-propagates dout (n x output shape) through the last training forward,
    accumulating into ws->pgrad (and ws->grad). Zero them with fer_zero_grad. */
 FERDEF fer_result   fer_backward(const fer_model *m, fer_workspace *ws, const float *dout);
@@ -4866,6 +4876,74 @@ static size_t fer__wino_aux(const fer_model *m, const fer_node *nd)
     return 16 * FER__WINO_ES(g.cout, g.cin);
 }
 
+static fer_result fer__geom(const fer_model *m, const fer_node *nd, int n, fer_conv_geom *g)
+{
+    fer_shape in = m->nodes[nd->in[0]].out;
+    return fer_conv_geom_init(g, n, in.c, in.h, in.w, nd->out.c, nd->kh, nd->kw, nd->sh, nd->sw,
+                              nd->ph, nd->pw, nd->groups);
+}
+
+/* Every node sharing `node`'s buffer (a conv and the norm and activation fused
+   into it, or a node and its aliases) keeps the whole batch. */
+static void fer__keep_whole(const fer_model *m, fer_workspace *ws, int node)
+{
+    int j;
+    for (j = 0; j < m->n_nodes; j++)
+        if (ws->act_off[j] == ws->act_off[node]) ws->whole[j] = 1;
+}
+
+/* The inference schedule (fer__run_nodes). The nodes before the first dense
+   layer run a few samples at a time, as many as keep their activations within
+   about 512 KB (one sample for most of the zoo), except a tail whose planes are
+   all smaller than a few GEMM strips (the end of a deep net, where the weights
+   outweigh the activations): it runs in chunks large enough for its convs to
+   batch samples per GEMM. The dense layers (whose weights dominate) run on the
+   whole batch. A buffer read only by nodes of the first phase holds just the
+   chunk being run (written from its start: it stays in L2 from one chunk to the
+   next, where the batch's activations would stream through memory), unless the
+   model's output, a training workspace's or one kept by fer_workspace_keep. */
+static void fer__schedule(const fer_model *m, fer_workspace *ws)
+{
+    size_t per = 0;
+    int i, k, split;
+    for (i = 1; i < m->n_nodes && m->nodes[i].op != FER_OP_DENSE; i++)
+        if (ws->fuse[i] >= 0 && !fer__aliases(&m->nodes[i], 0)) per += fer__shape_size(m->nodes[i].out);
+    ws->tail = i;
+    per *= sizeof(float);
+    ws->chunk = per ? (int)((512u << 10) / per) : ws->max_batch;
+    if (ws->chunk < 1) ws->chunk = 1;
+    for (split = ws->tail; split > 1; split--) {
+        fer_shape o = m->nodes[split - 1].out;
+        if (o.h * o.w >= FER__BATCH_PLANE) break;
+    }
+    ws->split = split;
+    for (i = split, ws->chunk2 = ws->chunk; i < ws->tail; i++) {
+        fer_conv_geom g;
+        if (m->nodes[i].op == FER_OP_CONV && fer__geom(m, &m->nodes[i], 1, &g) == FER_OK &&
+            fer__conv_batch(&g) > ws->chunk2)
+            ws->chunk2 = fer__conv_batch(&g);
+    }
+    for (i = 0; i < m->n_nodes; i++) ws->whole[i] = ws->training || i >= split;
+    fer__keep_whole(m, ws, 0);
+    fer__keep_whole(m, ws, m->n_nodes - 1);
+    for (i = split; i < m->n_nodes; i++)
+        for (k = 0; k < m->nodes[i].n_in; k++) fer__keep_whole(m, ws, m->nodes[i].in[k]);
+}
+
+FERDEF fer_result fer_workspace_keep(fer_workspace *ws, const fer_model *m, int node)
+{
+    if (ws->n_nodes != m->n_nodes || !ws->whole) {
+        fer__err(ws->error, "keep: the workspace was not made for this model");
+        return FER_ERR_ARG;
+    }
+    if (node < 0 || node >= m->n_nodes) {
+        fer__err(ws->error, "keep: node %d is not in 0..%d", node, m->n_nodes - 1);
+        return FER_ERR_ARG;
+    }
+    fer__keep_whole(m, ws, node);
+    return FER_OK;
+}
+
 FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                      int training)
 {
@@ -4903,7 +4981,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
                       fer__add(training ? m->n_params : 0, scratch));
     total = fer__add(fer__add(fer__mul(floats, sizeof(float)), fer__mul(iaux, sizeof(int32_t))),
                      fer__add(fer__mul((size_t)m->n_nodes * 3, sizeof(size_t)),
-                              fer__mul((size_t)m->n_nodes * 5, sizeof(int))));
+                              fer__mul((size_t)m->n_nodes * 6, sizeof(int))));
     if (total == SIZE_MAX || !(ws->mem = FER_MALLOC(total, ws->alloc_ctx))) {
         fer__err(ws->error, "workspace: cannot allocate %zu bytes for batch %d", total, max_batch);
         return FER_ERR_NOMEM;
@@ -4923,7 +5001,8 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->gassign = ws->fuse + 2 * m->n_nodes;
     ws->gzero = ws->gassign + m->n_nodes;
     ws->tfuse = ws->gzero + m->n_nodes;
-    for (i = 0; i < 5 * m->n_nodes; i++) ws->fuse[i] = 0;
+    ws->whole = ws->tfuse + m->n_nodes;
+    for (i = 0; i < 6 * m->n_nodes; i++) ws->fuse[i] = 0;
     act = aux = iaux = 0;
     for (i = 0; i < m->n_nodes; i++) {
         const fer_node *nd = &m->nodes[i];
@@ -4948,6 +5027,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->max_batch = max_batch;
     ws->training = training != 0;
     ws->n_nodes = m->n_nodes;
+    fer__schedule(m, ws);
     ws->isa = ws->isa_max = fer_cpu_best_isa();
     ws->input_grad = 1;
     if (training) memset(ws->pgrad, 0, sizeof(float) * m->n_params);
@@ -4969,13 +5049,6 @@ static float *fer__dp(const fer_model *m, const fer_workspace *ws, const fer_nod
     return ws->pgrad + (nd->share >= 0 ? m->nodes[nd->share].p_off : nd->p_off);
 }
 
-static fer_result fer__geom(const fer_model *m, const fer_node *nd, int n, fer_conv_geom *g)
-{
-    fer_shape in = m->nodes[nd->in[0]].out;
-    return fer_conv_geom_init(g, n, in.c, in.h, in.w, nd->out.c, nd->kh, nd->kw, nd->sh, nd->sw,
-                              nd->ph, nd->pw, nd->groups);
-}
-
 /* out = a + b over len floats (out may be a), per ISA. */
 static void fer__vadd(fer_isa isa, size_t len, float *out, const float *a, const float *b)
 {
@@ -4990,7 +5063,7 @@ static void fer__vadd(fer_isa isa, size_t len, float *out, const float *a, const
 /* Node i's activation (or, for j = in[k], an input's) from sample s0 on. */
 static float *fer__act(const fer_model *m, const fer_workspace *ws, int i, int s0)
 {
-    return ws->act + ws->act_off[i] + (size_t)s0 * fer__shape_size(m->nodes[i].out);
+    return ws->act + ws->act_off[i] + (ws->whole[i] ? (size_t)s0 * fer__shape_size(m->nodes[i].out) : 0);
 }
 
 /* Runs node i on samples [s0, s0 + n) (s0 > 0 only at inference, where samples
@@ -5102,15 +5175,11 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     }
 }
 
-/* Every node after the input, except those running in a conv's epilogue. At
-   inference the nodes before the first dense layer run a few samples at a time,
-   as many as keep their activations within about 512 KB (one sample for most of
-   the zoo): each layer's output is then still in L2 when the next reads it, where
-   a whole batch layer by layer streams every activation through memory. The dense
-   layers (whose weights dominate) then run on the whole batch. */
+/* Every node after the input, except those running in a conv's epilogue, in the
+   schedule of fer__schedule at inference. */
 static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, int n, int training)
 {
-    int i, s0, chunk = n, chunk2, tail = m->n_nodes, split;
+    int i, s0, chunk = ws->chunk < n ? ws->chunk : n, chunk2 = ws->chunk2 < n ? ws->chunk2 : n;
     ws->n = n;   /* the whole batch, also for the nodes run a chunk at a time */
     ws->last_training = training != 0;
     if (training) {   /* activations fused into the batch norm before them are skipped */
@@ -5118,37 +5187,13 @@ static void fer__run_nodes(const fer_model *m, fer_workspace *ws, fer_isa isa, i
             if (ws->tfuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, 1);
         return;
     }
-    {
-        size_t per = 0;
-        for (i = 1; i < m->n_nodes && m->nodes[i].op != FER_OP_DENSE; i++)
-            if (ws->fuse[i] >= 0 && !fer__aliases(&m->nodes[i], 0)) per += fer__shape_size(m->nodes[i].out);
-        tail = i;
-        per *= sizeof(float);
-        chunk = per ? (int)((512u << 10) / per) : n;
-        if (chunk < 1) chunk = 1;
-        if (chunk > n) chunk = n;
-        /* the layers whose planes are all smaller than a few GEMM strips (the end
-           of a deep net, where the weights outweigh the activations) run in
-           chunks large enough for their convs to batch samples per GEMM */
-        for (split = tail; split > 1; split--) {
-            fer_shape o = m->nodes[split - 1].out;
-            if (o.h * o.w >= FER__BATCH_PLANE) break;
-        }
-        for (i = split, chunk2 = chunk; i < tail; i++) {
-            fer_conv_geom g;
-            if (m->nodes[i].op == FER_OP_CONV && fer__geom(m, &m->nodes[i], 1, &g) == FER_OK &&
-                fer__conv_batch(&g) > chunk2)
-                chunk2 = fer__conv_batch(&g);
-        }
-        if (chunk2 > n) chunk2 = n;
-    }
     for (s0 = 0; s0 < n; s0 += chunk)
-        for (i = 1; i < split; i++)
+        for (i = 1; i < ws->split; i++)
             if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk ? n - s0 : chunk, 0);
     for (s0 = 0; s0 < n; s0 += chunk2)
-        for (i = split; i < tail; i++)
+        for (i = ws->split; i < ws->tail; i++)
             if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, s0, n - s0 < chunk2 ? n - s0 : chunk2, 0);
-    for (i = tail; i < m->n_nodes; i++)
+    for (i = ws->tail; i < m->n_nodes; i++)
         if (ws->fuse[i] >= 0) fer__node_forward(m, ws, isa, i, 0, n, 0);
 }
 
@@ -5179,7 +5224,7 @@ FERDEF const float *fer_output(const fer_model *m, const fer_workspace *ws)
 }
 FERDEF const float *fer_node_output(const fer_workspace *ws, int node)
 {
-    return (node >= 0 && node < ws->n_nodes) ? ws->act + ws->act_off[node] : NULL;
+    return (node >= 0 && node < ws->n_nodes && ws->whole[node]) ? ws->act + ws->act_off[node] : NULL;
 }
 
 FERDEF void fer_zero_grad(const fer_model *m, fer_workspace *ws)

@@ -155,6 +155,50 @@ static void test_weights_change(void)
     fer_model_free(&m);
 }
 
+/* An inference workspace runs the early layers one chunk of samples at a time
+   through buffers that hold only that chunk: their outputs are not kept unless
+   asked for, and asking gives each sample's own output. */
+static void test_keep(void)
+{
+    fer_model m;
+    fer_workspace ws, one;
+    float x[3 * 48 * 48];
+    const float *y;
+    double e = 0.0, ey = 0.0;
+    size_t sz;
+    int k, s, node = -1;
+    fer_zoo_build(&m, "mobilenetv2_lite", 1, 48, 48, 7, 9, NULL);
+    for (k = 1; k < m.n_nodes && node < 0; k++)   /* the first 96-channel conv: 48x48, early */
+        if (m.nodes[k].op == FER_OP_CONV && m.nodes[k].out.c == 96) node = k;
+    sz = fer__shape_size(m.nodes[node].out);
+    test_fill(x, sizeof x / sizeof x[0], 12, 1.0f);
+    fer_workspace_init(&ws, &m, 3, 0);
+    fer_workspace_init(&one, &m, 1, 0);
+    CHECK(ws.chunk < 3 && !ws.whole[node], "mobilenetv2_lite runs its early layers by chunks (chunk %d)", ws.chunk);
+    fer_forward(&m, &ws, x, 3, 0);
+    CHECK(fer_node_output(&ws, node) == NULL, "an inner node's output is not kept by default");
+    CHECK(fer_node_output(&ws, m.n_nodes - 1) == fer_output(&m, &ws), "the model's output is");
+    CHECK(fer_workspace_keep(&ws, &m, m.n_nodes) == FER_ERR_ARG && strstr(ws.error, "node"),
+          "keep of a node past the end refused: %s", ws.error);
+    CHECK(fer_workspace_keep(&ws, &m, node) == FER_OK && fer_workspace_keep(&one, &m, node) == FER_OK, "keep");
+    fer_forward(&m, &ws, x, 3, 0);
+    CHECK(fer_node_output(&ws, node) != NULL, "a kept node's output is there");
+    for (s = 0; s < 3 && fer_node_output(&ws, node); s++) {
+        fer_forward(&m, &one, x + (size_t)s * 48 * 48, 1, 0);
+        for (k = 0; k < (int)sz; k++) {
+            double d = fabs((double)fer_node_output(&ws, node)[(size_t)s * sz + k] - fer_node_output(&one, node)[k]);
+            if (d > e) e = d;
+        }
+        y = fer_output(&m, &ws) + (size_t)s * 7;
+        for (k = 0; k < 7; k++)
+            if (fabs((double)y[k] - fer_output(&m, &one)[k]) > ey) ey = fabs((double)y[k] - fer_output(&m, &one)[k]);
+    }
+    CHECK(e <= 1e-5 && ey <= 1e-5, "a batch of 3 gives each sample's own kept output and logits "
+          "(max diff %.3g, %.3g)", e, ey);
+    fer_workspace_free(&ws); fer_workspace_free(&one);
+    fer_model_free(&m);
+}
+
 static void test_builder_errors(void)
 {
     fer_model m;
@@ -189,5 +233,6 @@ int main(void)
     test_predict_and_threads();
     test_builder_errors();
     test_weights_change();
+    test_keep();
     return test_done("test_infer");
 }

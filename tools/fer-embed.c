@@ -52,6 +52,11 @@ static void *run_job(void *p)
     j->ok = 0;
     if (!in) { snprintf(j->error, sizeof j->error, "out of memory"); return NULL; }
     if (fer_workspace_init(&ws, j->m, batch, 0) != FER_OK) { memcpy(j->error, ws.error, sizeof ws.error); free(in); return NULL; }
+    if (fer_workspace_keep(&ws, j->m, j->node) != FER_OK) {   /* an inner node's batch is not kept by default */
+        memcpy(j->error, ws.error, sizeof ws.error);
+        fer_workspace_free(&ws); free(in);
+        return NULL;
+    }
     for (b = j->begin; b < j->end; b += batch) {
         int cnt = j->end - b < batch ? j->end - b : batch;
         const float *f, *out;
