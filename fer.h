@@ -1836,6 +1836,21 @@ static int fer__conv_is_dw(const fer_conv_geom *g)
 {
     return g->groups > 1 && g->groups == g->cin && g->cout == g->cin;
 }
+#if defined(FER__X86)
+/* the depthwise shapes with AVX-512 kernels of their own: 3x3 "same" at stride 1 (where
+   rows are narrower than a vector, or planes many enough to repay the masks:
+   measured, a padded copy per plane is faster for a few wide ones), and 3x3 at
+   stride 2 with padding 0 or 1 */
+static int fer__dw3_same(const fer_conv_geom *g)
+{
+    return fer__conv_is_dw(g) && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ph == 1 &&
+           g->pw == 1 && (g->w < 16 || g->n * g->cin >= 64);
+}
+static int fer__dw3_s2(const fer_conv_geom *g)
+{
+    return fer__conv_is_dw(g) && g->kh == 3 && g->kw == 3 && g->sh == 2 && g->sw == 2 && g->ph <= 1 && g->pw <= 1;
+}
+#endif
 static int fer__conv_is_pointwise(const fer_conv_geom *g)
 {
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
@@ -2507,6 +2522,225 @@ FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, 
             dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         }
 }
+/* x[off .. off+15] of a row of w floats, zero outside it (off >= -16). */
+FER__AVX512 static __m512 fer__row16_avx512(const float *row, int w, int off)
+{
+    int hi = w - off;   /* lanes [lo, hi) lie in the row */
+    __mmask16 m;
+    if (hi <= 0) return _mm512_setzero_ps();
+    m = (__mmask16)(hi >= 16 ? 0xFFFF : (1u << hi) - 1u);
+    if (off >= 0) return _mm512_maskz_loadu_ps(m, row + off);
+    /* before the row's start: its first floats go to lanes -off.. (no pointer
+       before the row is formed) */
+    return _mm512_maskz_expandloadu_ps((__mmask16)(m & (0xFFFFu << -off)), row);
+}
+
+/* 3x3 depthwise convs straight from the unpadded planes (AVX-512), for the shapes
+   of the zoo: stride 1 with "same" padding, where output position p of the
+   flattened plane reads input p + (ky-1)w + kx-1, so 16 neighbouring positions
+   (across rows too: a 6x6 plane is three vectors, not six) are one masked load per
+   tap; the masks (the tap lies inside the plane) depend on the geometry only and
+   are made once per block of FER__DW3_BLOCK vectors for all planes. */
+#define FER__DW3_BLOCK 64
+static void fer__dw3_masks(int h, int w, int b0, int nb, __mmask16 (*mk)[9])
+{
+    int j, i, t;
+    for (j = 0; j < nb; j++) {
+        unsigned row[3] = {0, 0, 0}, col[3] = {0, 0, 0};
+        int y = 16 * (b0 + j) / w, x = 16 * (b0 + j) % w;
+        for (i = 0; i < 16 && y < h; i++) {   /* lane i at (y, x) */
+            row[0] |= (unsigned)(y > 0) << i;
+            row[1] |= 1u << i;
+            row[2] |= (unsigned)(y < h - 1) << i;
+            col[0] |= (unsigned)(x > 0) << i;
+            col[1] |= 1u << i;
+            col[2] |= (unsigned)(x < w - 1) << i;
+            if (++x == w) { x = 0; y++; }
+        }
+        for (t = 0; t < 9; t++) mk[j][t] = (__mmask16)(row[t / 3] & col[t % 3]);
+    }
+}
+/* the taps' offsets in a plane of rows of w floats */
+static void fer__dw3_offsets(int w, int *off)
+{
+    int t;
+    for (t = 0; t < 9; t++) off[t] = (t / 3 - 1) * w + t % 3 - 1;
+}
+/* the full vectors of the nine taps at buffer position p lie in a buffer of end floats */
+static int fer__dw3_inside(ptrdiff_t p, int w, ptrdiff_t end)
+{
+    return p >= w + 1 && p + w + 17 <= end;
+}
+/* plane[off + lane] of a plane of hw floats under mask m, which holds only lanes
+   inside the plane and at least one (so off >= -16) */
+FER__AVX512 static __m512 fer__dw3_ld(const float *plane, int hw, int off, __mmask16 m)
+{
+    if (off >= 0) return _mm512_maskz_loadu_ps(m, plane + off);
+    return _mm512_maskz_mov_ps(m, fer__row16_avx512(plane, hw, off));
+}
+/* the nine taps at position p of a plane (each load checked) */
+FER__AVX512 static __m512 fer__dw3_edge_avx512(const float *ip, int hw, int p, const int *off, const __mmask16 *m,
+                                               const float *wc, int flip)
+{
+    __m512 a = _mm512_setzero_ps();
+    int t;
+    for (t = 0; t < 9; t++)
+        if (m[t]) a = _mm512_fmadd_ps(_mm512_set1_ps(wc[flip ? 8 - t : t]), fer__dw3_ld(ip, hw, p + off[t], m[t]), a);
+    return a;
+}
+/* out (= or +=) the "same" 3x3 depthwise correlation of each of `planes` h x w
+   planes with its channel's taps (plane i is channel i % cin; flip: the taps
+   rotated 180 degrees, the input gradient's), then epilogue e (NULL: none). A
+   tap is one FMA with merge masking on a full vector read from memory, which may
+   reach into the planes beside its own (the lanes off the mask are dropped); the
+   vectors at the ends of the buffer, where it would leave it, check each load. */
+FER__AVX512 static void fer__dw3_same_avx512(int planes, int cin, int h, int w, float *out, const float *in,
+                                             const float *wt, int flip, const fer__epi *e, int accumulate)
+{
+    __mmask16 mk[FER__DW3_BLOCK][9];
+    int hw = h * w, nv = (hw + 15) / 16, b0, nb, pl, c, j, off[9];
+    fer__dw3_offsets(w, off);
+    for (b0 = 0; b0 < nv; b0 += nb) {
+        nb = nv - b0 < FER__DW3_BLOCK ? nv - b0 : FER__DW3_BLOCK;
+        fer__dw3_masks(h, w, b0, nb, mk);
+        for (pl = c = 0; pl < planes; pl++, c = c + 1 == cin ? 0 : c + 1) {   /* c = pl % cin */
+            const float *ip = in + (size_t)pl * hw, *wc = wt + (size_t)c * 9;
+            float *op = out + (size_t)pl * hw;
+            ptrdiff_t at = (ptrdiff_t)pl * hw, end = (ptrdiff_t)planes * hw;
+            __m512 k[9], vs = _mm512_set1_ps(e && e->scale ? e->scale[c] : 1.0f);
+            __m512 vb = _mm512_set1_ps(e && e->shift ? e->shift[c] : 0.0f), z = _mm512_setzero_ps();
+            __m512 v6 = _mm512_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+            /* (one statement per tap: a loop over k[] would leave it in memory) */
+            k[0] = _mm512_set1_ps(wc[flip ? 8 : 0]); k[1] = _mm512_set1_ps(wc[flip ? 7 : 1]);
+            k[2] = _mm512_set1_ps(wc[flip ? 6 : 2]); k[3] = _mm512_set1_ps(wc[flip ? 5 : 3]);
+            k[4] = _mm512_set1_ps(wc[4]);            k[5] = _mm512_set1_ps(wc[flip ? 3 : 5]);
+            k[6] = _mm512_set1_ps(wc[flip ? 2 : 6]); k[7] = _mm512_set1_ps(wc[flip ? 1 : 7]);
+            k[8] = _mm512_set1_ps(wc[flip ? 0 : 8]);
+            for (j = 0; j < nb; j++) {
+                int p = 16 * (b0 + j);
+                const __mmask16 *m = mk[j];
+                __m512 a0, a1, a2;
+                if (!fer__dw3_inside(at + p, w, end)) {
+                    a0 = fer__dw3_edge_avx512(ip, hw, p, off, m, wc, flip);
+                    a1 = a2 = z;
+                } else {   /* lanes off the mask keep the sum: each tap one FMA reading memory */
+                    const float *q = ip + p;
+                    a0 = _mm512_maskz_mul_ps(m[0], k[0], _mm512_loadu_ps(q - w - 1));
+                    a1 = _mm512_maskz_mul_ps(m[1], k[1], _mm512_loadu_ps(q - w));
+                    a2 = _mm512_maskz_mul_ps(m[2], k[2], _mm512_loadu_ps(q - w + 1));
+                    a0 = _mm512_mask3_fmadd_ps(k[3], _mm512_loadu_ps(q - 1), a0, m[3]);
+                    a1 = _mm512_mask3_fmadd_ps(k[4], _mm512_loadu_ps(q), a1, m[4]);
+                    a2 = _mm512_mask3_fmadd_ps(k[5], _mm512_loadu_ps(q + 1), a2, m[5]);
+                    a0 = _mm512_mask3_fmadd_ps(k[6], _mm512_loadu_ps(q + w - 1), a0, m[6]);
+                    a1 = _mm512_mask3_fmadd_ps(k[7], _mm512_loadu_ps(q + w), a1, m[7]);
+                    a2 = _mm512_mask3_fmadd_ps(k[8], _mm512_loadu_ps(q + w + 1), a2, m[8]);
+                }
+                a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
+                if (accumulate) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m[4], op + p));
+                if (e) {
+                    a0 = _mm512_fmadd_ps(a0, vs, vb);
+                    if (e->act) a0 = _mm512_min_ps(_mm512_max_ps(a0, z), v6);
+                }
+                _mm512_mask_storeu_ps(op + p, m[4], a0);   /* the centre tap's mask: the plane */
+            }
+        }
+    }
+}
+/* dw[c][t] += the "same" 3x3 depthwise weight gradient over `planes` planes:
+   the sum over positions p of dy[p] * in[p + off_t] (loads as in the forward). */
+FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int w, float *dw, const float *dy,
+                                                const float *in)
+{
+    __mmask16 mk[FER__DW3_BLOCK][9];
+    int hw = h * w, nv = (hw + 15) / 16, b0, nb, pl, c, j, t, off[9];
+    fer__dw3_offsets(w, off);
+    for (b0 = 0; b0 < nv; b0 += nb) {
+        nb = nv - b0 < FER__DW3_BLOCK ? nv - b0 : FER__DW3_BLOCK;
+        fer__dw3_masks(h, w, b0, nb, mk);
+        for (pl = c = 0; pl < planes; pl++, c = c + 1 == cin ? 0 : c + 1) {
+            const float *ip = in + (size_t)pl * hw, *dp = dy + (size_t)pl * hw;
+            float *dwc = dw + (size_t)c * 9;
+            ptrdiff_t at = (ptrdiff_t)pl * hw, end = (ptrdiff_t)planes * hw;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;
+            for (j = 0; j < nb; j++) {
+                int p = 16 * (b0 + j);
+                const __mmask16 *m = mk[j];
+                const float *q = ip + p;
+                __m512 d = _mm512_maskz_loadu_ps(m[4], dp + p);
+                if (!fer__dw3_inside(at + p, w, end)) {
+                    __m512 v[9];
+                    for (t = 0; t < 9; t++) v[t] = m[t] ? fer__dw3_ld(ip, hw, p + off[t], m[t]) : _mm512_setzero_ps();
+                    a0 = _mm512_fmadd_ps(d, v[0], a0); a1 = _mm512_fmadd_ps(d, v[1], a1);
+                    a2 = _mm512_fmadd_ps(d, v[2], a2); a3 = _mm512_fmadd_ps(d, v[3], a3);
+                    a4 = _mm512_fmadd_ps(d, v[4], a4); a5 = _mm512_fmadd_ps(d, v[5], a5);
+                    a6 = _mm512_fmadd_ps(d, v[6], a6); a7 = _mm512_fmadd_ps(d, v[7], a7);
+                    a8 = _mm512_fmadd_ps(d, v[8], a8);
+                    continue;
+                }
+                a0 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q - w - 1), a0, m[0]);
+                a1 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q - w), a1, m[1]);
+                a2 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q - w + 1), a2, m[2]);
+                a3 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q - 1), a3, m[3]);
+                a4 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q), a4, m[4]);
+                a5 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q + 1), a5, m[5]);
+                a6 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q + w - 1), a6, m[6]);
+                a7 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q + w), a7, m[7]);
+                a8 = _mm512_mask3_fmadd_ps(d, _mm512_loadu_ps(q + w + 1), a8, m[8]);
+            }
+            dwc[0] += fer__hsum512(a0); dwc[1] += fer__hsum512(a1); dwc[2] += fer__hsum512(a2);
+            dwc[3] += fer__hsum512(a3); dwc[4] += fer__hsum512(a4); dwc[5] += fer__hsum512(a5);
+            dwc[6] += fer__hsum512(a6); dwc[7] += fer__hsum512(a7); dwc[8] += fer__hsum512(a8);
+        }
+    }
+}
+/* 3x3 stride-2 depthwise forward, pad 0 or 1, straight from the planes: for 16
+   output columns of a row, the 33 input columns they read are two vectors and one
+   float (lanes outside the row zero: masks made once per column block and plane),
+   split into the even (kx = 0), odd (kx = 1) and next even (kx = 2) columns by two
+   permutes and a lane shift. */
+FER__AVX512 static void fer__dw3_s2_avx512(const fer_conv_geom *g, float *out, const float *in, const float *w,
+                                           const fer__epi *e)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    int pl, oy, ox, ky, t, planes = g->n * g->cin, hw = g->h * g->w, ohw = g->oh * g->ow;
+    for (pl = 0; pl < planes; pl++) {
+        int c = pl - pl / g->cin * g->cin;
+        const float *ip = in + (size_t)pl * hw, *wc = w + (size_t)c * 9;
+        float *op = out + (size_t)pl * ohw;
+        __m512 k[9];
+        for (t = 0; t < 9; t++) k[t] = _mm512_set1_ps(wc[t]);
+        for (ox = 0; ox < g->ow; ox += 16) {
+            __mmask16 m = (__mmask16)(g->ow - ox >= 16 ? 0xFFFF : (1u << (g->ow - ox)) - 1u), lm[3];
+            int c0 = 2 * ox - g->pw, j;
+            for (j = 0; j < 3; j++) {   /* the loads at c0 + 16j: lanes inside the row */
+                int off = c0 + 16 * j, hi = g->w - off;
+                unsigned mm = hi <= 0 ? 0u : hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+                lm[j] = (__mmask16)(off < 0 ? mm & (0xFFFFu << -off) : mm);   /* off < 0: expanded */
+            }
+            for (oy = 0; oy < g->oh; oy++) {
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0;
+                for (ky = 0; ky < 3; ky++) {
+                    int r = 2 * oy + ky - g->ph;
+                    const float *row = ip + (size_t)r * g->w;
+                    __m512 lo, hi, nx, e0;
+                    if (r < 0 || r >= g->h) continue;
+                    lo = c0 < 0 ? _mm512_maskz_expandloadu_ps(lm[0], row) : _mm512_maskz_loadu_ps(lm[0], row + c0);
+                    hi = lm[1] ? _mm512_maskz_loadu_ps(lm[1], row + c0 + 16) : _mm512_setzero_ps();
+                    nx = lm[2] ? _mm512_maskz_loadu_ps(lm[2], row + c0 + 32) : _mm512_setzero_ps();
+                    e0 = _mm512_permutex2var_ps(lo, ev, hi);
+                    a0 = _mm512_fmadd_ps(k[3 * ky], e0, a0);
+                    a1 = _mm512_fmadd_ps(k[3 * ky + 1], _mm512_permutex2var_ps(lo, od, hi), a1);
+                    a2 = _mm512_fmadd_ps(k[3 * ky + 2], _mm512_castsi512_ps(_mm512_alignr_epi32(
+                             _mm512_castps_si512(nx), _mm512_castps_si512(e0), 1)), a2);
+                }
+                a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
+                if (e) a0 = fer__epi512(a0, e, c);
+                _mm512_mask_storeu_ps(op + (size_t)oy * g->ow + ox, m, a0);
+            }
+        }
+    }
+}
 /* dst[2i] = e[i], dst[2i+1] = o[i] for i < n/2 (and dst[n-1] = e[n/2] when n is odd). */
 FER__AVX512 static void fer__interleave_avx512(float *dst, int n, const float *e, const float *o)
 {
@@ -2529,6 +2763,13 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
                             const float *w, const fer__epi *e, float *scratch)
 {
     int s, c, oy, ox, ky, kx, pwid = g->w + 2 * g->pw, ohw = g->oh * g->ow;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && fer__dw3_same(g)) {
+        fer__dw3_same_avx512(g->n * g->cin, g->cin, g->h, g->w, out, in, w, 0, e, 0);
+        return;
+    }
+    if (isa == FER_ISA_AVX512 && fer__dw3_s2(g)) { fer__dw3_s2_avx512(g, out, in, w, e); return; }
+#endif
     for (s = 0; s < g->n; s++)
         for (c = 0; c < g->cin; c++) {
             const float *wc = w + (size_t)c * g->kh * g->kw;
@@ -2645,6 +2886,18 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
     int qh = g->oh + 2 * (g->kh - 1), qw = g->ow + 2 * (g->kw - 1);
     size_t plane = (size_t)(g->h + 2 * g->ph) * pwid;
     float *pin = scratch, *pdin = scratch + plane;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && fer__dw3_same(g)) {   /* straight from the planes, as the forward */
+        size_t ohw = (size_t)g->oh * g->ow;
+        if (din) fer__dw3_same_avx512(g->n * g->cin, g->cin, g->h, g->w, din, dout, w, 1, NULL, !assign);
+        if (dw) fer__dw3_same_dw_avx512(g->n * g->cin, g->cin, g->h, g->w, dw, dout, in);
+        if (db)
+            for (s = 0; s < g->n; s++)
+                for (c = 0; c < g->cin; c++)
+                    for (y = 0; y < (int)ohw; y++) db[c] += dout[((size_t)s * g->cin + c) * ohw + y];
+        return;
+    }
+#endif
     for (s = 0; s < g->n; s++)
         for (c = 0; c < g->cin; c++) {
             const float *wc = w + (size_t)c * g->kh * g->kw;
@@ -2792,18 +3045,6 @@ FER__AVX512 static void fer__wino_weights_avx512(const float *w, int cout, int c
             _mm512_mask_storeu_ps(u + (size_t)(i * 4 + 3) * us + p, m, a[i][2]);
         }
     }
-}
-/* x[off .. off+15] of a row of w floats, zero outside it (off >= -16). */
-FER__AVX512 static __m512 fer__row16_avx512(const float *row, int w, int off)
-{
-    int hi = w - off;   /* lanes [lo, hi) lie in the row */
-    __mmask16 m;
-    if (hi <= 0) return _mm512_setzero_ps();
-    m = (__mmask16)(hi >= 16 ? 0xFFFF : (1u << hi) - 1u);
-    if (off >= 0) return _mm512_maskz_loadu_ps(m, row + off);
-    /* before the row's start: its first floats go to lanes -off.. (no pointer
-       before the row is formed) */
-    return _mm512_maskz_expandloadu_ps((__mmask16)(m & (0xFFFFu << -off)), row);
 }
 /* V[e][c][t] for the tiles of tile rows [ty0, ty1), t = (ty - ty0) * tw + tx, read
    straight from one sample's input: patch row i of tile (ty, tx) is padded row

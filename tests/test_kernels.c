@@ -221,7 +221,13 @@ static void test_conv(void)
         /* small planes, several samples per GEMM (9 samples: a full batch and a part) */
         { 40, 24, 6, 6, 3, 1, 1, 1 }, { 24, 40, 6, 6, 1, 1, 0, 1 }, { 16, 20, 11, 9, 3, 2, 1, 1 },
         /* 3x3 stride-2 depthwise, pads 0 and 2 (the input gradient by phase) */
-        { 12, 12, 13, 20, 3, 2, 0, 12 }, { 10, 10, 11, 35, 3, 2, 2, 10 }
+        { 12, 12, 13, 20, 3, 2, 0, 12 }, { 10, 10, 11, 35, 3, 2, 2, 10 },
+        /* 3x3 depthwise straight from the planes: "same" stride 1 over planes of
+           fewer and more than 16 floats (vectors spanning rows; first, inner and
+           last planes; rows of 16+ floats with 64+ planes), stride 2 with pads 0 and 1 and rows of more than 16 outputs */
+        { 40, 40, 6, 6, 3, 1, 1, 40 }, { 9, 9, 3, 3, 3, 1, 1, 9 }, { 20, 20, 12, 12, 3, 1, 1, 20 },
+        { 40, 40, 5, 19, 3, 1, 1, 40 }, { 3, 3, 2, 7, 3, 1, 1, 3 }, { 32, 32, 12, 12, 3, 2, 1, 32 },
+        { 6, 6, 7, 40, 3, 2, 0, 6 }, { 6, 6, 34, 35, 3, 2, 1, 6 }
     };
     size_t ci;
     int ii;
@@ -247,7 +253,8 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
-        }
+        } else if (ci >= 31)
+            CHECK(fer__dw3_same(&g) || fer__dw3_s2(&g), "conv config %zu does not take the 3x3 depthwise kernels", ci);
 #endif
         nin = (size_t)n * c[0] * c[2] * c[3]; nout = (size_t)n * c[1] * g.oh * g.ow;
         nw = (size_t)c[1] * (c[0] / c[7]) * c[4] * c[4]; ns = fer_conv_scratch_floats(&g);
