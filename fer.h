@@ -1858,10 +1858,10 @@ static int fer__conv_is_dw(const fer_conv_geom *g)
     return g->groups > 1 && g->groups == g->cin && g->cout == g->cin;
 }
 #if defined(FER__X86)
-/* the depthwise shapes with AVX-512 kernels of their own: 3x3 "same" at stride 1 (where
-   rows are narrower than a vector, or planes many enough to repay the masks:
-   measured, a padded copy per plane is faster for a few wide ones), and 3x3 at
-   stride 2 with padding 0 or 1 */
+/* the depthwise shapes with AVX-512 kernels of their own: 3x3 "same" at stride 1
+   (over the flattened planes, where rows are narrower than a vector or planes many
+   enough to repay the masks: measured, for a few wide planes a padded copy each is
+   as fast, and so was a kernel by rows), and 3x3 at stride 2 with padding 0 or 1 */
 static int fer__dw3_same(const fer_conv_geom *g)
 {
     return fer__conv_is_dw(g) && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ph == 1 &&
@@ -2500,30 +2500,13 @@ FER__AVX512 static void fer__dw_s2_avx512(float *out, int oh, int ow, const floa
         }
     }
 }
-/* dW of the stride-2 depthwise conv over the split plane: one tap at a time,
-   four accumulators (one per output row mod 4). */
+/* dW of the stride-2 depthwise conv over the split plane (the shapes without a
+   kernel of their own): one tap at a time, four accumulators (one per output row
+   mod 4). */
 FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, int ow, const float *e,
                                              const float *o, int ew, int kh, int kw)
 {
     int y, x, ky, kx;
-    if (kh == 3 && kw == 3) {   /* each dY vector loaded once for the nine taps */
-        __m512 a[9];
-        int t;
-        for (t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
-        for (y = 0; y < oh; y++)
-            for (x = 0; x < ow; x += 16) {
-                __mmask16 m = (__mmask16)(ow - x >= 16 ? 0xFFFF : (1u << (ow - x)) - 1u);
-                __m512 dv = _mm512_maskz_loadu_ps(m, d + (size_t)y * ow + x);
-                for (ky = 0; ky < 3; ky++) {
-                    size_t r = (size_t)(2 * y + ky) * ew + x;
-                    a[ky * 3] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, e + r), a[ky * 3]);
-                    a[ky * 3 + 1] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, o + r), a[ky * 3 + 1]);
-                    a[ky * 3 + 2] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(m, e + r + 1), a[ky * 3 + 2]);
-                }
-            }
-        for (t = 0; t < 9; t++) dw[t] += fer__hsum512(a[t]);
-        return;
-    }
     for (ky = 0; ky < kh; ky++)
         for (kx = 0; kx < kw; kx++) {
             const float *src = ((kx & 1) ? o : e) + (size_t)ky * ew + kx / 2;
@@ -2594,7 +2577,7 @@ static int fer__dw3_inside(ptrdiff_t p, int w, ptrdiff_t end)
 }
 /* plane[off + lane] of a plane of hw floats under mask m, which holds only lanes
    inside the plane and at least one (so off >= -16) */
-FER__AVX512 static __m512 fer__dw3_ld(const float *plane, int hw, int off, __mmask16 m)
+FER__AVX512 static inline __m512 fer__dw3_ld(const float *plane, int hw, int off, __mmask16 m)
 {
     if (off >= 0) return _mm512_maskz_loadu_ps(m, plane + off);
     return _mm512_maskz_mov_ps(m, fer__row16_avx512(plane, hw, off));
@@ -2714,46 +2697,58 @@ FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int 
         }
     }
 }
-/* 3x3 stride-2 depthwise forward, pad 0 or 1, straight from the planes: for 16
-   output columns of a row, the 33 input columns they read are two vectors and one
-   float (lanes outside the row zero: masks made once per column block and plane),
-   split into the even (kx = 0), odd (kx = 1) and next even (kx = 2) columns by two
-   permutes and a lane shift. */
-FER__AVX512 static void fer__dw3_s2_avx512(const fer_conv_geom *g, float *out, const float *in, const float *w,
-                                           const fer__epi *e)
+/* 3x3 stride 2, pad 0 or 1, straight from the planes: for 16 output columns from
+   ox of a row, the 33 input columns they read (from c0 = 2 ox - pw) are two vectors
+   and one float, lanes outside the row zero (fer__dw3_row_masks: once per column
+   block), split into the even (kx = 0), odd (kx = 1) and next even (kx = 2)
+   columns by two permutes and a lane shift. */
+static void fer__dw3_row_masks(int w, int c0, __mmask16 *lm)
+{
+    int j;
+    for (j = 0; j < 3; j++) {   /* the loads at c0 + 16 j: lanes inside the row */
+        int off = c0 + 16 * j, hi = w - off;
+        unsigned mm = hi <= 0 ? 0u : hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+        lm[j] = (__mmask16)(off < 0 ? mm & (0xFFFFu << -off) : mm);   /* off < 0: expanded */
+    }
+}
+/* row[off + lane] under a mask of fer__dw3_row_masks */
+FER__AVX512 static inline __m512 fer__dw3_row_ld(const float *row, int off, __mmask16 m)
+{
+    return off < 0 ? _mm512_maskz_expandloadu_ps(m, row) : _mm512_maskz_loadu_ps(m, row + off);
+}
+FER__AVX512 static inline void fer__dw3_s2_cols(const float *row, int c0, const __mmask16 *lm, __m512 *x0, __m512 *x1,
+                                         __m512 *x2)
 {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    int pl, oy, ox, ky, t, planes = g->n * g->cin, hw = g->h * g->w, ohw = g->oh * g->ow;
+    __m512 lo = fer__dw3_row_ld(row, c0, lm[0]);
+    __m512 hi = lm[1] ? _mm512_maskz_loadu_ps(lm[1], row + c0 + 16) : _mm512_setzero_ps();
+    __m512 nx = lm[2] ? _mm512_maskz_loadu_ps(lm[2], row + c0 + 32) : _mm512_setzero_ps();
+    *x0 = _mm512_permutex2var_ps(lo, ev, hi);
+    *x1 = _mm512_permutex2var_ps(lo, od, hi);
+    *x2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(nx), _mm512_castps_si512(*x0), 1));
+}
+FER__AVX512 static void fer__dw3_s2_avx512(const fer_conv_geom *g, float *out, const float *in, const float *w,
+                                           const fer__epi *e)
+{
+    int pl, oy, ox, ky, planes = g->n * g->cin, hw = g->h * g->w, ohw = g->oh * g->ow;
     for (pl = 0; pl < planes; pl++) {
         int c = pl - pl / g->cin * g->cin;
         const float *ip = in + (size_t)pl * hw, *wc = w + (size_t)c * 9;
         float *op = out + (size_t)pl * ohw;
-        __m512 k[9];
-        for (t = 0; t < 9; t++) k[t] = _mm512_set1_ps(wc[t]);
         for (ox = 0; ox < g->ow; ox += 16) {
             __mmask16 m = (__mmask16)(g->ow - ox >= 16 ? 0xFFFF : (1u << (g->ow - ox)) - 1u), lm[3];
-            int c0 = 2 * ox - g->pw, j;
-            for (j = 0; j < 3; j++) {   /* the loads at c0 + 16j: lanes inside the row */
-                int off = c0 + 16 * j, hi = g->w - off;
-                unsigned mm = hi <= 0 ? 0u : hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
-                lm[j] = (__mmask16)(off < 0 ? mm & (0xFFFFu << -off) : mm);   /* off < 0: expanded */
-            }
+            int c0 = 2 * ox - g->pw;
+            fer__dw3_row_masks(g->w, c0, lm);
             for (oy = 0; oy < g->oh; oy++) {
-                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0;
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, x0, x1, x2;
                 for (ky = 0; ky < 3; ky++) {
                     int r = 2 * oy + ky - g->ph;
-                    const float *row = ip + (size_t)r * g->w;
-                    __m512 lo, hi, nx, e0;
                     if (r < 0 || r >= g->h) continue;
-                    lo = c0 < 0 ? _mm512_maskz_expandloadu_ps(lm[0], row) : _mm512_maskz_loadu_ps(lm[0], row + c0);
-                    hi = lm[1] ? _mm512_maskz_loadu_ps(lm[1], row + c0 + 16) : _mm512_setzero_ps();
-                    nx = lm[2] ? _mm512_maskz_loadu_ps(lm[2], row + c0 + 32) : _mm512_setzero_ps();
-                    e0 = _mm512_permutex2var_ps(lo, ev, hi);
-                    a0 = _mm512_fmadd_ps(k[3 * ky], e0, a0);
-                    a1 = _mm512_fmadd_ps(k[3 * ky + 1], _mm512_permutex2var_ps(lo, od, hi), a1);
-                    a2 = _mm512_fmadd_ps(k[3 * ky + 2], _mm512_castsi512_ps(_mm512_alignr_epi32(
-                             _mm512_castps_si512(nx), _mm512_castps_si512(e0), 1)), a2);
+                    fer__dw3_s2_cols(ip + (size_t)r * g->w, c0, lm, &x0, &x1, &x2);
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(wc[3 * ky]), x0, a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(wc[3 * ky + 1]), x1, a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(wc[3 * ky + 2]), x2, a2);
                 }
                 a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
                 if (e) a0 = fer__epi512(a0, e, c);
@@ -2761,6 +2756,34 @@ FER__AVX512 static void fer__dw3_s2_avx512(const fer_conv_geom *g, float *out, c
             }
         }
     }
+}
+/* dwc += the 3x3 stride-2 weight gradient of one plane ip, dY plane d (the
+   forward's loads; each dY vector loaded once for the nine taps). */
+FER__AVX512 static void fer__dw3_s2_dw_avx512(const fer_conv_geom *g, float *dwc, const float *d, const float *ip)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;
+    int oy, ox;
+    for (ox = 0; ox < g->ow; ox += 16) {
+        __mmask16 m = (__mmask16)(g->ow - ox >= 16 ? 0xFFFF : (1u << (g->ow - ox)) - 1u), lm[3];
+        int c0 = 2 * ox - g->pw;
+        fer__dw3_row_masks(g->w, c0, lm);
+        for (oy = 0; oy < g->oh; oy++) {
+            __m512 dv = _mm512_maskz_loadu_ps(m, d + (size_t)oy * g->ow + ox), x0, x1, x2;
+            int r = 2 * oy - g->ph;
+#define FER__S2ROW(R, A0, A1, A2) \
+            if ((R) >= 0 && (R) < g->h) { \
+                fer__dw3_s2_cols(ip + (size_t)(R) * g->w, c0, lm, &x0, &x1, &x2); \
+                A0 = _mm512_fmadd_ps(dv, x0, A0); A1 = _mm512_fmadd_ps(dv, x1, A1); A2 = _mm512_fmadd_ps(dv, x2, A2); \
+            }
+            FER__S2ROW(r, a0, a1, a2)
+            FER__S2ROW(r + 1, a3, a4, a5)
+            FER__S2ROW(r + 2, a6, a7, a8)
+#undef FER__S2ROW
+        }
+    }
+    dwc[0] += fer__hsum512(a0); dwc[1] += fer__hsum512(a1); dwc[2] += fer__hsum512(a2);
+    dwc[3] += fer__hsum512(a3); dwc[4] += fer__hsum512(a4); dwc[5] += fer__hsum512(a5);
+    dwc[6] += fer__hsum512(a6); dwc[7] += fer__hsum512(a7); dwc[8] += fer__hsum512(a8);
 }
 /* dst[2i] = e[i], dst[2i+1] = o[i] for i < n/2 (and dst[n-1] = e[n/2] when n is odd). */
 FER__AVX512 static void fer__interleave_avx512(float *dst, int n, const float *e, const float *o)
@@ -2925,10 +2948,15 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
             const float *d = dout + ((size_t)s * g->cout + c) * g->oh * g->ow;
             float *dwc = dw ? dw + (size_t)c * g->kh * g->kw : NULL;
             float *dc = din ? din + ((size_t)s * g->cin + c) * g->h * g->w : NULL;
-            int dx3 = isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2 && g->kh == 3 && g->kw == 3;
+            const float *ic = in + ((size_t)s * g->cin + c) * g->h * g->w;
+            int dx3 = isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2 && g->kh == 3 && g->kw == 3, dw3 = 0;
+#if defined(FER__X86)
+            dw3 = isa == FER_ISA_AVX512 && fer__dw3_s2(g);   /* dW straight from the plane */
+            if (dw && dw3) fer__dw3_s2_dw_avx512(g, dwc, d, ic);
+#endif
             if (dc && assign && !dx3) memset(dc, 0, sizeof(float) * (size_t)g->h * g->w);   /* in L1 now */
             if (db) for (ox = 0; ox < g->oh * g->ow; ox++) db[c] += d[ox];
-            if (dw) fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, pin);
+            if (dw && !dw3) fer__pad_plane(g, ic, pin);
             if (g->sh == 1 && g->sw == 1) {
                 if (dw) fer__corr2d_dw(isa, dwc, d, g->oh, g->ow, pin, pwid, g->kh, g->kw);
                 if (din) {
@@ -2945,7 +2973,7 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
                 int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2;
                 size_t eo = (size_t)ph * ew;
                 float *ev = pdin, *od = ev + eo, *de = od + eo, *dd = de + eo;
-                if (dw) {
+                if (dw && !dw3) {
                     for (y = 0; y < ph; y++)
                         fer__deinterleave_avx512(pin + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
                     fer__dw_s2_dw_avx512(dwc, d, g->oh, g->ow, ev, od, ew, g->kh, g->kw);
