@@ -42,6 +42,19 @@ static void test_gemm(void)
                       fer_isa_name(isas[ii]), M, N, K, ta, tb, acc, e);
                 free(A); free(B); free(C); free(R);
             }
+    /* few columns: K in blocks as long as the packed panel allows (N <= 48: of
+       3200, N = 140: of 1066), so K crosses them */
+    for (ii = 0; ii < n_isas; ii++)
+        for (a = 0; a < 2; a++) {
+            int M = a ? 17 : 21, N = a ? 140 : 37, K = a ? 1400 : 3500;
+            float *A = fa((size_t)M * K), *B = fa((size_t)K * N), *C = fa((size_t)M * N), *R = fa((size_t)M * N);
+            test_fill(A, (size_t)M * K, 8, 1.0f); test_fill(B, (size_t)K * N, 9, 1.0f);
+            test_fill(C, (size_t)M * N, 10, 1.0f); memcpy(R, C, sizeof(float) * (size_t)M * N);
+            fer_gemm(isas[ii], 0, 0, M, N, K, A, K, B, N, C, N, a, pack);
+            fer_gemm_reference(0, 0, M, N, K, A, K, B, N, R, N, a);
+            CHECK(max_rel(C, R, (size_t)M * N) < 1e-5, "gemm %s M=%d N=%d K=%d (long K blocks)", fer_isa_name(isas[ii]), M, N, K);
+            free(A); free(B); free(C); free(R);
+        }
     /* N beyond one NC block and K beyond one KC block, with padded leading dimensions */
     for (ii = 0; ii < n_isas; ii++) {
         int M = 13, N = 1300, K = 270, lda = K + 3, ldb = N + 5, ldc = N + 7;
