@@ -85,6 +85,11 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.5.0 (2026-12-01)  speed: inference runs early layers through chunk-sized
+                           buffers (fer_workspace_keep names the inner nodes whose
+                           batch fer_node_output returns), 3x3 depthwise kernels
+                           straight from the planes, long K blocks for GEMMs of few
+                           columns
        0.4.0 (2026-12-01)  speed: Winograd F(2x2,3x3) for 3x3 convs with many channels
                            (forward, input and weight gradients), AVX-512 transposing
                            GEMM packer, several samples per GEMM for small planes,
@@ -102,7 +107,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 4
+#define FER_VERSION_MINOR 5
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
