@@ -2541,17 +2541,24 @@ FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, 
             dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         }
 }
+/* The lanes of x[off .. off+15] that lie in a row of w floats (off >= -16), as
+   fer__row_ld takes them: for off < 0 the row's first floats go to lanes -off..
+   by an expanding load from the row's start (no pointer before it is formed). */
+static __mmask16 fer__row_mask(int w, int off)
+{
+    int hi = w - off;
+    unsigned m = hi <= 0 ? 0u : hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+    return (__mmask16)(off < 0 ? m & (0xFFFFu << -off) : m);
+}
+FER__AVX512 static inline __m512 fer__row_ld(const float *row, int off, __mmask16 m)
+{
+    return off < 0 ? _mm512_maskz_expandloadu_ps(m, row) : _mm512_maskz_loadu_ps(m, row + off);
+}
 /* x[off .. off+15] of a row of w floats, zero outside it (off >= -16). */
 FER__AVX512 static __m512 fer__row16_avx512(const float *row, int w, int off)
 {
-    int hi = w - off;   /* lanes [lo, hi) lie in the row */
-    __mmask16 m;
-    if (hi <= 0) return _mm512_setzero_ps();
-    m = (__mmask16)(hi >= 16 ? 0xFFFF : (1u << hi) - 1u);
-    if (off >= 0) return _mm512_maskz_loadu_ps(m, row + off);
-    /* before the row's start: its first floats go to lanes -off.. (no pointer
-       before the row is formed) */
-    return _mm512_maskz_expandloadu_ps((__mmask16)(m & (0xFFFFu << -off)), row);
+    __mmask16 m = fer__row_mask(w, off);
+    return m ? fer__row_ld(row, off, m) : _mm512_setzero_ps();
 }
 
 /* 3x3 depthwise convs straight from the unpadded planes (AVX-512), for the shapes
@@ -2597,14 +2604,22 @@ FER__AVX512 static inline __m512 fer__dw3_ld(const float *plane, int hw, int off
     if (off >= 0) return _mm512_maskz_loadu_ps(m, plane + off);
     return _mm512_maskz_mov_ps(m, fer__row16_avx512(plane, hw, off));
 }
-/* the nine taps at position p of a plane (each load checked) */
+/* the nine taps' vectors at position p of a plane, each load checked (for the
+   vectors at the ends of the buffer) */
+FER__AVX512 static void fer__dw3_taps_checked(const float *ip, int hw, int p, const int *off, const __mmask16 *m,
+                                              __m512 *v)
+{
+    int t;
+    for (t = 0; t < 9; t++) v[t] = m[t] ? fer__dw3_ld(ip, hw, p + off[t], m[t]) : _mm512_setzero_ps();
+}
+/* their correlation with taps wc (flip: rotated 180 degrees) */
 FER__AVX512 static __m512 fer__dw3_edge_avx512(const float *ip, int hw, int p, const int *off, const __mmask16 *m,
                                                const float *wc, int flip)
 {
-    __m512 a = _mm512_setzero_ps();
+    __m512 v[9], a = _mm512_setzero_ps();
     int t;
-    for (t = 0; t < 9; t++)
-        if (m[t]) a = _mm512_fmadd_ps(_mm512_set1_ps(wc[flip ? 8 - t : t]), fer__dw3_ld(ip, hw, p + off[t], m[t]), a);
+    fer__dw3_taps_checked(ip, hw, p, off, m, v);
+    for (t = 0; t < 9; t++) a = _mm512_fmadd_ps(_mm512_set1_ps(wc[flip ? 8 - t : t]), v[t], a);
     return a;
 }
 /* out (= or +=) the "same" 3x3 depthwise correlation of each of `planes` h x w
@@ -2671,7 +2686,7 @@ FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int 
                                                 const float *in)
 {
     __mmask16 mk[FER__DW3_BLOCK][9];
-    int hw = h * w, nv = (hw + 15) / 16, b0, nb, pl, c, j, t, off[9];
+    int hw = h * w, nv = (hw + 15) / 16, b0, nb, pl, c, j, off[9];
     fer__dw3_offsets(w, off);
     for (b0 = 0; b0 < nv; b0 += nb) {
         nb = nv - b0 < FER__DW3_BLOCK ? nv - b0 : FER__DW3_BLOCK;
@@ -2688,7 +2703,7 @@ FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int 
                 __m512 d = _mm512_maskz_loadu_ps(m[4], dp + p);
                 if (!fer__dw3_inside(at + p, w, end)) {
                     __m512 v[9];
-                    for (t = 0; t < 9; t++) v[t] = m[t] ? fer__dw3_ld(ip, hw, p + off[t], m[t]) : _mm512_setzero_ps();
+                    fer__dw3_taps_checked(ip, hw, p, off, m, v);
                     a0 = _mm512_fmadd_ps(d, v[0], a0); a1 = _mm512_fmadd_ps(d, v[1], a1);
                     a2 = _mm512_fmadd_ps(d, v[2], a2); a3 = _mm512_fmadd_ps(d, v[3], a3);
                     a4 = _mm512_fmadd_ps(d, v[4], a4); a5 = _mm512_fmadd_ps(d, v[5], a5);
@@ -2714,29 +2729,15 @@ FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int 
 }
 /* 3x3 stride 2, pad 0 or 1, straight from the planes: for 16 output columns from
    ox of a row, the 33 input columns they read (from c0 = 2 ox - pw) are two vectors
-   and one float, lanes outside the row zero (fer__dw3_row_masks: once per column
-   block), split into the even (kx = 0), odd (kx = 1) and next even (kx = 2)
+   and one float, lanes outside the row zero (their fer__row_mask made once per
+   column block), split into the even (kx = 0), odd (kx = 1) and next even (kx = 2)
    columns by two permutes and a lane shift. */
-static void fer__dw3_row_masks(int w, int c0, __mmask16 *lm)
-{
-    int j;
-    for (j = 0; j < 3; j++) {   /* the loads at c0 + 16 j: lanes inside the row */
-        int off = c0 + 16 * j, hi = w - off;
-        unsigned mm = hi <= 0 ? 0u : hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
-        lm[j] = (__mmask16)(off < 0 ? mm & (0xFFFFu << -off) : mm);   /* off < 0: expanded */
-    }
-}
-/* row[off + lane] under a mask of fer__dw3_row_masks */
-FER__AVX512 static inline __m512 fer__dw3_row_ld(const float *row, int off, __mmask16 m)
-{
-    return off < 0 ? _mm512_maskz_expandloadu_ps(m, row) : _mm512_maskz_loadu_ps(m, row + off);
-}
 FER__AVX512 static inline void fer__dw3_s2_cols(const float *row, int c0, const __mmask16 *lm, __m512 *x0, __m512 *x1,
                                          __m512 *x2)
 {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    __m512 lo = fer__dw3_row_ld(row, c0, lm[0]);
+    __m512 lo = fer__row_ld(row, c0, lm[0]);
     __m512 hi = lm[1] ? _mm512_maskz_loadu_ps(lm[1], row + c0 + 16) : _mm512_setzero_ps();
     __m512 nx = lm[2] ? _mm512_maskz_loadu_ps(lm[2], row + c0 + 32) : _mm512_setzero_ps();
     *x0 = _mm512_permutex2var_ps(lo, ev, hi);
@@ -2753,8 +2754,8 @@ FER__AVX512 static void fer__dw3_s2_avx512(const fer_conv_geom *g, float *out, c
         float *op = out + (size_t)pl * ohw;
         for (ox = 0; ox < g->ow; ox += 16) {
             __mmask16 m = (__mmask16)(g->ow - ox >= 16 ? 0xFFFF : (1u << (g->ow - ox)) - 1u), lm[3];
-            int c0 = 2 * ox - g->pw;
-            fer__dw3_row_masks(g->w, c0, lm);
+            int c0 = 2 * ox - g->pw, j;
+            for (j = 0; j < 3; j++) lm[j] = fer__row_mask(g->w, c0 + 16 * j);
             for (oy = 0; oy < g->oh; oy++) {
                 __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, x0, x1, x2;
                 for (ky = 0; ky < 3; ky++) {
@@ -2780,8 +2781,8 @@ FER__AVX512 static void fer__dw3_s2_dw_avx512(const fer_conv_geom *g, float *dwc
     int oy, ox;
     for (ox = 0; ox < g->ow; ox += 16) {
         __mmask16 m = (__mmask16)(g->ow - ox >= 16 ? 0xFFFF : (1u << (g->ow - ox)) - 1u), lm[3];
-        int c0 = 2 * ox - g->pw;
-        fer__dw3_row_masks(g->w, c0, lm);
+        int c0 = 2 * ox - g->pw, j;
+        for (j = 0; j < 3; j++) lm[j] = fer__row_mask(g->w, c0 + 16 * j);
         for (oy = 0; oy < g->oh; oy++) {
             __m512 dv = _mm512_maskz_loadu_ps(m, d + (size_t)oy * g->ow + ox), x0, x1, x2;
             int r = 2 * oy - g->ph;
