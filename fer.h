@@ -1921,43 +1921,72 @@ static size_t fer__implicit_floats(const fer_conv_geom *g)
    straight from the input (zero padding and the patches' even and odd columns
    made in registers) into V[16][cin][Tb], multiplied by the transformed weights
    U[16][cout][cin] in 16 GEMMs into M[16][cout][Tb] (V and M stay in L2), and
-   transformed back into the output through the epilogue (or added to it).
-   With fewer channels the transforms cost more than the products they save. */
+   transformed back into the output through the epilogue (or added to it). A
+   plane of fewer than 96 tiles (12x12 and below) shares a block with the next
+   samples' planes, so the GEMMs keep full strips (a 6x6 plane alone would be 9
+   columns). With fewer channels the transforms cost more than the products they
+   save. */
 static int fer__wino_shape(const fer_conv_geom *g)
 {
     return g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->cin >= 32 &&
-           g->cout >= 64 && g->oh >= 4 && g->ow >= 8;
+           g->cout >= 64 && g->oh >= 4 && g->ow >= 4;
 }
 /* The stride between the 16 matrices of a [16][rows][cols] Winograd array: 16
    floats more than a matrix, so the 16 rows that a tile's values go to do not
    all fall in one L1 set (matrix sizes are often multiples of 4 KB). */
 #define FER__WINO_ES(rows, cols) ((size_t)(rows) * (size_t)(cols) + 16)
-/* Tiles per row and column, tile rows per block, tiles per block. */
-static void fer__wino_dims(const fer_conv_geom *g, int *th, int *tw, int *rb, int *tb)
+/* Tiles per row and column, tile rows per block, samples per block (rb = th when
+   more than one) and the tiles a block holds, tb: the blocking that wastes least
+   of the 48-column GEMM strips its blocks fill, at most 144 tiles a block; on a
+   tie the largest block up to 96 tiles (its V and M stay in L2 at 64 channels),
+   else the smallest. A 48x48 output runs blocks of 4 tile rows (96 tiles), 44x44
+   of 4 (88), 22x22 a sample a block (121), 12x12 four samples (144), 6x6
+   sixteen. None of it depends on the batch, so scratch sized for one sample
+   serves all. */
+static int fer__wino_strips(int tiles) { return (tiles + 47) / 48; }
+static int fer__wino_better(long tiles, long strips, int tb, long best_tiles, long best_strips, int best_tb)
 {
+    if (tiles * best_strips != best_tiles * strips) return tiles * best_strips > best_tiles * strips;
+    if ((tb <= 96) != (best_tb <= 96)) return tb <= 96;
+    return tb <= 96 ? tb > best_tb : tb < best_tb;
+}
+static void fer__wino_dims(const fer_conv_geom *g, int *th, int *tw, int *rb, int *sb, int *tb)
+{
+    int t, k, r;
+    long bt = 0, bs = 1;
     *th = (g->oh + 1) / 2;
     *tw = (g->ow + 1) / 2;
-    *rb = (96 + *tw - 1) / *tw;
-    if (*rb > *th) *rb = *th;
-    *tb = *rb * *tw;
+    t = *th * *tw;
+    *rb = 1; *sb = 1; *tb = *tw;
+    for (r = 1; r <= *th && (r == 1 || r * *tw <= 144); r++) {   /* blocks of r tile rows of a sample */
+        long strips = (long)(*th / r) * fer__wino_strips(r * *tw) + (*th % r ? fer__wino_strips(*th % r * *tw) : 0);
+        if (r == 1 || fer__wino_better(t, strips, r * *tw, bt, bs, *tb)) { bt = t; bs = strips; *rb = r; *tb = r * *tw; }
+    }
+    for (k = 2; k * t <= 144; k++)   /* blocks of k samples' planes */
+        if (fer__wino_better((long)k * t, fer__wino_strips(k * t), k * t, bt, bs, *tb)) {
+            bt = (long)k * t; bs = fer__wino_strips(k * t); *rb = *th; *sb = k; *tb = k * t;
+        }
 }
 #if defined(FER__X86)
-/* Whether g runs as Winograd when n samples share one weight transform: fewer
-   than 128 tiles run directly (the transform, memory-bound, would cost more than
-   it saves). */
+/* Whether n samples are enough tiles for one weight transform: fewer than 128
+   tiles run directly (the transform, memory-bound, would cost more than it saves). */
+static int fer__wino_enough(const fer_conv_geom *g, int n)
+{
+    return fer__wino_shape(g) && (size_t)((g->oh + 1) / 2) * ((g->ow + 1) / 2) * (size_t)n >= 128;
+}
+/* Whether g runs as Winograd when n samples share one weight transform. */
 static int fer__wino_use(fer_isa isa, const fer_conv_geom *g, int n)
 {
-    return isa == FER_ISA_AVX512 && fer__wino_shape(g) &&
-           (size_t)((g->oh + 1) / 2) * ((g->ow + 1) / 2) * (size_t)n >= 128;
+    return isa == FER_ISA_AVX512 && fer__wino_enough(g, n);
 }
 #endif
 /* Scratch: U, V, M and the B row offsets. */
 static size_t fer__wino_floats(const fer_conv_geom *g)
 {
-    int th, tw, rb, tb;
+    int th, tw, rb, sb, tb;
     size_t u, vm;
     if (!fer__wino_shape(g)) return 0;
-    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    fer__wino_dims(g, &th, &tw, &rb, &sb, &tb);
     u = fer__mul(16, fer__add(fer__mul((size_t)g->cout, (size_t)g->cin), 16));
     vm = fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
     return fer__add(fer__add(u, vm), (size_t)g->cin);
@@ -1965,9 +1994,9 @@ static size_t fer__wino_floats(const fer_conv_geom *g)
 /* Scratch of one sample's weight gradient: V and dM. */
 static size_t fer__wino_dw_floats(const fer_conv_geom *g)
 {
-    int th, tw, rb, tb;
+    int th, tw, rb, sb, tb;
     if (!fer__wino_floats(g)) return 0;
-    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    fer__wino_dims(g, &th, &tw, &rb, &sb, &tb);
     return fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
 }
 /* Convs whose output plane is smaller than a few GEMM strips run this many
@@ -3219,11 +3248,12 @@ FER__AVX512 static void fer__wino_out_avx512(const fer_conv_geom *g, int tw, int
 static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const float *in, const float *w,
                                    const float *wu, const fer__epi *e, float *scratch, int accumulate)
 {
-    int th, tw, rb, tb, s, ty, i;
-    size_t ohw = (size_t)g->oh * g->ow, us = FER__WINO_ES(g->cout, g->cin), vs, ms;
+    int th, tw, rb, sb, tb, s, ty, i, j;
+    size_t ohw = (size_t)g->oh * g->ow, chw = (size_t)g->cin * g->h * g->w;
+    size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms;
     float *u = scratch, *v, *mm;
     int *koff;
-    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    fer__wino_dims(g, &th, &tw, &rb, &sb, &tb);
     vs = FER__WINO_ES(g->cin, tb);
     ms = FER__WINO_ES(g->cout, tb);
     v = u + 16 * us;
@@ -3231,14 +3261,18 @@ static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const flo
     koff = (int *)(mm + 16 * ms);
     for (i = 0; i < g->cin; i++) koff[i] = i * tb;
     if (!wu) { fer__wino_weights_avx512(w, g->cout, g->cin, u, us); wu = u; }
-    for (s = 0; s < g->n; s++) {
-        float *o = out + (size_t)s * g->cout * ohw;
+    for (s = 0; s < g->n; s += sb) {   /* a block: sb samples' planes, or tile rows of one */
+        int k = g->n - s < sb ? g->n - s : sb;
         for (ty = 0; ty < th; ty += rb) {
             int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
-            fer__wino_in_avx512(g, in + (size_t)s * g->cin * g->h * g->w, tw, ty, ty1, v, tb);
+            for (j = 0; j < k; j++)
+                fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
             for (i = 0; i < 16; i++)
-                fer__gemm_off_avx512(g->cout, nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms, tb);
-            fer__wino_out_avx512(g, tw, ty, ty1, mm, tb, o, e, accumulate);
+                fer__gemm_off_avx512(g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms,
+                                     tb);
+            for (j = 0; j < k; j++)
+                fer__wino_out_avx512(g, tw, ty, ty1, mm + (size_t)j * nt, tb, out + (size_t)(s + j) * g->cout * ohw,
+                                     e, accumulate);
         }
     }
 }
@@ -3286,24 +3320,31 @@ FER__AVX512 static void fer__wino_dy_avx512(const fer_conv_geom *g, int tw, int 
             }
         }
 }
-/* dU[e] (cout x cin, at du + e * us) += dM[e] V[e]^T over one sample's tiles. */
+/* dU[e] (cout x cin, at du + e * us) += dM[e] V[e]^T over the tiles of g->n
+   samples, block by block (fer__wino_dims). */
 static void fer__conv_wino_dw(const fer_conv_geom *g, const float *in, const float *dy, float *du,
                               float *scratch, float *pack)
 {
-    int th, tw, rb, tb, ty, i;
-    size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms;
+    int th, tw, rb, sb, tb, s, ty, i, j;
+    size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms, chw = (size_t)g->cin * g->h * g->w;
+    size_t dys = (size_t)g->cout * g->oh * g->ow;
     float *v = scratch, *dm;
-    fer__wino_dims(g, &th, &tw, &rb, &tb);
+    fer__wino_dims(g, &th, &tw, &rb, &sb, &tb);
     vs = FER__WINO_ES(g->cin, tb);
     ms = FER__WINO_ES(g->cout, tb);
     dm = v + 16 * vs;
-    for (ty = 0; ty < th; ty += rb) {
-        int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
-        fer__wino_in_avx512(g, in, tw, ty, ty1, v, tb);
-        fer__wino_dy_avx512(g, tw, ty, ty1, dy, dm, tb);
-        for (i = 0; i < 16; i++)
-            fer__gemm(FER_ISA_AVX512, 0, 1, g->cout, g->cin, nt, dm + i * ms, tb, v + i * vs, tb, du + i * us,
-                      g->cin, 1, pack, NULL);
+    for (s = 0; s < g->n; s += sb) {
+        int k = g->n - s < sb ? g->n - s : sb;
+        for (ty = 0; ty < th; ty += rb) {
+            int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
+            for (j = 0; j < k; j++) {
+                fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
+                fer__wino_dy_avx512(g, tw, ty, ty1, dy + (size_t)(s + j) * dys, dm + (size_t)j * nt, tb);
+            }
+            for (i = 0; i < 16; i++)
+                fer__gemm(FER_ISA_AVX512, 0, 1, g->cout, g->cin, k * nt, dm + i * ms, tb, v + i * vs, tb,
+                          du + i * us, g->cin, 1, pack, NULL);
+        }
     }
 }
 /* dW[co][ci] += G^T dU G. */
@@ -3465,7 +3506,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     /* Stride 1: dX is the forward conv of dY, padded by k-1-p, with the weights
        flipped and transposed (wt[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx]):
        one GEMM of depth og*kh*kw straight into dX, no col2im scatter. */
-    int flip = din && !pointwise && g->sh == 1 && g->sw == 1, idw = 0, wdw = 0;
+    int flip = din && !pointwise && g->sh == 1 && g->sw == 1, idw = 0, wdw = 0, wdx = 0;
     size_t colsz = pointwise ? 0 : (size_t)K * ohw, kt = (size_t)og * kk;
     float *col = scratch, *wt, *pack, *du = NULL;
     fer_conv_geom gt;
@@ -3477,7 +3518,14 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
         idw = !wdw && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
 #endif
-    if (!wdw && !idw && g->n > 1 && fer__conv_batch(g) > 1) {
+    if (flip) {   /* the input gradient's conv, per sample (gt.n = 1) */
+        fer_conv_geom_init(&gt, 1, og, g->oh, g->ow, cg, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
+                           g->kw - 1 - g->pw, 1);
+#if defined(FER__X86)
+        wdx = fer__wino_use(isa, &gt, g->n);
+#endif
+    }
+    if (!wdw && !idw && !wdx && g->n > 1 && fer__conv_batch(g) > 1) {
         fer__conv_backward_batched(isa, g, din, dw, db, dout, in, w, scratch, assign, fer__conv_batch(g));
         return;
     }
@@ -3486,11 +3534,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
        conv (from the pack area on), and the Winograd dU last. */
     if (idw && fer__implicit_floats(g) > colsz) colsz = fer__implicit_floats(g);
     if (wdw && fer__wino_dw_floats(g) > colsz) colsz = fer__wino_dw_floats(g);
-    if (flip) {
-        fer_conv_geom_init(&gt, 1, og, g->oh, g->ow, cg, g->kh, g->kw, 1, 1, g->kh - 1 - g->ph,
-                           g->kw - 1 - g->pw, 1);
-        if (kt * g->h * g->w > colsz) colsz = kt * g->h * g->w;
-    }
+    if (flip && kt * g->h * g->w > colsz) colsz = kt * g->h * g->w;
     wt = scratch + colsz;
     pack = wt + (flip ? kt * cg : 0);
     if (wdw) {
@@ -3499,6 +3543,18 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
         du = pack + gtf;
         memset(du, 0, sizeof(float) * 16 * FER__WINO_ES(og, cg));
     }
+#if defined(FER__X86)
+    /* Winograd runs over all the samples at once (a small plane's blocks hold several) */
+    if (wdw) fer__conv_wino_dw(g, in, dout, du, scratch, pack);
+    if (wdx) {
+        float *wu = pack + fer_gemm_pack_floats();   /* dW's GEMM packs before it */
+        fer_conv_geom gn = gt;
+        gn.n = g->n;
+        fer__flip_weights(w, og, cg, kk, wt);
+        fer__wino_weights_avx512(wt, cg, og, wu, FER__WINO_ES(cg, og));
+        fer__conv_wino_forward(&gn, din, dout, wt, wu, NULL, wu, !assign);
+    }
+#endif
     for (s = 0; s < g->n; s++)
         for (gi = 0; gi < g->groups; gi++) {
             const float *ing = in + ((size_t)s * g->cin + (size_t)gi * cg) * g->h * g->w;
@@ -3510,8 +3566,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                 for (c = 0; c < og; c++) db[gi * og + c] += fer__vsum(isa, ohw, dg + (size_t)c * ohw, 0.0f, 0);
             }
 #if defined(FER__X86)
-            if (wdw) fer__conv_wino_dw(g, ing, dg, du, scratch, pack);
-            else if (dw && idw) {
+            if (dw && idw) {
                 /* implicit dW: dW[co][p] += sum_j dYw[co][j] pad[koff[p] + j] over the
                    wide columns j of the forward pass, dY widened with zeros */
                 int wp = g->w + 2 * g->pw, nw = g->oh * wp, c, y, i;
@@ -3527,21 +3582,15 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                 fer__gemm_abt_avx512(og, K, nw, dyw, nw, scratch, 0, koff, dw, K, 1);
             } else
 #endif
-            if (dw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
+            if (dw && !wdw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
                 if (!pointwise) fer__im2col(g, cg, ing, col, (size_t)ohw);
                 fer_gemm(isa, 0, 1, og, K, ohw, dg, ohw, pointwise ? ing : col, ohw,
                          dw + (size_t)gi * og * K, K, 1, pack);
             }
-            if (!ding) continue;
+            if (!ding || wdx) continue;
             if (flip) {
                 if (s == 0 || g->groups > 1) fer__flip_weights(wg, og, cg, kk, wt);
 #if defined(FER__X86)
-                if (fer__wino_use(isa, &gt, g->n)) {
-                    float *wu = pack + fer_gemm_pack_floats();   /* dW's GEMM packs before it */
-                    if (s == 0 || g->groups > 1) fer__wino_weights_avx512(wt, cg, og, wu, FER__WINO_ES(cg, og));
-                    fer__conv_wino_forward(&gt, ding, dg, wt, wu, NULL, wu, !assign);
-                    continue;
-                }
                 if (fer__conv_implicit(isa, &gt)) {
                     fer__conv_implicit_forward(isa, &gt, ding, dg, wt, NULL, scratch + colsz + kt * cg, !assign);
                     continue;
@@ -5170,16 +5219,22 @@ static void fer__grad_plan(const fer_model *m, fer_workspace *ws)
     }
 }
 
-/* An inference workspace keeps, per conv that can run as Winograd, its weights'
-   transform (made once per forward, shared by the chunks of samples). */
-static size_t fer__wino_aux(const fer_model *m, const fer_node *nd)
+/* An inference workspace of batches up to nb keeps, per conv that can run as
+   Winograd at nb samples, its weights' transform (made once per forward, shared
+   by the chunks of samples). */
+static size_t fer__wino_aux(const fer_model *m, const fer_node *nd, int nb)
 {
+#if defined(FER__X86)
     fer_shape in = m->nodes[nd->in[0]].out;
     fer_conv_geom g;
     if (fer_conv_geom_init(&g, 1, in.c, in.h, in.w, nd->out.c, nd->kh, nd->kw, nd->sh, nd->sw, nd->ph, nd->pw,
-                           nd->groups) != FER_OK || !fer__wino_floats(&g))
+                           nd->groups) != FER_OK || !fer__wino_enough(&g, nb))
         return 0;
     return 16 * FER__WINO_ES(g.cout, g.cin);
+#else
+    (void)m; (void)nd; (void)nb;
+    return 0;   /* Winograd is AVX-512's */
+#endif
 }
 
 static fer_result fer__geom(const fer_model *m, const fer_node *nd, int n, fer_conv_geom *g)
@@ -5270,7 +5325,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         if (!fer__aliases(nd, training) && (training || fer__fused_into(m, i) < 0)) act = fer__add(act, sz);
         if (nd->op == FER_OP_BN) aux = fer__add(aux, 3 * (size_t)nd->out.c);
         if (nd->op == FER_OP_DROPOUT && training) aux = fer__add(aux, sz);
-        if (nd->op == FER_OP_CONV && !training) aux = fer__add(aux, fer__wino_aux(m, nd));
+        if (nd->op == FER_OP_CONV && !training) aux = fer__add(aux, fer__wino_aux(m, nd, max_batch));
         if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux = fer__add(iaux, sz);
         if (nd->op == FER_OP_CHANPOOL) iaux = fer__add(iaux, fer__mul(nb, (size_t)nd->out.h * nd->out.w));
         if (nd->op == FER_OP_CONV) {
@@ -5323,7 +5378,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         ws->aux_off[i] = aux;
         if (nd->op == FER_OP_BN) aux += 3 * (size_t)nd->out.c;
         if (nd->op == FER_OP_DROPOUT && training) aux += sz;
-        if (nd->op == FER_OP_CONV && !training) aux += fer__wino_aux(m, nd);
+        if (nd->op == FER_OP_CONV && !training) aux += fer__wino_aux(m, nd, max_batch);
         ws->iaux_off[i] = iaux;
         if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux += sz;
         if (nd->op == FER_OP_CHANPOOL) iaux += nb * (size_t)nd->out.h * nd->out.w;

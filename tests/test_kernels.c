@@ -240,8 +240,13 @@ static void test_conv(void)
            last planes; rows of 16+ floats with 64+ planes), stride 2 with pads 0 and 1 and rows of more than 16 outputs */
         { 40, 40, 6, 6, 3, 1, 1, 40 }, { 9, 9, 3, 3, 3, 1, 1, 9 }, { 20, 20, 12, 12, 3, 1, 1, 20 },
         { 40, 40, 5, 19, 3, 1, 1, 40 }, { 3, 3, 2, 7, 3, 1, 1, 3 }, { 32, 32, 12, 12, 3, 2, 1, 32 },
-        { 6, 6, 7, 40, 3, 2, 0, 6 }, { 6, 6, 34, 35, 3, 2, 1, 6 }
+        { 6, 6, 7, 40, 3, 2, 0, 6 }, { 6, 6, 34, 35, 3, 2, 1, 6 },
+        /* Winograd over blocks of several samples' small planes (6x6, 12x11, 5x7,
+           4x4; n in wino_n: a full block and a part), forward, dX and dW */
+        { 64, 64, 6, 6, 3, 1, 1, 1 }, { 64, 72, 12, 11, 3, 1, 1, 1 }, { 64, 64, 5, 7, 3, 1, 1, 1 },
+        { 96, 64, 4, 4, 3, 1, 1, 1 }
     };
+    static const int wino_n[] = { 19, 6, 13, 37 };   /* samples of the configs from 39 on */
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -249,7 +254,7 @@ static void test_conv(void)
         fer_conv_geom g;
         size_t nin, nout, nw, ns;
         float *in, *w, *b, *out, *ref, *dout, *din0, *dw0, *db0, *scratch;
-        int batched = ci >= 26 && ci <= 28, n = batched ? 9 : 2;
+        int batched = ci >= 26 && ci <= 28, n = batched ? 9 : ci >= 39 ? wino_n[ci - 39] : 2;
         if (fer_conv_geom_init(&g, n, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
             CHECK(0, "conv config %zu rejected", ci);
             continue;
@@ -266,6 +271,13 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci >= 39) {
+            fer_conv_geom gt;
+            int th, tw, rb, sb, tb;
+            fer_conv_geom_init(&gt, 1, c[1], g.oh, g.ow, c[0], 3, 3, 1, 1, 1, 1, 1);
+            fer__wino_dims(&g, &th, &tw, &rb, &sb, &tb);
+            CHECK(fer__wino_use(FER_ISA_AVX512, &g, g.n) && fer__wino_use(FER_ISA_AVX512, &gt, g.n) && sb > 1 &&
+                  g.n > sb && g.n % sb, "conv config %zu does not run as Winograd over blocks of samples", ci);
         } else if (ci >= 31)
             CHECK(fer__dw3_same(&g) || fer__dw3_s2(&g), "conv config %zu does not take the 3x3 depthwise kernels", ci);
 #endif
