@@ -175,7 +175,7 @@ static void test_relu(void)
 }
 
 /* Max pooling per ISA: outputs and argmax identical to the scalar loops, over
-   window sizes, strides and paddings, odd plane sizes, ties and NaN. */
+   window sizes, strides and paddings, odd plane sizes, ties, -inf and NaN. */
 static void test_maxpool(void)
 {
     static const int geo[][3] = { { 2, 2, 0 }, { 3, 2, 1 }, { 3, 1, 1 }, { 3, 2, 0 }, { 2, 1, 0 }, { 5, 2, 2 } };
@@ -196,6 +196,7 @@ static void test_maxpool(void)
                     test_fill(x, nin, 50 + a * 8 + b, 4.0f);
                     for (i = 0; i < (int)nin; i++) x[i] = floorf(x[i]);      /* many ties */
                     for (i = 7; i < (int)nin; i += 23) x[i] = NAN;
+                    for (i = 3; i < (int)nin; i += 11) x[i] = -INFINITY;   /* a window's first candidate may be -inf */
                     fer__maxpool_forward(isas[ii], y, ia, x, 2, 3, h, w, k, st, p);
                     fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 2, 3, h, w, k, st, p);
                     CHECK(!memcmp(y, r, sizeof(float) * nout) && !memcmp(ia, ib, sizeof(int32_t) * nout),
