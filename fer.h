@@ -85,6 +85,9 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.6.0 (2026-12-01)  speed: Winograd over blocks of several samples' small
+                           planes (the 6x6 convs run it; 12x12 blocks hold four
+                           samples), blockings that fill the GEMM strips
        0.5.0 (2026-12-01)  speed: inference runs early layers through chunk-sized
                            buffers (fer_workspace_keep names the inner nodes whose
                            batch fer_node_output returns), 3x3 depthwise kernels
@@ -107,7 +110,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 5
+#define FER_VERSION_MINOR 6
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
@@ -469,9 +472,10 @@ typedef struct fer_workspace {
    then share one buffer, so fer_node_output of such a conv or norm returns the
    chain's last output; run fer_forward(..., 0) in a training workspace to see
    every node's own output. Results equal the unfused ones to float rounding.
-   It also keeps, for each 3x3 conv that can run as Winograd (AVX-512, 32+ input
-   and 64+ output channels), its weights' transform (16/9 of the weights), made
-   afresh by every fer_forward, so changed weights are always seen. */
+   It also keeps, for each 3x3 conv that can run as Winograd at max_batch
+   (AVX-512, 32+ input and 64+ output channels, 128+ output tiles of 2x2 over
+   the batch), its weights' transform (16/9 of the weights), made afresh by
+   every fer_forward, so changed weights are always seen. */
 FERDEF fer_result   fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                        int training);
 FERDEF void         fer_workspace_free(fer_workspace *ws);
