@@ -1722,13 +1722,14 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
 #if defined(FER__X86)
 /* C[M][N] = A[M][K] * B with B's row p at B + koff[p] (not packed: the rows are
    windows of a padded image, read in place), AVX-512 only. The implicit im2col of
-   a stride-1 conv. */
+   a stride-1 conv. K in blocks of kcb (FER__KC, or more where each row of A is
+   better one long sequential read: see fer__gemm). */
 FER__AVX512 static void fer__gemm_off_avx512(int M, int N, int K, const float *A, int lda, const float *B,
-                                             const int *koff, float *C, int ldc)
+                                             const int *koff, float *C, int ldc, int kcb)
 {
     int pc, ic, jr, ir;
-    for (pc = 0; pc < K; pc += FER__KC) {
-        int kc = K - pc < FER__KC ? K - pc : FER__KC;
+    for (pc = 0; pc < K; pc += kcb) {
+        int kc = K - pc < kcb ? K - pc : kcb;
         for (ic = 0; ic < M; ic += FER__MC) {
             int mc = M - ic < FER__MC ? M - ic : FER__MC;
             for (jr = 0; jr < N; jr += FER__NR_AVX512) {
@@ -1898,11 +1899,13 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
 
 #if defined(FER__X86)
 /* Stride-1 convs with rows long enough that the padded columns waste little run
-   as an implicit im2col (see fer__conv_forward). */
+   as an implicit im2col (see fer__conv_forward); so do a single sample's small
+   planes (batch 1: the im2col would cost more than the wide rows' waste; batches
+   of small planes run several samples per GEMM instead). */
 static int fer__conv_implicit(fer_isa isa, const fer_conv_geom *g)
 {
     return isa == FER_ISA_AVX512 && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->kh * g->kw > 1 && g->kw <= 32 &&
-           g->ow >= 12 && (size_t)g->cin * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) < ((size_t)1 << 30);
+           (g->ow >= 12 || (g->n == 1 && g->ow >= 4)) && (size_t)g->cin * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) < ((size_t)1 << 30);
 }
 #endif
 
@@ -3102,7 +3105,8 @@ static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, floa
     for (s = 0; s < g->n; s++) {
         float *o = out + (size_t)s * g->cout * ohw;
         fer__implicit_pad(g, in + (size_t)s * g->cin * g->h * g->w, scratch);
-        fer__gemm_off_avx512(g->cout, nw, K, w, K, scratch, koff, wide, nw);
+        /* few columns (a small plane at batch 1): K in one block, each weight row one read */
+        fer__gemm_off_avx512(g->cout, nw, K, w, K, scratch, koff, wide, nw, nw <= 3 * FER__NRMAX ? K : FER__KC);
         for (c = 0; c < g->cout; c++)
             for (y = 0; y < g->oh; y++) {
                 const float *src = wide + (size_t)c * nw + (size_t)y * wp;
@@ -3273,7 +3277,7 @@ static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const flo
                 fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
             for (i = 0; i < 16; i++)
                 fer__gemm_off_avx512(g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms,
-                                     tb);
+                                     tb, FER__KC);
             for (j = 0; j < k; j++)
                 fer__wino_out_avx512(g, tw, ty, ty1, mm + (size_t)j * nt, tb, out + (size_t)(s + j) * g->cout * ohw,
                                      e, accumulate);

@@ -245,9 +245,11 @@ static void test_conv(void)
         /* Winograd over blocks of several samples' small planes (6x6, 12x11, 5x7,
            4x4; n in wino_n: a full block and a part), forward, dX and dW */
         { 64, 64, 6, 6, 3, 1, 1, 1 }, { 64, 72, 12, 11, 3, 1, 1, 1 }, { 64, 64, 5, 7, 3, 1, 1, 1 },
-        { 96, 64, 4, 4, 3, 1, 1, 1 }
+        { 96, 64, 4, 4, 3, 1, 1, 1 },
+        /* one sample's small planes as an implicit im2col, K in one long block */
+        { 64, 72, 6, 6, 3, 1, 1, 1 }, { 256, 16, 4, 5, 3, 1, 1, 1 }, { 40, 24, 11, 11, 3, 1, 1, 1 }
     };
-    static const int wino_n[] = { 19, 6, 13, 37 };   /* samples of the configs from 39 on */
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1 };   /* samples of the configs from 39 on */
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -255,7 +257,7 @@ static void test_conv(void)
         fer_conv_geom g;
         size_t nin, nout, nw, ns;
         float *in, *w, *b, *out, *ref, *dout, *din0, *dw0, *db0, *scratch;
-        int batched = ci >= 26 && ci <= 28, n = batched ? 9 : ci >= 39 ? wino_n[ci - 39] : 2;
+        int batched = ci >= 26 && ci <= 28, n = batched ? 9 : ci >= 39 ? tail_n[ci - 39] : 2;
         if (fer_conv_geom_init(&g, n, c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], c[7]) != FER_OK) {
             CHECK(0, "conv config %zu rejected", ci);
             continue;
@@ -272,6 +274,9 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci >= 43) {
+            CHECK(fer__conv_implicit(FER_ISA_AVX512, &g) && !fer__wino_use(FER_ISA_AVX512, &g, g.n),
+                  "conv config %zu does not run as an implicit im2col", ci);
         } else if (ci >= 39) {
             fer_conv_geom gt;
             int th, tw, rb, sb, tb;
