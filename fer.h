@@ -1964,8 +1964,8 @@ static void fer__wino_dims(const fer_conv_geom *g, int *th, int *tw, int *rb, in
     *th = (g->oh + 1) / 2;
     *tw = (g->ow + 1) / 2;
     t = *th * *tw;
-    *rb = 1; *sb = 1; *tb = *tw;
-    for (r = 1; r <= *th && (r == 1 || r * *tw <= 144); r++) {   /* blocks of r tile rows of a sample */
+    *sb = 1;
+    for (r = 1; r <= *th && (r == 1 || r * *tw <= 144); r++) {   /* blocks of r tile rows of a sample (r = 1 first) */
         long strips = (long)(*th / r) * fer__wino_strips(r * *tw) + (*th % r ? fer__wino_strips(*th % r * *tw) : 0);
         if (r == 1 || fer__wino_better(t, strips, r * *tw, bt, bs, *tb)) { bt = t; bs = strips; *rb = r; *tb = r * *tw; }
     }
