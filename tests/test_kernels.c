@@ -55,6 +55,20 @@ static void test_gemm(void)
             CHECK(max_rel(C, R, (size_t)M * N) < 1e-5, "gemm %s M=%d N=%d K=%d (long K blocks)", fer_isa_name(isas[ii]), M, N, K);
             free(A); free(B); free(C); free(R);
         }
+    /* K a little over one KC block (129..160) in one block, B transposed or not
+       (Winograd dW over 144 tiles); N = 1300: too wide for that, two blocks */
+    for (ii = 0; ii < n_isas; ii++)
+        for (a = 0; a < 6; a++) {
+            int M = 20 + a, N = a < 2 ? 200 : a < 4 ? 500 : 1300, K = a < 2 ? 144 : a < 4 ? 160 : 150, t = a & 1;
+            float *A = fa((size_t)M * K), *B = fa((size_t)K * N), *C = fa((size_t)M * N), *R = fa((size_t)M * N);
+            test_fill(A, (size_t)M * K, 11, 1.0f); test_fill(B, (size_t)K * N, 12, 1.0f);
+            test_fill(C, (size_t)M * N, 13, 1.0f); memcpy(R, C, sizeof(float) * (size_t)M * N);
+            fer_gemm(isas[ii], 0, t, M, N, K, A, K, B, t ? K : N, C, N, a > 1, pack);
+            fer_gemm_reference(0, t, M, N, K, A, K, B, t ? K : N, R, N, a > 1);
+            CHECK(max_rel(C, R, (size_t)M * N) < 1e-5, "gemm %s M=%d N=%d K=%d tb=%d (K just over a block)",
+                  fer_isa_name(isas[ii]), M, N, K, t);
+            free(A); free(B); free(C); free(R);
+        }
     /* N beyond one NC block and K beyond one KC block, with padded leading dimensions */
     for (ii = 0; ii < n_isas; ii++) {
         int M = 13, N = 1300, K = 270, lda = K + 3, ldb = N + 5, ldc = N + 7;
@@ -381,7 +395,9 @@ static void test_batchnorm(void)
 
 static void test_dense(void)
 {
-    static const int cfg[][3] = { { 1, 17, 7 }, { 3, 33, 1 }, { 5, 100, 13 }, { 64, 300, 7 }, { 2, 1, 1 } };
+    /* n < 4: the matrix-vector path (AVX-512: eight rows at a time, then single rows; a masked last chunk) */
+    static const int cfg[][3] = { { 1, 17, 7 }, { 3, 33, 1 }, { 5, 100, 13 }, { 64, 300, 7 }, { 2, 1, 1 },
+                                  { 1, 37, 19 }, { 2, 300, 16 }, { 3, 16, 8 }, { 1, 9216, 27 } };
     float *pack = fa(fer_gemm_pack_floats());
     size_t ci;
     int ii;
