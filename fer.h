@@ -1932,25 +1932,45 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+/* The implicit im2col's layout: per input channel, chan floats of zero-padded
+   input, and wide output rows of wq columns (the last few garbage). Stride 1: the
+   padded plane, hp x wp (wq = wp). Stride 2: the padded plane's four phases (even
+   and odd rows by even and odd columns, each hq x wq, hq = ceil(hp/2), wq =
+   ceil(wp/2)), so tap (ky, kx) of output (oy, ox) is float (oy + ky/2, ox + kx/2)
+   of phase (ky%2, kx%2): one offset per tap, consecutive outputs read
+   consecutive floats, as at stride 1. */
+static void fer__implicit_dims(const fer_conv_geom *g, int *wq, size_t *chan)
+{
+    int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw;
+    if (g->sh == 1) { *wq = wp; *chan = (size_t)hp * wp; }
+    else { *wq = (wp + 1) / 2; *chan = 4 * (size_t)((hp + 1) / 2) * (size_t)*wq; }
+}
 #if defined(FER__X86)
-/* Stride-1 convs with rows long enough that the padded columns waste little run
-   as an implicit im2col (see fer__conv_forward); so do a single sample's small
-   planes (batch 1: the im2col would cost more than the wide rows' waste; batches
-   of small planes run several samples per GEMM instead). */
+/* Stride-1 and stride-2 convs with rows long enough that the padded columns waste
+   little run as an implicit im2col (see fer__conv_forward); so do a single
+   sample's small planes (batch 1: the im2col would cost more than the wide rows'
+   waste; batches of small planes run several samples per GEMM instead). */
 static int fer__conv_implicit(fer_isa isa, const fer_conv_geom *g)
 {
-    return isa == FER_ISA_AVX512 && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->kh * g->kw > 1 && g->kw <= 32 &&
-           (g->ow >= 12 || (g->n == 1 && g->ow >= 4)) && (size_t)g->cin * (g->h + 2 * g->ph) * (g->w + 2 * g->pw) < ((size_t)1 << 30);
+    int wq;
+    size_t chan;
+    if (isa != FER_ISA_AVX512 || g->groups != 1 || (g->sh != 1 && g->sh != 2) || g->sw != g->sh ||
+        g->kh * g->kw < 2 || g->kw > 32 || !(g->ow >= 12 || (g->n == 1 && g->ow >= 4)))
+        return 0;
+    fer__implicit_dims(g, &wq, &chan);
+    return (size_t)g->cin * chan < ((size_t)1 << 30);
 }
 #endif
 
 /* Scratch of the implicit im2col (padded input, wide output, offsets), or 0. */
 static size_t fer__implicit_floats(const fer_conv_geom *g)
 {
-    size_t hp = (size_t)(g->h + 2 * g->ph), wp = (size_t)(g->w + 2 * g->pw);
-    if (g->groups != 1 || g->sh != 1 || g->sw != 1 || g->kh * g->kw < 2) return 0;
-    return fer__add(fer__add(fer__mul((size_t)g->cin, fer__mul(hp, wp)), 64),
-                    fer__add(fer__mul((size_t)g->cout, fer__mul((size_t)g->oh, wp)),
+    int wq;
+    size_t chan;
+    if (g->groups != 1 || (g->sh != 1 && g->sh != 2) || g->sw != g->sh || g->kh * g->kw < 2) return 0;
+    fer__implicit_dims(g, &wq, &chan);
+    return fer__add(fer__add(fer__mul((size_t)g->cin, chan), 64),
+                    fer__add(fer__mul((size_t)g->cout, fer__mul((size_t)g->oh, (size_t)wq)),
                              fer__mul((size_t)g->cin, (size_t)g->kh * g->kw)));
 }
 
@@ -3112,31 +3132,67 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
    columns, and the K row offsets, which this fills. */
 static int *fer__implicit_layout(const fer_conv_geom *g, float *scratch, float **wide)
 {
-    int wp = g->w + 2 * g->pw, c, ky, kx, i;
-    size_t plane = (size_t)(g->h + 2 * g->ph) * wp;
+    int wq, hq, c, ky, kx, i;
+    size_t chan;
     int *koff;
-    *wide = scratch + (size_t)g->cin * plane + 64;
-    koff = (int *)(*wide + (size_t)g->cout * g->oh * wp);
+    fer__implicit_dims(g, &wq, &chan);
+    hq = (g->h + 2 * g->ph + 1) / 2;
+    *wide = scratch + (size_t)g->cin * chan + 64;
+    koff = (int *)(*wide + (size_t)g->cout * g->oh * wq);
     for (c = 0, i = 0; c < g->cin; c++)
         for (ky = 0; ky < g->kh; ky++)
-            for (kx = 0; kx < g->kw; kx++) koff[i++] = (int)(c * plane) + ky * wp + kx;
-    memset(scratch + (size_t)g->cin * plane, 0, 64 * sizeof(float));
+            for (kx = 0; kx < g->kw; kx++)
+                koff[i++] = g->sh == 1 ? (int)(c * chan) + ky * wq + kx
+                                       : (int)(c * chan) + ((ky & 1) * 2 + (kx & 1)) * hq * wq + (ky >> 1) * wq + (kx >> 1);
+    memset(scratch + (size_t)g->cin * chan, 0, 64 * sizeof(float));
     return koff;
 }
-/* One sample's cin planes, zero-padded, into the layout's first part. */
+#if defined(FER__X86)
+/* Phase (py, px) of one padded plane (fer__implicit_dims, stride 2): row r, column
+   q is padded (2r + py, 2q + px), zero outside the input. */
+FER__AVX512 static void fer__implicit_phases_avx512(const fer_conv_geom *g, const float *in, float *pad)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int hq = (g->h + 2 * g->ph + 1) / 2, wq = (g->w + 2 * g->pw + 1) / 2, py, px, r, q;
+    for (py = 0; py < 2; py++)
+        for (px = 0; px < 2; px++, pad += (size_t)hq * wq)
+            for (r = 0; r < hq; r++) {
+                int y = 2 * r + py - g->ph;
+                float *d = pad + (size_t)r * wq;
+                if (y < 0 || y >= g->h) { memset(d, 0, sizeof(float) * (size_t)wq); continue; }
+                for (q = 0; q < wq; q += 16) {   /* columns 2q + px - pw, ..., even floats of 32 */
+                    const float *row = in + (size_t)y * g->w;
+                    int off = 2 * q + px - g->pw;
+                    __mmask16 m = (__mmask16)(wq - q >= 16 ? 0xFFFF : (1u << (wq - q)) - 1u);
+                    __m512 a = fer__row16_avx512(row, g->w, off), b = fer__row16_avx512(row, g->w, off + 16);
+                    _mm512_mask_storeu_ps(d + q, m, _mm512_permutex2var_ps(a, ev, b));
+                }
+            }
+}
+#endif
+/* One sample's cin planes, zero-padded (stride 2: in phases), into the layout's first part. */
 static void fer__implicit_pad(const fer_conv_geom *g, const float *in, float *pad)
 {
-    size_t plane = (size_t)(g->h + 2 * g->ph) * (g->w + 2 * g->pw);
-    int c;
-    for (c = 0; c < g->cin; c++) fer__pad_plane(g, in + (size_t)c * g->h * g->w, pad + (size_t)c * plane);
+    int wq, c;
+    size_t chan;
+    fer__implicit_dims(g, &wq, &chan);
+    for (c = 0; c < g->cin; c++) {
+#if defined(FER__X86)
+        if (g->sh == 2) { fer__implicit_phases_avx512(g, in + (size_t)c * g->h * g->w, pad + (size_t)c * chan); continue; }
+#endif
+        fer__pad_plane(g, in + (size_t)c * g->h * g->w, pad + (size_t)c * chan);
+    }
 }
 
 static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in,
                                        const float *w, const fer__epi *e, float *scratch, int accumulate)
 {
-    int wp = g->w + 2 * g->pw, nw = g->oh * wp, ohw = g->oh * g->ow, K = g->cin * g->kh * g->kw, s, c, y;
+    int wp, nw, ohw = g->oh * g->ow, K = g->cin * g->kh * g->kw, s, c, y;
+    size_t chan;
     float *wide;
     int *koff = fer__implicit_layout(g, scratch, &wide);
+    fer__implicit_dims(g, &wp, &chan);
+    nw = g->oh * wp;
     for (s = 0; s < g->n; s++) {
         float *o = out + (size_t)s * g->cout * ohw;
         fer__implicit_pad(g, in + (size_t)s * g->cin * g->h * g->w, scratch);
@@ -3572,7 +3628,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     {   /* the weight gradient as Winograd, or as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
         wdw = dw && fer__wino_use(isa, g, g->n);
-        idw = !wdw && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
+        idw = !wdw && g->sh == 1 && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
 #endif
     if (flip) {   /* the input gradient's conv, per sample (gt.n = 1) */
@@ -5218,8 +5274,10 @@ static int fer__aliases(const fer_node *nd, int training)
            (nd->op == FER_OP_DROPOUT && !training);
 }
 
-/* At inference: the conv whose epilogue runs node i (a BN that is the conv's only
-   reader, or a ReLU/ReLU6 that is such a BN's only reader), or -1. */
+/* At inference: the node that runs node i in its own pass, or -1: the conv whose
+   epilogue runs a BN that is the conv's only reader, or a ReLU/ReLU6 that is such
+   a BN's only reader; the add (a residual join) whose pass runs a ReLU/ReLU6 that
+   is its only reader. */
 static int fer__fused_into(const fer_model *m, int i)
 {
     const fer_node *nd = &m->nodes[i];
@@ -5227,8 +5285,8 @@ static int fer__fused_into(const fer_model *m, int i)
     if (src <= 0) return -1;
     if (nd->op == FER_OP_BN)
         return m->nodes[src].op == FER_OP_CONV && !m->nodes[src].act && fer__consumers(m, src) == 1 ? src : -1;
-    if (nd->op == FER_OP_RELU || nd->op == FER_OP_RELU6)
-        return m->nodes[src].op == FER_OP_BN && fer__consumers(m, src) == 1 ? fer__fused_into(m, src) : -1;
+    if ((nd->op == FER_OP_RELU || nd->op == FER_OP_RELU6) && fer__consumers(m, src) == 1)
+        return m->nodes[src].op == FER_OP_BN ? fer__fused_into(m, src) : m->nodes[src].op == FER_OP_ADD ? src : -1;
     return -1;
 }
 
@@ -5574,8 +5632,17 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         break;
     case FER_OP_FLATTEN: case FER_OP_IDENTITY:
         break;   /* aliased: Y == X */
-    case FER_OP_ADD:
-        fer__vadd(isa, len, Y, X, fer__act(m, ws, nd->in[1], s0)); break;
+    case FER_OP_ADD: {
+        const float *X2 = fer__act(m, ws, nd->in[1], s0);
+        int act = training ? 0 : ws->fuse[m->n_nodes + i];
+        size_t k, piece = act > 0 ? 4096 : len;   /* a fused ReLU on each piece while it is in L1 */
+        for (k = 0; k < len; k += piece) {
+            size_t l = len - k < piece ? len - k : piece;
+            fer__vadd(isa, l, Y + k, X + k, X2 + k);
+            if (act > 0) fer__vrelu(isa, m->nodes[act].op == FER_OP_RELU6, l, Y + k, Y + k);
+        }
+        break;
+    }
     case FER_OP_CMUL:
         fer_cmul_forward(Y, X, fer__act(m, ws, nd->in[1], s0), n, o.c, hw); break;
     case FER_OP_SMUL:

@@ -226,6 +226,50 @@ static void test_builder_errors(void)
     fer_model_free(&m);
 }
 
+/* A residual join whose only reader is a ReLU or ReLU6 runs it in the add's own
+   pass at inference: the same output as the unfused pass (a training workspace's,
+   nothing fused), and the add's output, shared with the activation, clipped. */
+static void test_add_act_fused(void)
+{
+    int k, op;
+    for (op = 0; op < 2; op++) {
+        fer_model m;
+        fer_workspace ws, wt;
+        float x[3 * 2 * 10 * 10], ref[3 * 5];
+        int a, b, j, i, n = 3, clipped = 0;
+        double err = 0.0;
+        const float *y;
+        fer_model_init(&m, 2, 10, 10, 5, NULL);
+        a = fer_bn(&m, fer_conv(&m, FER_INPUT, 6, 3, 3, 1, 1, 1, 0));
+        b = fer_conv(&m, FER_INPUT, 6, 1, 1, 1, 0, 1, 1);
+        j = fer_add(&m, a, b);
+        i = fer_act(&m, j, op ? FER_OP_RELU6 : FER_OP_RELU);
+        fer_dense(&m, fer_flatten(&m, i), 5, 1);
+        CHECK(fer_model_finalize(&m, 7) == FER_OK, "add + %s model builds: %s", op ? "relu6" : "relu", m.error);
+        for (k = 0; k < (int)m.n_params; k++) m.params[k] *= 6.0f;   /* values past 6 for the ReLU6 */
+        test_fill(x, sizeof x / sizeof x[0], 21 + op, 1.0f);
+        fer_workspace_init(&wt, &m, n, 1);
+        fer_forward(&m, &wt, x, n, 0);
+        memcpy(ref, fer_output(&m, &wt), sizeof ref);
+        fer_workspace_init(&ws, &m, n, 0);
+        fer_workspace_keep(&ws, &m, j);
+        fer_forward(&m, &ws, x, n, 0);
+        for (k = 0; k < n * 5; k++) {
+            double d = fabs(fer_output(&m, &ws)[k] - ref[k]) / (1.0 + fabs(ref[k]));
+            if (d > err) err = d;
+        }
+        CHECK(err < 1e-5, "add + %s fused at inference: rel err %.3g against the unfused pass", op ? "relu6" : "relu", err);
+        y = fer_node_output(&ws, j);
+        CHECK(y != NULL, "the add's output is kept");
+        for (k = 0; y && k < n * 6 * 10 * 10; k++) {
+            clipped += y[k] == 0.0f || (op && y[k] == 6.0f);
+            if (y[k] < 0.0f || (op && y[k] > 6.0f)) { clipped = -1000000; break; }
+        }
+        CHECK(clipped > 0, "the add's output is the activation's (in range, some values clipped): %d", clipped);
+        fer_workspace_free(&ws); fer_workspace_free(&wt); fer_model_free(&m);
+    }
+}
+
 int main(void)
 {
     test_image();
@@ -234,5 +278,6 @@ int main(void)
     test_builder_errors();
     test_weights_change();
     test_keep();
+    test_add_act_fused();
     return test_done("test_infer");
 }
