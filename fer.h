@@ -1196,32 +1196,29 @@ static void fer__copy_nr(float *dst, const float *src, int nr)
 }
 
 #if defined(FER__X86)
-/* r[0..15] transposed in registers (four rounds of shuffles). */
-FER__AVX512 static void fer__transpose16_avx512(__m512 *r)
+/* r[0..15] transposed in registers (four rounds of shuffles; named registers, not
+   arrays, which gcc -O2 would keep in memory between the rounds). */
+#define FER__TP1(a, b) t##a = _mm512_unpacklo_ps(r[a], r[b]); t##b = _mm512_unpackhi_ps(r[a], r[b]);
+#define FER__TP2(a, b, c, d) u##a = _mm512_shuffle_ps(t##a, t##c, 0x44); u##b = _mm512_shuffle_ps(t##a, t##c, 0xEE); \
+    u##c = _mm512_shuffle_ps(t##b, t##d, 0x44); u##d = _mm512_shuffle_ps(t##b, t##d, 0xEE);
+#define FER__TP3(a, b, c, d) t##a = _mm512_shuffle_f32x4(u##a, u##b, 0x88); t##b = _mm512_shuffle_f32x4(u##a, u##b, 0xDD); \
+    t##c = _mm512_shuffle_f32x4(u##c, u##d, 0x88); t##d = _mm512_shuffle_f32x4(u##c, u##d, 0xDD);
+#define FER__TP4(a, b) r[a] = _mm512_shuffle_f32x4(t##a, t##b, 0x88); r[b] = _mm512_shuffle_f32x4(t##a, t##b, 0xDD);
+FER__AVX512 static inline void fer__transpose16_avx512(__m512 *r)
 {
-    __m512 t[16], u[16];
-    int i;
-    for (i = 0; i < 16; i += 2) {   /* pairs of rows: elements interleaved */
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (i = 0; i < 16; i += 4) {   /* quads: pairs of elements */
-        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (i = 0; i < 4; i++) {   /* 128-bit lanes: rows 0-7, then 8-15 */
-        t[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
-        t[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
-    }
-    for (i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    }
+    __m512 t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15;
+    __m512 u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, u12, u13, u14, u15;
+    FER__TP1(0, 1) FER__TP1(2, 3) FER__TP1(4, 5) FER__TP1(6, 7)   /* pairs of rows: elements interleaved */
+    FER__TP1(8, 9) FER__TP1(10, 11) FER__TP1(12, 13) FER__TP1(14, 15)
+    FER__TP2(0, 1, 2, 3) FER__TP2(4, 5, 6, 7) FER__TP2(8, 9, 10, 11) FER__TP2(12, 13, 14, 15)   /* quads */
+    FER__TP3(0, 4, 8, 12) FER__TP3(1, 5, 9, 13) FER__TP3(2, 6, 10, 14) FER__TP3(3, 7, 11, 15)   /* 128-bit lanes */
+    FER__TP4(0, 8) FER__TP4(1, 9) FER__TP4(2, 10) FER__TP4(3, 11)
+    FER__TP4(4, 12) FER__TP4(5, 13) FER__TP4(6, 14) FER__TP4(7, 15)
 }
+#undef FER__TP1
+#undef FER__TP2
+#undef FER__TP3
+#undef FER__TP4
 /* fer__pack_b of a transposed B (B is N x K) into 48-wide strips, 16 x 16
    blocks transposed in registers. */
 FER__AVX512 static void fer__pack_bt_avx512(int nc, int kc, const float *B, int ldb, float *dst)
@@ -1449,21 +1446,25 @@ FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, int lda,
     }
 #undef FER__LOOP512
 #undef FER__ROW512
-    if (rows == FER__MR_AVX512 && cols == 48) {
-        /* a full tile straight from the named accumulators (through t[][] the store
-           of a short-K tile, a 16-channel 1x1 conv's, took 40% of its time) */
+    if (rows == FER__MR_AVX512 && cols == 16 * nv) {
+        /* a tile of full rows and full vectors straight from the named accumulators
+           (through t[][] the store of a short-K tile, a 16-channel 1x1 conv's, took
+           40% of its time) */
         __m512 one = _mm512_set1_ps(1.0f), z = _mm512_setzero_ps();
         __m512 lo = e && e->act ? z : _mm512_set1_ps(-INFINITY), hi = _mm512_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
 #define FER__STORE512(r, x0, x1, x2) { \
         float *cp = C + (size_t)(r) * ldc; \
-        if (acc) { x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cp)); x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cp + 16)); \
-                   x2 = _mm512_add_ps(x2, _mm512_loadu_ps(cp + 32)); } \
+        if (acc) { x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cp)); \
+                   if (nv > 1) x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cp + 16)); \
+                   if (nv > 2) x2 = _mm512_add_ps(x2, _mm512_loadu_ps(cp + 32)); } \
         if (e) { \
             __m512 sc = e->scale ? _mm512_set1_ps(e->scale[r]) : one, sh = e->shift ? _mm512_set1_ps(e->shift[r]) : z; \
             x0 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x0, sc, sh), lo), hi); \
             x1 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x1, sc, sh), lo), hi); \
             x2 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x2, sc, sh), lo), hi); } \
-        _mm512_storeu_ps(cp, x0); _mm512_storeu_ps(cp + 16, x1); _mm512_storeu_ps(cp + 32, x2); }
+        _mm512_storeu_ps(cp, x0); \
+        if (nv > 1) _mm512_storeu_ps(cp + 16, x1); \
+        if (nv > 2) _mm512_storeu_ps(cp + 32, x2); }
         FER__STORE512(0, c00, c01, c02) FER__STORE512(1, c10, c11, c12) FER__STORE512(2, c20, c21, c22)
         FER__STORE512(3, c30, c31, c32) FER__STORE512(4, c40, c41, c42) FER__STORE512(5, c50, c51, c52)
         FER__STORE512(6, c60, c61, c62) FER__STORE512(7, c70, c71, c72)
