@@ -85,6 +85,12 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.7.0 (2026-12-02)  speed: stride-2 convs as an implicit im2col over the
+                           padded planes' four phases; a residual add runs the
+                           ReLU that reads it; dense layers at batch < 4 as an
+                           8-row GEMV; Winograd dW without the dU memset, its
+                           finish in AVX-512; a 16x16 register transpose that
+                           stays in registers
        0.6.0 (2026-12-01)  speed: Winograd over blocks of several samples' small
                            planes (the 6x6 convs run it; 12x12 blocks hold four
                            samples), blockings that fill the GEMM strips
@@ -110,7 +116,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 6
+#define FER_VERSION_MINOR 7
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
@@ -1939,11 +1945,16 @@ static int fer__conv_is_pointwise(const fer_conv_geom *g)
    and odd rows by even and odd columns, each hq x wq, hq = ceil(hp/2), wq =
    ceil(wp/2)), so tap (ky, kx) of output (oy, ox) is float (oy + ky/2, ox + kx/2)
    of phase (ky%2, kx%2): one offset per tap, consecutive outputs read
-   consecutive floats, as at stride 1. */
+   consecutive floats, as at stride 1. A "same" stride-1 conv (kw = 2 pw + 1)
+   shares each row's right padding with the next row's left: rows of pw zeros and
+   the w floats, wq = w + pw (a tap past the row's end reads the next row's zeros),
+   then pw zeros; fewer garbage columns (a 12x12 plane: 156 wide, not 168). */
+static int fer__implicit_shared(const fer_conv_geom *g) { return g->sh == 1 && g->kw == 2 * g->pw + 1; }
 static void fer__implicit_dims(const fer_conv_geom *g, int *wq, size_t *chan)
 {
     int hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw;
-    if (g->sh == 1) { *wq = wp; *chan = (size_t)hp * wp; }
+    if (fer__implicit_shared(g)) { *wq = g->w + g->pw; *chan = (size_t)hp * *wq + (size_t)g->pw; }
+    else if (g->sh == 1) { *wq = wp; *chan = (size_t)hp * wp; }
     else { *wq = (wp + 1) / 2; *chan = 4 * (size_t)((hp + 1) / 2) * (size_t)*wq; }
 }
 #if defined(FER__X86)
@@ -3171,17 +3182,27 @@ FER__AVX512 static void fer__implicit_phases_avx512(const fer_conv_geom *g, cons
             }
 }
 #endif
-/* One sample's cin planes, zero-padded (stride 2: in phases), into the layout's first part. */
+/* One sample's cin planes, zero-padded (stride 2: in phases; "same": rows sharing
+   their padding), into the layout's first part. */
 static void fer__implicit_pad(const fer_conv_geom *g, const float *in, float *pad)
 {
-    int wq, c;
+    int wq, c, r;
     size_t chan;
     fer__implicit_dims(g, &wq, &chan);
     for (c = 0; c < g->cin; c++) {
+        const float *ip = in + (size_t)c * g->h * g->w;
+        float *d = pad + (size_t)c * chan;
 #if defined(FER__X86)
-        if (g->sh == 2) { fer__implicit_phases_avx512(g, in + (size_t)c * g->h * g->w, pad + (size_t)c * chan); continue; }
+        if (g->sh == 2) { fer__implicit_phases_avx512(g, ip, d); continue; }
 #endif
-        fer__pad_plane(g, in + (size_t)c * g->h * g->w, pad + (size_t)c * chan);
+        if (!fer__implicit_shared(g)) { fer__pad_plane(g, ip, d); continue; }
+        for (r = 0; r < g->h + 2 * g->ph; r++, d += wq) {
+            int y = r - g->ph, i;
+            for (i = 0; i < g->pw; i++) d[i] = 0.0f;
+            if (y >= 0 && y < g->h) memcpy(d + g->pw, ip + (size_t)y * g->w, sizeof(float) * (size_t)g->w);
+            else memset(d + g->pw, 0, sizeof(float) * (size_t)g->w);
+        }
+        for (r = 0; r < g->pw; r++) d[r] = 0.0f;
     }
 }
 
@@ -3682,9 +3703,12 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             if (dw && idw) {
                 /* implicit dW: dW[co][p] += sum_j dYw[co][j] pad[koff[p] + j] over the
                    wide columns j of the forward pass, dY widened with zeros */
-                int wp = g->w + 2 * g->pw, nw = g->oh * wp, c, y, i;
+                int wp, nw, c, y, i;
+                size_t chan;
                 float *dyw;
                 int *koff = fer__implicit_layout(g, scratch, &dyw);   /* dY widened in the wide rows */
+                fer__implicit_dims(g, &wp, &chan);
+                nw = g->oh * wp;
                 fer__implicit_pad(g, ing, scratch);
                 for (c = 0; c < og; c++)
                     for (y = 0; y < g->oh; y++) {

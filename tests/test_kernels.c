@@ -266,9 +266,11 @@ static void test_conv(void)
         /* stride 2 as an implicit im2col over the padded planes' four phases: odd and
            even sizes, pads 0, 1 and 2, kernels 3, 4 and 5, one sample's small planes */
         { 16, 24, 30, 27, 3, 2, 1, 1 }, { 32, 40, 11, 11, 3, 2, 1, 1 }, { 8, 16, 26, 25, 5, 2, 2, 1 },
-        { 6, 8, 13, 20, 3, 2, 0, 1 }, { 12, 16, 24, 24, 4, 2, 1, 1 }
+        { 6, 8, 13, 20, 3, 2, 0, 1 }, { 12, 16, 24, 24, 4, 2, 1, 1 },
+        /* stride 1: a "same" 5x5 (rows sharing their padding) and a 3x3 with pad 0 (not) */
+        { 8, 12, 14, 13, 5, 1, 2, 1 }, { 10, 12, 13, 16, 3, 1, 0, 1 }
     };
-    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3 };   /* samples of the configs from 39 on */
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2 };   /* samples of the configs from 39 on */
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
