@@ -474,8 +474,9 @@ typedef struct fer_workspace {
 
 /* An inference workspace (training == 0) runs a conv, the batch norm that is its
    only reader and the ReLU/ReLU6 that is that norm's only reader as one kernel
-   (the norm and activation become the conv's store-time epilogue). Their nodes
-   then share one buffer, so fer_node_output of such a conv or norm returns the
+   (the norm and activation become the conv's store-time epilogue), and an add
+   with the ReLU/ReLU6 that is its only reader in one pass. Their nodes then
+   share one buffer, so fer_node_output of such a conv, norm or add returns the
    chain's last output; run fer_forward(..., 0) in a training workspace to see
    every node's own output. Results equal the unfused ones to float rounding.
    It also keeps, for each 3x3 conv that can run as Winograd at max_batch
