@@ -1467,8 +1467,8 @@ FER__AVX512 static void fer__kernel_avx512_off(int kc, const float *pa, int lda,
         if (e) { \
             __m512 sc = e->scale ? _mm512_set1_ps(e->scale[r]) : one, sh = e->shift ? _mm512_set1_ps(e->shift[r]) : z; \
             x0 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x0, sc, sh), lo), hi); \
-            x1 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x1, sc, sh), lo), hi); \
-            x2 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x2, sc, sh), lo), hi); } \
+            if (nv > 1) x1 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x1, sc, sh), lo), hi); \
+            if (nv > 2) x2 = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(x2, sc, sh), lo), hi); } \
         _mm512_storeu_ps(cp, x0); \
         if (nv > 1) _mm512_storeu_ps(cp + 16, x1); \
         if (nv > 2) _mm512_storeu_ps(cp + 32, x2); }
@@ -1795,7 +1795,7 @@ FER__AVX512 static float fer__dot_avx512(int n, const float *x, const float *y)
    -> 0.58 ms. */
 FER__AVX512 static void fer__gemv_avx512(int nout, int nin, const float *w, const float *x, float *y)
 {
-    int j = 0, i, r;
+    int j = 0, i;
     for (; j + 8 <= nout; j += 8) {
         const float *w0 = w + (size_t)j * nin, *w1 = w0 + nin, *w2 = w1 + nin, *w3 = w2 + nin;
         const float *w4 = w3 + nin, *w5 = w4 + nin, *w6 = w5 + nin, *w7 = w6 + nin;
@@ -1812,11 +1812,8 @@ FER__AVX512 static void fer__gemv_avx512(int nout, int nin, const float *w, cons
             s6 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m, w6 + i), s6);
             s7 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m, w7 + i), s7);
         }
-        {
-            __m512 t[8];
-            t[0] = s0; t[1] = s1; t[2] = s2; t[3] = s3; t[4] = s4; t[5] = s5; t[6] = s6; t[7] = s7;
-            for (r = 0; r < 8; r++) y[j + r] = fer__hsum512(t[r]);
-        }
+        y[j] = fer__hsum512(s0); y[j + 1] = fer__hsum512(s1); y[j + 2] = fer__hsum512(s2); y[j + 3] = fer__hsum512(s3);
+        y[j + 4] = fer__hsum512(s4); y[j + 5] = fer__hsum512(s5); y[j + 6] = fer__hsum512(s6); y[j + 7] = fer__hsum512(s7);
     }
     for (; j < nout; j++) y[j] = fer__dot_avx512(nin, x, w + (size_t)j * nin);
 }

@@ -298,6 +298,8 @@ static void test_conv(void)
         } else if (ci >= 43) {
             CHECK(fer__conv_implicit(FER_ISA_AVX512, &g) && !fer__wino_use(FER_ISA_AVX512, &g, g.n),
                   "conv config %zu does not run as an implicit im2col", ci);
+            if (ci >= 51)   /* the last two: rows sharing their padding, then not */
+                CHECK(fer__implicit_shared(&g) == (ci == 51), "conv config %zu: shared padding %d", ci, fer__implicit_shared(&g));
         } else if (ci >= 39) {
             fer_conv_geom gt;
             int th, tw, rb, sb, tb;
