@@ -451,7 +451,8 @@ typedef struct fer_workspace {
     size_t *act_off;             /* node i's activation: act + act_off[i]          */
     size_t *aux_off;             /* node i's saved statistics: aux + aux_off[i]    */
     size_t *iaux_off;            /* node i's argmax indices: iaux + iaux_off[i]    */
-    float *act, *grad;           /* activations and their gradients, same offsets */
+    size_t *grad_off;            /* training: node i's gradient: grad + grad_off[i] */
+    float *act, *grad;           /* activations and (training) their gradients     */
     float *aux;                  /* BN batch mean/invstd, dropout masks, Winograd  */
     int32_t *iaux;
     float *pgrad;                /* parameter gradients, same layout as params     */
@@ -460,6 +461,8 @@ typedef struct fer_workspace {
     int input_grad;              /* fer_backward writes d/d input too (default 1)   */
     int *gassign, *gzero;        /* training: node i writes (=) its input's gradient
                                     first; gradient region i is zeroed per backward */
+    int *gfirst;                 /* training: the step (node) that writes region i
+                                    first; n_nodes: live all through backward       */
     int *tfuse;                  /* training: BN i writes ReLU tfuse[i]'s output too */
     int *whole;                  /* node i's buffer holds the whole batch; else (an
                                     inference workspace's inner nodes) only the chunk
@@ -498,8 +501,14 @@ FERDEF const float *fer_output(const fer_model *m, const fer_workspace *ws);   /
 FERDEF const float *fer_node_output(const fer_workspace *ws, int node);
 FERDEF fer_result   fer_workspace_keep(fer_workspace *ws, const fer_model *m, int node);
 /* Back-propagates dout (n x output shape) through the last training forward,
-   accumulating into ws->pgrad (and ws->grad). Zero them with fer_zero_grad. */
+   accumulating into ws->pgrad. Zero it with fer_zero_grad. The gradients of the
+   activations live only while backward needs them: a region is reused once its
+   node has read it, so a deep net's take a few activations' room and stay in
+   cache. What is left afterwards is d loss / d input (when ws->input_grad). */
 FERDEF fer_result   fer_backward(const fer_model *m, fer_workspace *ws, const float *dout);
+/* n x input shape: d loss / d input of the last fer_backward, or NULL where the
+   workspace does not make it (an inference workspace, or input_grad == 0). */
+FERDEF const float *fer_input_grad(const fer_workspace *ws);
 FERDEF void         fer_zero_grad(const fer_model *m, fer_workspace *ws);
 /* After a training forward: running = (1-momentum)*running + momentum*batch
    (unbiased variance) for every batch norm, as PyTorch does. */
@@ -5320,6 +5329,53 @@ static int fer__grad_root(const fer_model *m, int i)
     return i;
 }
 
+/* Training: where each node's gradient lives. Backward runs from the last node
+   down; the region of node r (one that does not alias its input) is live from the
+   step of its first writer gfirst[r] (its highest-numbered reader) to r's own
+   step, where r reads it. Regions live at no common step share memory: largest
+   first, each at the lowest offset clear of the placed regions it meets in time.
+   The output's region (dout) and regions no node reads are live throughout
+   (gfirst = n_nodes). off[i]: node i's region (an alias: its input's); returns the
+   floats of all, each region rounded up to 16 floats. */
+#define FER__GRAD_SZ(m, nb, i) (((nb) * fer__shape_size((m)->nodes[i].out) + 15) & ~(size_t)15)
+static size_t fer__grad_layout(const fer_model *m, size_t nb, int *gfirst, size_t *off, int *live)
+{
+    int i, j, k, nl, n = m->n_nodes, out = fer__grad_root(m, n - 1);
+    size_t total = 0;
+    for (i = 0; i < n; i++) { gfirst[i] = -1; off[i] = SIZE_MAX; }
+    for (i = 1; i < n; i++)
+        if (!fer__aliases(&m->nodes[i], 1))
+            for (k = 0; k < m->nodes[i].n_in; k++) {
+                int r = fer__grad_root(m, m->nodes[i].in[k]);
+                if (i > gfirst[r]) gfirst[r] = i;
+            }
+    for (i = 0; i < n; i++)
+        if (i == out || gfirst[i] < 0) gfirst[i] = n;
+    for (;;) {
+        int r = -1;
+        size_t sz, at = SIZE_MAX;
+        for (i = 0; i < n; i++)   /* the largest region not yet placed */
+            if (off[i] == SIZE_MAX && !fer__aliases(&m->nodes[i], 1) &&
+                (r < 0 || fer__shape_size(m->nodes[i].out) > fer__shape_size(m->nodes[r].out))) r = i;
+        if (r < 0) break;
+        sz = FER__GRAD_SZ(m, nb, r);
+        for (nl = j = 0; j < n; j++)   /* the placed regions live at a step r is */
+            if (off[j] != SIZE_MAX && !fer__aliases(&m->nodes[j], 1) && j <= gfirst[r] && r <= gfirst[j])
+                live[nl++] = j;
+        for (j = -1; j < nl; j++) {    /* candidates: 0 and the end of each of them */
+            size_t c = j < 0 ? 0 : off[live[j]] + FER__GRAD_SZ(m, nb, live[j]);
+            int ok = c < at;
+            for (k = 0; k < nl && ok; k++)
+                ok = c + sz <= off[live[k]] || off[live[k]] + FER__GRAD_SZ(m, nb, live[k]) <= c;
+            if (ok) at = c;
+        }
+        off[r] = at;
+        if (at + sz > total) total = at + sz;
+    }
+    for (i = 0; i < n; i++) off[i] = off[fer__grad_root(m, i)];
+    return total;
+}
+
 /* Backward accumulates (+=) into the gradient of every input. Rather than zeroing
    all of them each pass, the first node to write a region (backward runs from the
    last node down, so the highest-numbered reader) assigns it when its op can (conv,
@@ -5327,26 +5383,17 @@ static int fer__grad_root(const fer_model *m, int i)
    output's region holds dout and is added to. */
 static void fer__grad_plan(const fer_model *m, fer_workspace *ws)
 {
-    int i, k, r, out = fer__grad_root(m, m->n_nodes - 1);
-    int *first = ws->fuse;   /* borrowed: fuse is all zero in a training workspace */
-    for (i = 0; i < m->n_nodes; i++) first[i] = -1;
-    for (i = 1; i < m->n_nodes; i++)
-        if (!fer__aliases(&m->nodes[i], 1))
-            for (k = 0; k < m->nodes[i].n_in; k++) {
-                r = fer__grad_root(m, m->nodes[i].in[k]);
-                if (i > first[r]) first[r] = i;
-            }
+    int i, r, out = fer__grad_root(m, m->n_nodes - 1);
     for (r = 0; r < m->n_nodes; r++) {
         const fer_node *w;
         if (fer__aliases(&m->nodes[r], 1) || r == out) continue;
-        w = first[r] >= 0 ? &m->nodes[first[r]] : NULL;
+        w = ws->gfirst[r] < m->n_nodes ? &m->nodes[ws->gfirst[r]] : NULL;
         if (w && (w->op == FER_OP_CONV || w->op == FER_OP_BN || w->op == FER_OP_RELU || w->op == FER_OP_RELU6) &&
             w->n_in == 1 && fer__grad_root(m, w->in[0]) == r)
-            ws->gassign[first[r]] = 1;
+            ws->gassign[ws->gfirst[r]] = 1;
         else
             ws->gzero[r] = 1;
     }
-    for (i = 0; i < m->n_nodes; i++) first[i] = 0;
     /* a ReLU/ReLU6 that is a batch norm's only reader runs inside the norm's
        forward (its backward needs only its own output) */
     for (i = 1; i < m->n_nodes; i++) {
@@ -5449,7 +5496,8 @@ FERDEF fer_result fer_workspace_keep(fer_workspace *ws, const fer_model *m, int 
 FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                      int training)
 {
-    size_t act = 0, aux = 0, iaux = 0, scratch = fer_gemm_pack_floats(), nb, total, floats, idx;
+    size_t act = 0, grad = 0, aux = 0, iaux = 0, scratch = fer_gemm_pack_floats(), nb, total, floats, idx;
+    size_t *tmp = NULL;
     int i;
     memset(ws, 0, sizeof(*ws));
     ws->alloc_ctx = m->alloc_ctx;
@@ -5479,12 +5527,19 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
             if (s > scratch) scratch = s;
         }
     }
-    floats = fer__add(fer__add(fer__mul(act, training ? 2 : 1), aux),
-                      fer__add(training ? m->n_params : 0, scratch));
+    if (training) {   /* the gradients' places, made in a scratch allocation */
+        if (!(tmp = (size_t *)FER_MALLOC(((size_t)m->n_nodes * (sizeof(size_t) + 2 * sizeof(int))), ws->alloc_ctx))) {
+            fer__err(ws->error, "workspace: cannot allocate the gradient plan of %d nodes", m->n_nodes);
+            return FER_ERR_NOMEM;
+        }
+        grad = fer__grad_layout(m, nb, (int *)(tmp + m->n_nodes), tmp, (int *)(tmp + m->n_nodes) + m->n_nodes);
+    }
+    floats = fer__add(fer__add(fer__add(act, grad), aux), fer__add(training ? m->n_params : 0, scratch));
     total = fer__add(fer__add(fer__mul(floats, sizeof(float)), fer__mul(iaux, sizeof(int32_t))),
-                     fer__add(fer__mul((size_t)m->n_nodes * 3, sizeof(size_t)),
-                              fer__mul((size_t)m->n_nodes * 6, sizeof(int))));
+                     fer__add(fer__mul((size_t)m->n_nodes * 4, sizeof(size_t)),
+                              fer__mul((size_t)m->n_nodes * 7, sizeof(int))));
     if (total == SIZE_MAX || !(ws->mem = FER_MALLOC(total, ws->alloc_ctx))) {
+        if (tmp) FER_FREE(tmp, ws->alloc_ctx);
         fer__err(ws->error, "workspace: cannot allocate %zu bytes for batch %d", total, max_batch);
         return FER_ERR_NOMEM;
     }
@@ -5492,9 +5547,10 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->act_off = (size_t *)ws->mem;
     ws->aux_off = ws->act_off + m->n_nodes;
     ws->iaux_off = ws->aux_off + m->n_nodes;
-    ws->act = (float *)(ws->iaux_off + m->n_nodes);
+    ws->grad_off = ws->iaux_off + m->n_nodes;
+    ws->act = (float *)(ws->grad_off + m->n_nodes);
     ws->grad = training ? ws->act + act : NULL;
-    ws->aux = ws->act + act * (training ? 2 : 1);
+    ws->aux = ws->act + act + grad;
     ws->pgrad = training ? ws->aux + aux : NULL;
     ws->scratch = ws->aux + aux + (training ? m->n_params : 0);
     ws->scratch_len = scratch;
@@ -5504,7 +5560,14 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
     ws->gzero = ws->gassign + m->n_nodes;
     ws->tfuse = ws->gzero + m->n_nodes;
     ws->whole = ws->tfuse + m->n_nodes;
-    for (i = 0; i < 6 * m->n_nodes; i++) ws->fuse[i] = 0;
+    ws->gfirst = ws->whole + m->n_nodes;
+    for (i = 0; i < 7 * m->n_nodes; i++) ws->fuse[i] = 0;
+    for (i = 0; i < m->n_nodes; i++) ws->grad_off[i] = 0;
+    if (tmp) {
+        memcpy(ws->grad_off, tmp, sizeof(size_t) * (size_t)m->n_nodes);
+        memcpy(ws->gfirst, tmp + m->n_nodes, sizeof(int) * (size_t)m->n_nodes);
+        FER_FREE(tmp, ws->alloc_ctx);
+    }
     act = aux = iaux = 0;
     for (i = 0; i < m->n_nodes; i++) {
         const fer_node *nd = &m->nodes[i];
@@ -5743,6 +5806,11 @@ FERDEF void fer_zero_grad(const fer_model *m, fer_workspace *ws)
     if (ws->pgrad) memset(ws->pgrad, 0, sizeof(float) * m->n_params);
 }
 
+static void fer__grad_clear(const fer_model *m, fer_workspace *ws, int r)
+{
+    memset(ws->grad + ws->grad_off[r], 0, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[r].out));
+}
+
 static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa isa, int i, int n)
 {
     const fer_node *nd = &m->nodes[i];
@@ -5750,7 +5818,7 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
     const float *X = ws->act + ws->act_off[nd->in[0]], *Y = ws->act + ws->act_off[i];
     const float *P = fer__p(m, nd), *A = ws->aux + ws->aux_off[i];
     const int32_t *I = ws->iaux + ws->iaux_off[i];
-    float *dY = ws->grad + ws->act_off[i], *dX = ws->grad + ws->act_off[nd->in[0]];
+    float *dY = ws->grad + ws->grad_off[i], *dX = ws->grad + ws->grad_off[nd->in[0]];
     float *dP = fer__dp(m, ws, nd);
     int hw = in.h * in.w, assign = ws->gassign[i];   /* the first writer of dX: = not += */
     size_t len = (size_t)n * fer__shape_size(o), k;
@@ -5789,19 +5857,19 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
         break;   /* aliased: dY is dX */
     case FER_OP_ADD:
         fer__vadd(isa, len, dX, dX, dY);
-        fer__vadd(isa, len, ws->grad + ws->act_off[nd->in[1]], ws->grad + ws->act_off[nd->in[1]], dY);
+        fer__vadd(isa, len, ws->grad + ws->grad_off[nd->in[1]], ws->grad + ws->grad_off[nd->in[1]], dY);
         break;
     case FER_OP_CMUL:
-        fer_cmul_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, X,
+        fer_cmul_backward(dX, ws->grad + ws->grad_off[nd->in[1]], dY, X,
                           ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
     case FER_OP_SMUL:
-        fer_smul_backward(dX, ws->grad + ws->act_off[nd->in[1]], dY, X,
+        fer_smul_backward(dX, ws->grad + ws->grad_off[nd->in[1]], dY, X,
                           ws->act + ws->act_off[nd->in[1]], n, o.c, hw); break;
     case FER_OP_CONCAT: {
         int s, j, c0 = 0;
         for (j = 0; j < nd->n_in; j++) {
             fer_shape sj = m->nodes[nd->in[j]].out;
-            float *dXj = ws->grad + ws->act_off[nd->in[j]];
+            float *dXj = ws->grad + ws->grad_off[nd->in[j]];
             for (s = 0; s < n; s++)
                 fer_axpy(FER_ISA_SCALAR, sj.c * hw, 1.0f, dY + ((size_t)s * o.c + c0) * hw, dXj + (size_t)s * sj.c * hw);
             c0 += sj.c;
@@ -5821,11 +5889,24 @@ FERDEF fer_result fer_backward(const fer_model *m, fer_workspace *ws, const floa
         fer__err(ws->error, "backward: needs a training forward on a training workspace first");
         return FER_ERR_ARG;
     }
-    for (i = 0; i < m->n_nodes; i++)   /* the regions no first writer assigns */
-        if (ws->gzero[i]) memset(ws->grad + ws->act_off[i], 0, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[i].out));
-    memcpy(ws->grad + ws->act_off[last], dout, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[last].out));
-    for (i = last; i >= 1; i--) fer__node_backward(m, ws, isa, i, ws->n);
+    for (i = 0; i < m->n_nodes; i++)   /* regions no first writer assigns, live throughout */
+        if (ws->gzero[i] && ws->gfirst[i] == m->n_nodes) fer__grad_clear(m, ws, i);
+    memcpy(ws->grad + ws->grad_off[last], dout, sizeof(float) * (size_t)ws->n * fer__shape_size(m->nodes[last].out));
+    for (i = last; i >= 1; i--) {
+        const fer_node *nd = &m->nodes[i];
+        int k;
+        for (k = 0; k < nd->n_in; k++) {   /* the others as their first writer starts */
+            int r = fer__grad_root(m, nd->in[k]);
+            if (ws->gzero[r] && ws->gfirst[r] == i) fer__grad_clear(m, ws, r);
+        }
+        fer__node_backward(m, ws, isa, i, ws->n);
+    }
     return FER_OK;
+}
+
+FERDEF const float *fer_input_grad(const fer_workspace *ws)
+{
+    return ws->training && ws->input_grad ? ws->grad + ws->grad_off[0] : NULL;
 }
 
 FERDEF void fer_bn_update_running(fer_model *m, const fer_workspace *ws)

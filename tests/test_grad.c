@@ -113,7 +113,7 @@ static void gradcheck(const char *name, build_fn build, int n, int c, int h, int
     fer_zero_grad(&m, &ws);
     fer_forward(&m, &ws, x, n, 1);
     CHECK(fer_backward(&m, &ws, r) == FER_OK, "%s: backward: %s", name, ws.error);
-    memcpy(gx, ws.grad + ws.act_off[0], sizeof(float) * nx);
+    memcpy(gx, fer_input_grad(&ws), sizeof(float) * nx);
     memcpy(gp, ws.pgrad, sizeof(float) * m.n_params);
     {   /* a second backward over the first one's stale activation gradients: each
            region is reset (zeroed, or assigned by its first writer), so the input
@@ -122,7 +122,7 @@ static void gradcheck(const char *name, build_fn build, int n, int c, int h, int
         int same = 1;
         fer_zero_grad(&m, &ws);
         CHECK(fer_backward(&m, &ws, r) == FER_OK, "%s: second backward: %s", name, ws.error);
-        for (a = 0; a < nx; a++) same &= ws.grad[ws.act_off[0] + a] == gx[a];
+        for (a = 0; a < nx; a++) same &= fer_input_grad(&ws)[a] == gx[a];
         for (a = 0; a < m.n_params; a++) same &= ws.pgrad[a] == gp[a];
         CHECK(same, "%s: a second backward does not repeat the first", name);
     }
@@ -193,7 +193,49 @@ static int b_se(fer_model *m, int x) { return fer_block_se(m, fer_conv(m, x, 8, 
 static int b_cbam(fer_model *m, int x) { return fer_block_cbam(m, fer_conv(m, x, 8, 1, 1, 1, 0, 1, 1), 4); }
 static int b_dsc_cbam(fer_model *m, int x) { return fer_block_dsc_cbam(m, x, 4); }
 static int b_dsc_cbam_id(fer_model *m, int x) { return fer_block_dsc_cbam(m, fer_conv(m, x, 16, 1, 1, 1, 0, 1, 0), 16); }
+static int b_deep(fer_model *m, int x)   /* long enough that gradient regions are reused */
+{
+    x = fer_conv_bn_act(m, x, 4, 3, 1, FER_OP_RELU);
+    x = fer_block_xception(m, x, 6);
+    x = fer_block_inverted_residual(m, x, 6, 2, 1);
+    x = fer_block_basic(m, x, 6, 1);
+    return fer_block_dsc_cbam(m, x, 8);
+}
 static int b_fold(fer_model *m, int x) { return fer_conv_bn_act(m, fer_conv_bn_act(m, x, 4, 3, 1, FER_OP_RELU6), 3, 3, 1, FER_OP_RELU); }
+
+/* The gradient layout of every zoo model: regions live at a common backward step
+   (from the step of a region's first writer down to its own node's) never share
+   a float, all lie inside the gradient buffer, and the reuse leaves far less than
+   one region per activation. */
+static void grad_layout_check(void)
+{
+    int z;
+    for (z = 0; z < fer_zoo_count(); z++) {
+        fer_model m;
+        fer_workspace ws;
+        size_t act = 0, room;
+        int i, j, bad = 0, n = 3;
+        const char *name = fer_zoo_name(z);
+        if (fer_zoo_build(&m, name, 1, 48, 48, 7, 1, NULL) != FER_OK) { CHECK(0, "%s: build: %s", name, m.error); continue; }
+        CHECK(fer_workspace_init(&ws, &m, n, 1) == FER_OK, "%s: workspace: %s", name, ws.error);
+        room = (size_t)(ws.aux - ws.grad);
+        for (i = 0; i < m.n_nodes; i++) {
+            size_t si = (size_t)n * fer__shape_size(m.nodes[i].out);
+            if (fer__aliases(&m.nodes[i], 1)) { bad += ws.grad_off[i] != ws.grad_off[fer__grad_root(&m, i)]; continue; }
+            act += si;
+            bad += ws.grad_off[i] + si > room || ws.gfirst[i] < i || ws.gfirst[i] > m.n_nodes;
+            for (j = i + 1; j < m.n_nodes; j++) {
+                size_t sj = (size_t)n * fer__shape_size(m.nodes[j].out);
+                if (fer__aliases(&m.nodes[j], 1) || j > ws.gfirst[i] || i > ws.gfirst[j]) continue;
+                bad += !(ws.grad_off[i] + si <= ws.grad_off[j] || ws.grad_off[j] + sj <= ws.grad_off[i]);
+            }
+        }
+        CHECK(bad == 0, "%s: %d gradient regions overlap one live with them or leave the buffer", name, bad);
+        CHECK(room < act / 2, "%s: gradients take %zu floats for %zu of activations", name, room, act);
+        fer_workspace_free(&ws);
+        fer_model_free(&m);
+    }
+}
 
 /* inference-mode BN backward, checked directly against finite differences */
 static void bn_infer_check(void)
@@ -249,11 +291,13 @@ int main(void)
         { "inverted res s2", b_ir_s2, 3, 7, 7, 1, 0 },  { "squeeze-excitation", b_se, 3, 4, 4, 1, 0 },
         { "cbam", b_cbam, 3, 8, 8, 1, 0 },              { "dsc+cbam block", b_dsc_cbam, 2, 8, 8, 1, 0 },
         { "dsc+cbam identity", b_dsc_cbam_id, 2, 6, 6, 1, 0 },
+        { "deep chain of blocks", b_deep, 2, 8, 8, 1, 0 },
         { "folded conv+bn+relu", b_fold, 2, 6, 6, 1, 1 }
     };
     size_t i;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         gradcheck(cases[i].name, cases[i].fn, 3, cases[i].c, cases[i].h, cases[i].w, cases[i].scale, cases[i].fold);
     bn_infer_check();
+    grad_layout_check();
     return test_done("test_grad");
 }
