@@ -3903,35 +3903,47 @@ static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const 
 
 /* Each (sample, channel) row is summed in float, rows are combined in double. */
 /* act 1, 2: ReLU or ReLU6 on the output, per plane while it is in L1 */
+/* Batch norm runs over groups of up to FER__BN_GROUP channels, each pass over a
+   group's planes in memory order (sample by sample): a channel of a large batch
+   is many short planes far apart, and walking them channel by channel defeats
+   the prefetcher (a 32 x 96 x 48 x 48 forward took 5.0 ms that way, 3.0 now). */
+#define FER__BN_GROUP 128
 static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *var, float *invstd,
                                   const float *in, const float *gamma, const float *beta,
                                   int n, int c, int hw, float eps, int act)
 {
-    int s, ch;
+    int s, c0, k;
     double cnt = (double)n * hw;
-    for (ch = 0; ch < c; ch++) {
+    for (c0 = 0; c0 < c; c0 += FER__BN_GROUP) {
+        int cg = c - c0 < FER__BN_GROUP ? c - c0 : FER__BN_GROUP;
+        double sum[FER__BN_GROUP], sq[FER__BN_GROUP];
+        float x0[FER__BN_GROUP], sc[FER__BN_GROUP], sh[FER__BN_GROUP];
+        for (k = 0; k < cg; k++) { sum[k] = sq[k] = 0.0; x0[k] = in[(size_t)(c0 + k) * hw]; }
         /* one pass: sums of x - x0 and its square around the channel's first value
            (a shift near the mean keeps the difference of squares accurate) */
-        double sum = 0.0, sq = 0.0, d, v;
-        float m, is, x0 = in[(size_t)ch * hw], t[2];
-        for (s = 0; s < n; s++) {
-            fer__vsum2(isa, hw, in + ((size_t)s * c + ch) * hw, NULL, x0, t);
-            sum += t[0]; sq += t[1];
+        for (s = 0; s < n; s++)
+            for (k = 0; k < cg; k++) {
+                float t[2];
+                fer__vsum2(isa, hw, in + ((size_t)s * c + c0 + k) * hw, NULL, x0[k], t);
+                sum[k] += t[0]; sq[k] += t[1];
+            }
+        for (k = 0; k < cg; k++) {
+            double d = sum[k] / cnt, v = sq[k] / cnt - d * d;
+            float is;
+            if (v < 0.0) v = 0.0;
+            is = (float)(1.0 / sqrt(v + eps));
+            mean[c0 + k] = (float)(x0[k] + d);
+            var[c0 + k] = (float)v;
+            invstd[c0 + k] = is;
+            sc[k] = is * gamma[c0 + k];   /* (x - x0) * a + (beta - (m - x0) * a): no cancellation */
+            sh[k] = beta[c0 + k] - (float)d * is * gamma[c0 + k];
         }
-        d = sum / cnt;
-        v = sq / cnt - d * d;
-        if (v < 0.0) v = 0.0;
-        m = (float)(x0 + d);
-        var[ch] = (float)v;
-        is = (float)(1.0 / sqrt(v + eps));
-        mean[ch] = m;
-        invstd[ch] = is;
-        for (s = 0; s < n; s++) {   /* (x - x0) * a + (beta - (m - x0) * a): no cancellation */
-            float *y = out + ((size_t)s * c + ch) * hw;
-            fer__vaffine_shift(isa, hw, y, in + ((size_t)s * c + ch) * hw, x0, is * gamma[ch],
-                               beta[ch] - (float)d * is * gamma[ch]);
-            if (act) fer__vrelu(isa, act == 2, (size_t)hw, y, y);
-        }
+        for (s = 0; s < n; s++)
+            for (k = 0; k < cg; k++) {
+                float *y = out + ((size_t)s * c + c0 + k) * hw;
+                fer__vaffine_shift(isa, hw, y, in + ((size_t)s * c + c0 + k) * hw, x0[k], sc[k], sh[k]);
+                if (act) fer__vrelu(isa, act == 2, (size_t)hw, y, y);
+            }
     }
 }
 FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, float *invstd,
@@ -3967,26 +3979,35 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
                              const float *in, const float *mean, const float *invstd,
                              const float *gamma, int n, int c, int hw, int assign)
 {
-    int s, ch;
+    int s, c0, k;
     double cnt = (double)n * hw;
-    for (ch = 0; ch < c; ch++) {
-        double sdy = 0.0, sdyx = 0.0;
-        float m = mean[ch], is = invstd[ch], k1, k2, k3;
-        for (s = 0; s < n; s++) {   /* sum dy and sum dy*x in one pass */
-            float t[2];
-            fer__vsum2(isa, hw, in + ((size_t)s * c + ch) * hw, dout + ((size_t)s * c + ch) * hw, m, t);
-            sdy += t[0]; sdyx += t[1];
+    for (c0 = 0; c0 < c; c0 += FER__BN_GROUP) {
+        int cg = c - c0 < FER__BN_GROUP ? c - c0 : FER__BN_GROUP;
+        double sdy[FER__BN_GROUP], sdyx[FER__BN_GROUP];
+        float ka[FER__BN_GROUP], kb[FER__BN_GROUP], kc[FER__BN_GROUP];
+        for (k = 0; k < cg; k++) sdy[k] = sdyx[k] = 0.0;
+        for (s = 0; s < n; s++)   /* sum dy and sum dy*x in one pass */
+            for (k = 0; k < cg; k++) {
+                size_t o = ((size_t)s * c + c0 + k) * hw;
+                float t[2];
+                fer__vsum2(isa, hw, in + o, dout + o, mean[c0 + k], t);
+                sdy[k] += t[0]; sdyx[k] += t[1];
+            }
+        for (k = 0; k < cg; k++) {
+            float m = mean[c0 + k], is = invstd[c0 + k], k1 = gamma[c0 + k] * is, k2, k3;
+            sdyx[k] *= is;     /* sum dy * xhat */
+            if (dgamma) dgamma[c0 + k] += (float)sdyx[k];
+            if (dbeta) dbeta[c0 + k] += (float)sdy[k];
+            k2 = (float)(sdy[k] / cnt);
+            k3 = (float)(sdyx[k] / cnt);
+            ka[k] = k1; kb[k] = -k1 * is * k3; kc[k] = k1 * (m * is * k3 - k2);
         }
-        sdyx *= is;     /* sum dy * xhat */
-        if (dgamma) dgamma[ch] += (float)sdyx;
-        if (dbeta) dbeta[ch] += (float)sdy;
-        if (!din) continue;
-        k1 = gamma[ch] * is;
-        k2 = (float)(sdy / cnt);
-        k3 = (float)(sdyx / cnt);
-        for (s = 0; s < n; s++)
-            fer__vaxpbypc(isa, hw, din + ((size_t)s * c + ch) * hw, dout + ((size_t)s * c + ch) * hw,
-                          in + ((size_t)s * c + ch) * hw, k1, -k1 * is * k3, k1 * (m * is * k3 - k2), assign);
+        if (din)
+            for (s = 0; s < n; s++)
+                for (k = 0; k < cg; k++) {
+                    size_t o = ((size_t)s * c + c0 + k) * hw;
+                    fer__vaxpbypc(isa, hw, din + o, dout + o, in + o, ka[k], kb[k], kc[k], assign);
+                }
     }
 }
 FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
