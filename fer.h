@@ -3846,6 +3846,50 @@ FER__AVX512 static void fer__vaxpbypc_avx512(int n, float *dx, const float *dy, 
         _mm512_mask_storeu_ps(dx + i, k, assign ? t : _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
     }
 }
+/* The lanes of dy that pass the ReLU (six: ReLU6) whose output is z: 0 < z (< 6). */
+FER__AVX512 static inline __mmask16 fer__relu_pass512(__mmask16 k, const float *z, __m512 lo, __m512 hi)
+{
+    __m512 v = _mm512_maskz_loadu_ps(k, z);
+    return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, lo, _CMP_GT_OQ) & k, v, hi, _CMP_LT_OQ);
+}
+/* fer__vsum2_avx512 (with dy) and fer__vaxpbypc_avx512 of dy masked by that
+   ReLU: a batch norm's backward runs the backward of the ReLU after it. */
+FER__AVX512 static void fer__vsum2_relu_avx512(int n, const float *x, const float *dy, const float *z, int six,
+                                               float m, float *s)
+{
+    /* the sums in fer__vsum2_avx512's order, so the result is the unfused one */
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, vm = _mm512_set1_ps(m);
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 x0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm), x1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm);
+        __m512 d0 = _mm512_maskz_loadu_ps(fer__relu_pass512(0xFFFF, z + i, lo, hi), dy + i);
+        __m512 d1 = _mm512_maskz_loadu_ps(fer__relu_pass512(0xFFFF, z + i + 16, lo, hi), dy + i + 16);
+        a0 = _mm512_add_ps(a0, d0); a1 = _mm512_add_ps(a1, d1);
+        b0 = _mm512_fmadd_ps(d0, x0, b0); b1 = _mm512_fmadd_ps(d1, x1, b1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u), q = fer__relu_pass512(k, z + i, lo, hi);
+        __m512 x0 = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm), d0 = _mm512_maskz_loadu_ps(q, dy + i);
+        a0 = _mm512_add_ps(a0, d0);
+        b0 = _mm512_fmadd_ps(d0, x0, b0);
+    }
+    s[0] = fer__hsum512(_mm512_add_ps(a0, a1));
+    s[1] = fer__hsum512(_mm512_add_ps(b0, b1));
+}
+FER__AVX512 static void fer__vaxpbypc_relu_avx512(int n, float *dx, const float *dy, const float *z, int six,
+                                                  const float *x, float a, float b, float c, int assign)
+{
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vc = _mm512_set1_ps(c);
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
+    int i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u), q = fer__relu_pass512(k, z + i, lo, hi);
+        __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(q, dy + i), va,
+                                   _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), vb, vc));
+        _mm512_mask_storeu_ps(dx + i, k, assign ? t : _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
+    }
+}
 #endif
 static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq)
 {
@@ -3899,6 +3943,46 @@ static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const 
 #endif
     (void)isa;
     for (i = 0; i < n; i++) dx[i] = (assign ? 0.0f : dx[i]) + (a * dy[i] + b * x[i] + c);
+}
+
+/* dy where the ReLU (six: ReLU6) with output z passes it, else 0 */
+static float fer__relu_dy(const float *dy, const float *z, int six, int i)
+{
+    return z[i] > 0.0f && (!six || z[i] < 6.0f) ? dy[i] : 0.0f;
+}
+/* fer__vsum2 and fer__vaxpbypc (with dy) of dy masked by the ReLU with output z
+   (z NULL: unmasked, act: 1 ReLU, 2 ReLU6) */
+static void fer__vsum2_act(fer_isa isa, int n, const float *x, const float *dy, const float *z, int act,
+                           float m, float *s)
+{
+    float a[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, b[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    int i = 0, k;
+    if (!z) { fer__vsum2(isa, n, x, dy, m, s); return; }
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vsum2_relu_avx512(n, x, dy, z, act == 2, m, s); return; }
+#endif
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) {
+            float v = x[i + k] - m, d = fer__relu_dy(dy, z, act == 2, i + k);
+            a[k] += d; b[k] += d * v;
+        }
+    for (; i < n; i++) {
+        float v = x[i] - m, d = fer__relu_dy(dy, z, act == 2, i);
+        a[0] += d; b[0] += d * v;
+    }
+    s[0] = s[1] = 0.0f;
+    for (k = 0; k < 8; k++) { s[0] += a[k]; s[1] += b[k]; }
+}
+static void fer__vaxpbypc_act(fer_isa isa, int n, float *dx, const float *dy, const float *z, int act,
+                              const float *x, float a, float b, float c, int assign)
+{
+    int i;
+    if (!z) { fer__vaxpbypc(isa, n, dx, dy, x, a, b, c, assign); return; }
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512) { fer__vaxpbypc_relu_avx512(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
+#endif
+    for (i = 0; i < n; i++)
+        dx[i] = (assign ? 0.0f : dx[i]) + (a * fer__relu_dy(dy, z, act == 2, i) + b * x[i] + c);
 }
 
 /* Each (sample, channel) row is summed in float, rows are combined in double. */
@@ -3975,9 +4059,11 @@ FERDEF void fer_batchnorm_forward_infer(float *out, const float *in, const float
 
 /* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)), m = n*hw, written as
    dx += a*dy + b*x + c so one pass does it. */
+/* z non-NULL: dout is the gradient of the ReLU (act 1) or ReLU6 (act 2) after the
+   norm, z that activation's output; its backward runs here, on the fly. */
 static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbeta, const float *dout,
-                             const float *in, const float *mean, const float *invstd,
-                             const float *gamma, int n, int c, int hw, int assign)
+                             const float *z, int act, const float *in, const float *mean,
+                             const float *invstd, const float *gamma, int n, int c, int hw, int assign)
 {
     int s, c0, k;
     double cnt = (double)n * hw;
@@ -3990,7 +4076,7 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
             for (k = 0; k < cg; k++) {
                 size_t o = ((size_t)s * c + c0 + k) * hw;
                 float t[2];
-                fer__vsum2(isa, hw, in + o, dout + o, mean[c0 + k], t);
+                fer__vsum2_act(isa, hw, in + o, dout + o, z ? z + o : NULL, act, mean[c0 + k], t);
                 sdy[k] += t[0]; sdyx[k] += t[1];
             }
         for (k = 0; k < cg; k++) {
@@ -4006,7 +4092,8 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
             for (s = 0; s < n; s++)
                 for (k = 0; k < cg; k++) {
                     size_t o = ((size_t)s * c + c0 + k) * hw;
-                    fer__vaxpbypc(isa, hw, din + o, dout + o, in + o, ka[k], kb[k], kc[k], assign);
+                    fer__vaxpbypc_act(isa, hw, din + o, dout + o, z ? z + o : NULL, act, in + o,
+                                      ka[k], kb[k], kc[k], assign);
                 }
     }
 }
@@ -4014,7 +4101,7 @@ FERDEF void fer_batchnorm_backward(float *din, float *dgamma, float *dbeta, cons
                                    const float *in, const float *mean, const float *invstd,
                                    const float *gamma, int n, int c, int hw)
 {
-    fer__bn_backward(FER_ISA_SCALAR, din, dgamma, dbeta, dout, in, mean, invstd, gamma, n, c, hw, 0);
+    fer__bn_backward(FER_ISA_SCALAR, din, dgamma, dbeta, dout, NULL, 0, in, mean, invstd, gamma, n, c, hw, 0);
 }
 
 FERDEF void fer_batchnorm_backward_infer(float *din, float *dgamma, float *dbeta,
@@ -5350,44 +5437,65 @@ static int fer__grad_root(const fer_model *m, int i)
     return i;
 }
 
+/* Training: the batch norm whose forward and backward run ReLU/ReLU6 node i (the
+   norm's only reader), or -1. */
+static int fer__train_fused_bn(const fer_model *m, int i)
+{
+    const fer_node *a = &m->nodes[i];
+    int src = a->n_in ? a->in[0] : -1;
+    return (a->op == FER_OP_RELU || a->op == FER_OP_RELU6) && src > 0 && m->nodes[src].op == FER_OP_BN &&
+           fer__consumers(m, src) == 1 ? src : -1;
+}
+
 /* Training: where each node's gradient lives. Backward runs from the last node
    down; the region of node r (one that does not alias its input) is live from the
-   step of its first writer gfirst[r] (its highest-numbered reader) to r's own
-   step, where r reads it. Regions live at no common step share memory: largest
-   first, each at the lowest offset clear of the placed regions it meets in time.
-   The output's region (dout) and regions no node reads are live throughout
-   (gfirst = n_nodes). off[i]: node i's region (an alias: its input's); returns the
-   floats of all, each region rounded up to 16 floats. */
-#define FER__GRAD_SZ(m, nb, i) (((nb) * fer__shape_size((m)->nodes[i].out) + 15) & ~(size_t)15)
-static size_t fer__grad_layout(const fer_model *m, size_t nb, int *gfirst, size_t *off, int *live)
+   step of its first writer gfirst[r] (its highest-numbered reader) to the step
+   rd[r] that reads it: r's own, or for a ReLU run by the batch norm before it,
+   the norm's (whose own region is then never used and takes no room). Regions
+   live at no common step share memory: largest first, each at the lowest offset
+   clear of the placed regions it meets in time. The output's region (dout) and
+   regions no node reads are live throughout (gfirst = n_nodes). off[i]: node
+   i's region (an alias: its input's); returns the floats of all, each region
+   rounded up to 16 floats. live, rd: scratch of n_nodes. */
+static size_t fer__grad_floats(const fer_model *m, size_t nb, const int *rd, int i)
+{
+    if (fer__aliases(&m->nodes[i], 1) || rd[i] < 0) return 0;
+    return (nb * fer__shape_size(m->nodes[i].out) + 15) & ~(size_t)15;
+}
+static size_t fer__grad_layout(const fer_model *m, size_t nb, int *gfirst, size_t *off, int *live, int *rd)
 {
     int i, j, k, nl, n = m->n_nodes, out = fer__grad_root(m, n - 1);
     size_t total = 0;
-    for (i = 0; i < n; i++) { gfirst[i] = -1; off[i] = SIZE_MAX; }
-    for (i = 1; i < n; i++)
+    for (i = 0; i < n; i++) { gfirst[i] = -1; off[i] = SIZE_MAX; rd[i] = i; }
+    for (i = 1; i < n; i++) {
+        int b = fer__train_fused_bn(m, i);
+        if (b >= 0) { rd[i] = b; rd[b] = -1; }
         if (!fer__aliases(&m->nodes[i], 1))
             for (k = 0; k < m->nodes[i].n_in; k++) {
                 int r = fer__grad_root(m, m->nodes[i].in[k]);
                 if (i > gfirst[r]) gfirst[r] = i;
             }
-    for (i = 0; i < n; i++)
+    }
+    for (i = 0; i < n; i++) {
         if (i == out || gfirst[i] < 0) gfirst[i] = n;
+        if (!fer__grad_floats(m, nb, rd, i)) off[i] = 0;   /* no region of its own */
+    }
     for (;;) {
         int r = -1;
         size_t sz, at = SIZE_MAX;
         for (i = 0; i < n; i++)   /* the largest region not yet placed */
-            if (off[i] == SIZE_MAX && !fer__aliases(&m->nodes[i], 1) &&
-                (r < 0 || fer__shape_size(m->nodes[i].out) > fer__shape_size(m->nodes[r].out))) r = i;
+            if (off[i] == SIZE_MAX && (r < 0 || fer__shape_size(m->nodes[i].out) > fer__shape_size(m->nodes[r].out)))
+                r = i;
         if (r < 0) break;
-        sz = FER__GRAD_SZ(m, nb, r);
+        sz = fer__grad_floats(m, nb, rd, r);
         for (nl = j = 0; j < n; j++)   /* the placed regions live at a step r is */
-            if (off[j] != SIZE_MAX && !fer__aliases(&m->nodes[j], 1) && j <= gfirst[r] && r <= gfirst[j])
+            if (off[j] != SIZE_MAX && fer__grad_floats(m, nb, rd, j) && rd[j] <= gfirst[r] && rd[r] <= gfirst[j])
                 live[nl++] = j;
         for (j = -1; j < nl; j++) {    /* candidates: 0 and the end of each of them */
-            size_t c = j < 0 ? 0 : off[live[j]] + FER__GRAD_SZ(m, nb, live[j]);
+            size_t c = j < 0 ? 0 : off[live[j]] + fer__grad_floats(m, nb, rd, live[j]);
             int ok = c < at;
             for (k = 0; k < nl && ok; k++)
-                ok = c + sz <= off[live[k]] || off[live[k]] + FER__GRAD_SZ(m, nb, live[k]) <= c;
+                ok = c + sz <= off[live[k]] || off[live[k]] + fer__grad_floats(m, nb, rd, live[k]) <= c;
             if (ok) at = c;
         }
         off[r] = at;
@@ -5416,15 +5524,10 @@ static void fer__grad_plan(const fer_model *m, fer_workspace *ws)
             ws->gzero[r] = 1;
     }
     /* a ReLU/ReLU6 that is a batch norm's only reader runs inside the norm's
-       forward (its backward needs only its own output) */
+       forward and backward (its backward needs only its own output) */
     for (i = 1; i < m->n_nodes; i++) {
-        const fer_node *a = &m->nodes[i];
-        int src = a->n_in ? a->in[0] : -1;
-        if ((a->op == FER_OP_RELU || a->op == FER_OP_RELU6) && src > 0 && m->nodes[src].op == FER_OP_BN &&
-            fer__consumers(m, src) == 1) {
-            ws->tfuse[src] = i;
-            ws->tfuse[i] = -1;
-        }
+        int b = fer__train_fused_bn(m, i);
+        if (b >= 0) { ws->tfuse[b] = i; ws->tfuse[i] = -1; }
     }
 }
 
@@ -5549,11 +5652,12 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         }
     }
     if (training) {   /* the gradients' places, made in a scratch allocation */
-        if (!(tmp = (size_t *)FER_MALLOC(((size_t)m->n_nodes * (sizeof(size_t) + 2 * sizeof(int))), ws->alloc_ctx))) {
+        if (!(tmp = (size_t *)FER_MALLOC(((size_t)m->n_nodes * (sizeof(size_t) + 3 * sizeof(int))), ws->alloc_ctx))) {
             fer__err(ws->error, "workspace: cannot allocate the gradient plan of %d nodes", m->n_nodes);
             return FER_ERR_NOMEM;
         }
-        grad = fer__grad_layout(m, nb, (int *)(tmp + m->n_nodes), tmp, (int *)(tmp + m->n_nodes) + m->n_nodes);
+        int *gf = (int *)(tmp + m->n_nodes);
+        grad = fer__grad_layout(m, nb, gf, tmp, gf + m->n_nodes, gf + 2 * m->n_nodes);
     }
     floats = fer__add(fer__add(fer__add(act, grad), aux), fer__add(training ? m->n_params : 0, scratch));
     total = fer__add(fer__add(fer__mul(floats, sizeof(float)), fer__mul(iaux, sizeof(int32_t))),
@@ -5855,10 +5959,17 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
         break;
     }
     case FER_OP_BN:
-        fer__bn_backward(isa, dX, dP, dP + o.c, dY, X, A, A + 2 * o.c, P, n, o.c, hw, assign);
+        if (ws->tfuse[i] > 0) {   /* the ReLU/ReLU6 it ran in its forward: its backward too */
+            int a = ws->tfuse[i];
+            fer__bn_backward(isa, dX, dP, dP + o.c, ws->grad + ws->grad_off[a], ws->act + ws->act_off[a],
+                             m->nodes[a].op == FER_OP_RELU6 ? 2 : 1, X, A, A + 2 * o.c, P, n, o.c, hw, assign);
+        } else
+            fer__bn_backward(isa, dX, dP, dP + o.c, dY, NULL, 0, X, A, A + 2 * o.c, P, n, o.c, hw, assign);
         break;
-    case FER_OP_RELU: fer__vrelu_backward(isa, 0, assign, len, dX, dY, Y); break;
-    case FER_OP_RELU6: fer__vrelu_backward(isa, 1, assign, len, dX, dY, Y); break;
+    case FER_OP_RELU: case FER_OP_RELU6:
+        if (ws->tfuse[i] < 0) break;   /* runs in the batch norm before it */
+        fer__vrelu_backward(isa, nd->op == FER_OP_RELU6, assign, len, dX, dY, Y);
+        break;
     case FER_OP_LEAKY_RELU: fer_leaky_relu_backward(dX, dY, X, len, nd->alpha); break;
     case FER_OP_PRELU: fer_prelu_backward(dX, dP, dY, X, P, n, o.c, hw); break;
     case FER_OP_SIGMOID: fer_sigmoid_backward(dX, dY, Y, len); break;
@@ -7614,7 +7725,8 @@ static void fer__name_nonfinite(fer_trainer *t, int epoch, int step, double loss
     for (i = 0; i < m->n_nodes; i++)
         for (s = 0; s < t->n_ws; s++) {
             const fer_workspace *ws = &t->ws[s];
-            if (!fer__all_finite(ws->act + ws->act_off[i], (size_t)ws->n * fer__shape_size(m->nodes[i].out))) {
+            if (ws->tfuse[i] <= 0 &&   /* (a norm that writes the ReLU after it leaves its own buffer) */
+                !fer__all_finite(ws->act + ws->act_off[i], (size_t)ws->n * fer__shape_size(m->nodes[i].out))) {
                 fer__err(t->error, "train: epoch %d step %d: the output of node %d (%s, %dx%dx%d) is not finite "
                          "(loss %g); lower the learning rate or clip gradients", epoch + 1, step + 1, i,
                          fer__op_names[m->nodes[i].op], m->nodes[i].out.c, m->nodes[i].out.h, m->nodes[i].out.w, loss);

@@ -351,6 +351,53 @@ static void test_conv(void)
     }
 }
 
+/* Training batch norm over more channels than one group (FER__BN_GROUP) with the
+   ReLU/ReLU6 after it: the statistics of every channel against double precision,
+   and the fused backward (the activation's mask applied on the fly) bit for bit
+   equal to the activation's backward followed by the norm's. */
+static void test_batchnorm_relu(void)
+{
+    int ii, act;
+    for (ii = 0; ii < n_isas; ii++)
+        for (act = 1; act <= 2; act++) {
+            int n = 2, c = FER__BN_GROUP + 3, hw = 33, ch, s, i, same = 1, stats = 1;
+            size_t len = (size_t)n * c * hw;
+            float *x = fa(len), *z = fa(len), *dz = fa(len), *dy = fa(len), *dx1 = fa(len), *dx2 = fa(len);
+            float *g = fa((size_t)c), *b = fa((size_t)c), *mean = fa((size_t)c), *var = fa((size_t)c), *is = fa((size_t)c);
+            float *dg1 = fa((size_t)c), *db1 = fa((size_t)c), *dg2 = fa((size_t)c), *db2 = fa((size_t)c);
+            test_fill(x, len, 21, 4.0f); test_fill(dz, len, 22, 1.0f);
+            test_fill(g, (size_t)c, 23, 3.0f); test_fill(b, (size_t)c, 24, 3.0f);
+            for (i = 0; i < (int)len; i++) { dx1[i] = 0.5f; dx2[i] = 0.5f; }
+            memset(dg1, 0, sizeof(float) * (size_t)c); memset(db1, 0, sizeof(float) * (size_t)c);
+            memset(dg2, 0, sizeof(float) * (size_t)c); memset(db2, 0, sizeof(float) * (size_t)c);
+            fer__bn_forward_train(isas[ii], z, mean, var, is, x, g, b, n, c, hw, 1e-5f, act);
+            for (ch = 0; ch < c; ch++) {
+                double m = 0, v = 0, cnt = (double)n * hw;
+                for (s = 0; s < n; s++) for (i = 0; i < hw; i++) m += x[((size_t)s * c + ch) * hw + i];
+                m /= cnt;
+                for (s = 0; s < n; s++) for (i = 0; i < hw; i++) { double d = x[((size_t)s * c + ch) * hw + i] - m; v += d * d; }
+                v /= cnt;
+                stats &= fabs(mean[ch] - m) <= 1e-5 * (1.0 + fabs(m)) && fabs(var[ch] - v) <= 1e-4 * v + 1e-6;
+                for (s = 0; s < n; s++) for (i = 0; i < hw; i++) {
+                    size_t k = ((size_t)s * c + ch) * hw + i;
+                    double y = g[ch] * (x[k] - m) / sqrt(v + 1e-5) + b[ch];
+                    y = y < 0.0 ? 0.0 : act == 2 && y > 6.0 ? 6.0 : y;
+                    stats &= fabs(z[k] - y) <= 1e-4 * (1.0 + fabs(y));
+                }
+            }
+            CHECK(stats, "bn+act %d forward %s over %d channels", act, fer_isa_name(isas[ii]), c);
+            fer__vrelu_backward(isas[ii], act == 2, 1, len, dy, dz, z);
+            fer__bn_backward(isas[ii], dx1, dg1, db1, dy, NULL, 0, x, mean, is, g, n, c, hw, 0);
+            fer__bn_backward(isas[ii], dx2, dg2, db2, dz, z, act, x, mean, is, g, n, c, hw, 0);
+            for (i = 0; i < (int)len; i++) same &= dx1[i] == dx2[i];
+            for (ch = 0; ch < c; ch++) same &= dg1[ch] == dg2[ch] && db1[ch] == db2[ch];
+            CHECK(same, "bn backward with act %d %s: fused differs from act backward + bn backward",
+                  act, fer_isa_name(isas[ii]));
+            free(x); free(z); free(dz); free(dy); free(dx1); free(dx2); free(g); free(b); free(mean); free(var);
+            free(is); free(dg1); free(db1); free(dg2); free(db2);
+        }
+}
+
 /* Training batch norm, forward and backward, per ISA, against double-precision
    loops; the data sit far from zero (mean 1000, spread 1) so the one-pass
    statistics must keep their accuracy. */
@@ -370,7 +417,7 @@ static void test_batchnorm(void)
                 test_fill(g, (size_t)c, 13, 1.0f); test_fill(b, (size_t)c, 14, 1.0f);
                 for (i = 0; i < (int)len; i++) x[i] += off ? 1000.0f : 0.0f;
                 fer__bn_forward_train(isas[ii], y, mean, var, is, x, g, b, n, c, hw, 1e-5f, 0);
-                fer__bn_backward(isas[ii], dx, dg, db, dy, x, mean, is, g, n, c, hw, 0);
+                fer__bn_backward(isas[ii], dx, dg, db, dy, NULL, 0, x, mean, is, g, n, c, hw, 0);
                 for (ch = 0; ch < c; ch++) {
                     double m = 0, v = 0, sdy = 0, sdyh = 0, cnt = (double)n * hw, inv;
                     for (s = 0; s < n; s++) for (i = 0; i < hw; i++) m += x[((size_t)s * c + ch) * hw + i];
@@ -486,6 +533,7 @@ int main(void)
     test_maxpool();
     test_conv();
     test_batchnorm();
+    test_batchnorm_relu();
     test_dense();
     test_models();
     return test_done("test_kernels");
