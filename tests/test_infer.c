@@ -155,6 +155,37 @@ static void test_weights_change(void)
     fer_model_free(&m);
 }
 
+/* Where a conv's weights outweigh a sample's activations (baseline_cnn's 256->256
+   3x3 on 12x12: 8 times), the early layers run chunks of that many samples, and a
+   batch that is not a multiple of the chunk still gives each sample's own logits. */
+static void test_weight_chunk(void)
+{
+    fer_model m;
+    fer_workspace ws, one;
+    enum { N = 11 };
+    float *x = (float *)malloc(sizeof(float) * N * 48 * 48);
+    double e = 0.0;
+    int k, s;
+    fer_zoo_build(&m, "baseline_cnn", 1, 48, 48, 7, 4, NULL);
+    test_fill(x, (size_t)N * 48 * 48, 13, 1.0f);
+    fer_workspace_init(&ws, &m, N, 0);
+    fer_workspace_init(&one, &m, 1, 0);
+    CHECK(ws.chunk >= 8 && ws.chunk < N && ws.split > 1, "baseline_cnn runs its early layers in chunks of "
+          "its weights' ratio to a sample's activations (chunk %d, split %d)", ws.chunk, ws.split);
+    fer_forward(&m, &ws, x, N, 0);
+    for (s = 0; s < N; s++) {
+        fer_forward(&m, &one, x + (size_t)s * 48 * 48, 1, 0);
+        for (k = 0; k < 7; k++) {
+            double d = fabs((double)fer_output(&m, &ws)[s * 7 + k] - fer_output(&m, &one)[k]);
+            if (d > e) e = d;
+        }
+    }
+    CHECK(e <= 1e-4, "a batch of %d in chunks of %d gives each sample's own logits (max diff %.3g)", N, ws.chunk, e);
+    fer_workspace_free(&ws); fer_workspace_free(&one);
+    fer_model_free(&m);
+    free(x);
+}
+
 /* An inference workspace runs the early layers one chunk of samples at a time
    through buffers that hold only that chunk: their outputs are not kept unless
    asked for, and asking gives each sample's own output. */
@@ -278,6 +309,7 @@ int main(void)
     test_builder_errors();
     test_weights_change();
     test_keep();
+    test_weight_chunk();
     test_add_act_fused();
     return test_done("test_infer");
 }
