@@ -1703,29 +1703,39 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
                 if (!inplace)
                     fer__pack_a(mr, mc, kc, trans_a ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
                                 lda, trans_a, pa);
-                for (jr = 0; jr < nc; jr += nr) {
-                    int cols = nc - jr < nr ? nc - jr : nr;
-                    const float *bp = direct ? (cols == nr ? B + (size_t)pc * ldb + jc + jr : pb) : pb + (size_t)jr * kc;
-                    int bs = direct && cols == nr ? ldb : nr;
-                    for (ir = 0; ir < mc; ir += mr) {
-                        int rows = mc - ir < mr ? mc - ir : mr;
-                        fer__epi te, *tp = NULL;
-                        if (e && last) {   /* the epilogue's rows of this tile */
-                            te.scale = e->scale ? e->scale + ic + ir : NULL;
-                            te.shift = e->shift ? e->shift + ic + ir : NULL;
-                            te.act = e->act;
-                            tp = &te;
-                        }
-#if defined(FER__X86)
-                        if (inplace) {
-                            fer__kernel_avx512_off(kc, A + (size_t)(ic + ir) * lda + pc, lda, bp, bs, NULL,
-                                                   C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc, tp);
-                            continue;
-                        }
-#endif
-                        kern(kc, pa + (size_t)ir * kc, bp, bs, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
-                             rows, cols, acc, tp);
+                /* Tiles strip by strip, each strip's row tiles in turn (its B stays
+                   in L1), or, with a short K and a C block beyond L1, row tile by
+                   row tile along the rows: few FMAs per stored float make such a
+                   GEMM store-bound, and tiles down all rows of a strip keep one
+                   write stream per row of C in flight (96 for a 16->96 1x1 conv,
+                   5.5 ms at batch 32 on 48x48, 3.6 ms row by row). */
+                int nj = (nc + nr - 1) / nr, ni = (mc + mr - 1) / mr, t;
+                int sweep = direct && kc <= 32 && (size_t)mc * (size_t)nc >= 16384;
+                for (t = 0; t < nj * ni; t++) {
+                    int cols, rows, bs;
+                    const float *bp;
+                    fer__epi te, *tp = NULL;
+                    jr = (sweep ? t % nj : t / ni) * nr;
+                    ir = (sweep ? t / nj : t % ni) * mr;
+                    cols = nc - jr < nr ? nc - jr : nr;
+                    rows = mc - ir < mr ? mc - ir : mr;
+                    bp = direct ? (cols == nr ? B + (size_t)pc * ldb + jc + jr : pb) : pb + (size_t)jr * kc;
+                    bs = direct && cols == nr ? ldb : nr;
+                    if (e && last) {   /* the epilogue's rows of this tile */
+                        te.scale = e->scale ? e->scale + ic + ir : NULL;
+                        te.shift = e->shift ? e->shift + ic + ir : NULL;
+                        te.act = e->act;
+                        tp = &te;
                     }
+#if defined(FER__X86)
+                    if (inplace) {
+                        fer__kernel_avx512_off(kc, A + (size_t)(ic + ir) * lda + pc, lda, bp, bs, NULL,
+                                               C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc, tp);
+                        continue;
+                    }
+#endif
+                    kern(kc, pa + (size_t)ir * kc, bp, bs, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
+                         rows, cols, acc, tp);
                 }
             }
         }

@@ -270,9 +270,11 @@ static void test_conv(void)
         /* stride 1: a "same" 5x5 (rows sharing their padding) and a 3x3 with pad 0 (not) */
         { 8, 12, 14, 13, 5, 1, 2, 1 }, { 10, 12, 13, 16, 3, 1, 0, 1 },
         /* Winograd at batch 1 on 64..127 tiles (72) when the transform is small */
-        { 64, 96, 16, 18, 3, 1, 1, 1 }
+        { 64, 96, 16, 18, 3, 1, 1, 1 },
+        /* a 1x1 conv with a short K and a large C block: GEMM tiles row by row */
+        { 16, 43, 25, 23, 1, 1, 0, 1 }
     };
-    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1 };   /* samples of the configs from 39 on */
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2 };   /* samples of the configs from 39 on */
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -297,6 +299,9 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci == 54) {
+            CHECK(fer__conv_is_pointwise(&g) && c[0] <= 32 && (size_t)c[1] * g.oh * g.ow >= 16384,
+                  "conv config %zu is not a short-K 1x1 conv with a large output", ci);
         } else if (ci == 53) {
             CHECK(fer__wino_use(FER_ISA_AVX512, &g, 1) && (g.oh + 1) / 2 * ((g.ow + 1) / 2) < 128,
                   "conv config %zu does not run as Winograd at batch 1", ci);
