@@ -85,6 +85,15 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.8.0 (2026-12-02)  speed: a training workspace keeps activation gradients
+                           in regions reused once read (ws->grad + act_off[i] is no
+                           longer a node's gradient: fer_input_grad gives d loss /
+                           d input); batch norm walks its planes in memory order
+                           and runs the backward of the ReLU after it; inference
+                           chunks hold as many samples as a conv's weights outweigh
+                           a sample's activations; Winograd from 64 tiles when its
+                           weight transform is small; the stride-2 depthwise conv
+                           splits each input row once; short-K GEMMs tile row by row
        0.7.0 (2026-12-02)  speed: stride-2 convs as an implicit im2col over the
                            padded planes' four phases; a residual add runs the
                            ReLU that reads it; dense layers at batch < 4 as an
@@ -116,7 +125,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 7
+#define FER_VERSION_MINOR 8
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
