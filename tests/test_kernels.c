@@ -233,6 +233,28 @@ static void test_maxpool(void)
                 }
 }
 
+#if defined(FER__X86)
+/* The depthwise kernels' tap masks made in vectors equal the scalar loop's, over
+   planes narrower and wider than a vector, square and not, ending mid-vector. */
+static void test_dw3_masks(void)
+{
+    static const int hw[][2] = { { 1, 1 }, { 3, 3 }, { 6, 6 }, { 5, 19 }, { 12, 12 }, { 48, 48 }, { 7, 40 }, { 33, 17 } };
+    int k, b0, j, t, bad = 0;
+    if (fer_cpu_best_isa() != FER_ISA_AVX512) return;
+    for (k = 0; k < 8; k++) {
+        int h = hw[k][0], w = hw[k][1], nv = (h * w + 15) / 16;
+        for (b0 = 0; b0 < nv; b0 += FER__DW3_BLOCK) {
+            __mmask16 a[FER__DW3_BLOCK][9], b[FER__DW3_BLOCK][9];
+            int nb = nv - b0 < FER__DW3_BLOCK ? nv - b0 : FER__DW3_BLOCK;
+            fer__dw3_masks(h, w, b0, nb, a);
+            fer__dw3_masks_avx512(h, w, b0, nb, b);
+            for (j = 0; j < nb; j++) for (t = 0; t < 9; t++) bad += a[j][t] != b[j][t];
+        }
+    }
+    CHECK(bad == 0, "depthwise tap masks in vectors differ from the scalar ones in %d places", bad);
+}
+#endif
+
 static void test_conv(void)
 {
     /* cin, cout, h, w, k, stride, pad, groups */
@@ -272,9 +294,11 @@ static void test_conv(void)
         /* Winograd at batch 1 on 64..127 tiles (72) when the transform is small */
         { 64, 96, 16, 18, 3, 1, 1, 1 },
         /* a 1x1 conv with a short K and a large C block: GEMM tiles row by row */
-        { 16, 43, 25, 23, 1, 1, 0, 1 }
+        { 16, 43, 25, 23, 1, 1, 0, 1 },
+        /* a grey-image stem: one input channel, 3x3 same, taps shared by the outputs */
+        { 1, 16, 48, 47, 3, 1, 1, 1 }
     };
-    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2 };   /* samples of the configs from 39 on */
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3 };   /* samples of the configs from 39 on */
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -299,6 +323,8 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci == 55) {
+            CHECK(fer__conv3_c1(&g), "conv config %zu does not take the one-channel 3x3 kernel", ci);
         } else if (ci == 54) {
             CHECK(fer__conv_is_pointwise(&g) && c[0] <= 32 && (size_t)c[1] * g.oh * g.ow >= 16384,
                   "conv config %zu is not a short-K 1x1 conv with a large output", ci);
@@ -541,6 +567,9 @@ int main(void)
     test_axpy_dot();
     test_relu();
     test_maxpool();
+#if defined(FER__X86)
+    test_dw3_masks();
+#endif
     test_conv();
     test_batchnorm();
     test_batchnorm_relu();
