@@ -4014,21 +4014,31 @@ static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq)
     (void)isa;
     return fer__vsum_scalar(n, x, m, sq);
 }
-static void fer__vsum2(fer_isa isa, int n, const float *x, const float *dy, float m, float *s)
+/* dy where the ReLU (six: ReLU6) with output z passes it, else 0 */
+static float fer__relu_dy(const float *dy, const float *z, int six, int i)
+{
+    return z[i] > 0.0f && (!six || z[i] < 6.0f) ? dy[i] : 0.0f;
+}
+/* s[0] = sum (x-m), s[1] = sum (x-m)^2 (dy NULL), or s[0] = sum dy, s[1] = sum
+   dy*(x-m); z non-NULL: dy masked by the ReLU (act 1) or ReLU6 (act 2) whose
+   output is z (a batch norm's backward runs that activation's). */
+static void fer__vsum2(fer_isa isa, int n, const float *x, const float *dy, const float *z, int act,
+                       float m, float *s)
 {
     float a[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, b[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
     int i = 0, k;
 #if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && dy && z) { fer__vsum2_relu_avx512(n, x, dy, z, act == 2, m, s); return; }
     if (isa == FER_ISA_AVX512) { fer__vsum2_avx512(n, x, dy, m, s); return; }
 #endif
     (void)isa;
     for (; i + 8 <= n; i += 8)
         for (k = 0; k < 8; k++) {
-            float v = x[i + k] - m, d = dy ? dy[i + k] : v;
+            float v = x[i + k] - m, d = !dy ? v : z ? fer__relu_dy(dy, z, act == 2, i + k) : dy[i + k];
             a[k] += d; b[k] += d * v;
         }
     for (; i < n; i++) {
-        float v = x[i] - m, d = dy ? dy[i] : v;
+        float v = x[i] - m, d = !dy ? v : z ? fer__relu_dy(dy, z, act == 2, i) : dy[i];
         a[0] += d; b[0] += d * v;
     }
     s[0] = s[1] = 0.0f;
@@ -4049,63 +4059,26 @@ static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, 
     fer__vaffine_shift(isa, n, y, x, 0.0f, a, b);
 }
 /* dx (+)= a*dy + b*x + c: assign for the first writer of dx */
-static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *x,
-                          float a, float b, float c, int assign)
+/* dx (= or +=) a*dy + b*x + c; z non-NULL: dy masked as in fer__vsum2 */
+static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *z, int act,
+                          const float *x, float a, float b, float c, int assign)
 {
     int i;
 #if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && z) { fer__vaxpbypc_relu_avx512(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
     if (isa == FER_ISA_AVX512) { fer__vaxpbypc_avx512(n, dx, dy, x, a, b, c, assign); return; }
 #endif
     (void)isa;
-    for (i = 0; i < n; i++) dx[i] = (assign ? 0.0f : dx[i]) + (a * dy[i] + b * x[i] + c);
-}
-
-/* dy where the ReLU (six: ReLU6) with output z passes it, else 0 */
-static float fer__relu_dy(const float *dy, const float *z, int six, int i)
-{
-    return z[i] > 0.0f && (!six || z[i] < 6.0f) ? dy[i] : 0.0f;
-}
-/* fer__vsum2 and fer__vaxpbypc (with dy) of dy masked by the ReLU with output z
-   (z NULL: unmasked, act: 1 ReLU, 2 ReLU6) */
-static void fer__vsum2_act(fer_isa isa, int n, const float *x, const float *dy, const float *z, int act,
-                           float m, float *s)
-{
-    float a[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, b[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
-    int i = 0, k;
-    if (!z) { fer__vsum2(isa, n, x, dy, m, s); return; }
-#if defined(FER__X86)
-    if (isa == FER_ISA_AVX512) { fer__vsum2_relu_avx512(n, x, dy, z, act == 2, m, s); return; }
-#endif
-    for (; i + 8 <= n; i += 8)
-        for (k = 0; k < 8; k++) {
-            float v = x[i + k] - m, d = fer__relu_dy(dy, z, act == 2, i + k);
-            a[k] += d; b[k] += d * v;
-        }
-    for (; i < n; i++) {
-        float v = x[i] - m, d = fer__relu_dy(dy, z, act == 2, i);
-        a[0] += d; b[0] += d * v;
-    }
-    s[0] = s[1] = 0.0f;
-    for (k = 0; k < 8; k++) { s[0] += a[k]; s[1] += b[k]; }
-}
-static void fer__vaxpbypc_act(fer_isa isa, int n, float *dx, const float *dy, const float *z, int act,
-                              const float *x, float a, float b, float c, int assign)
-{
-    int i;
-    if (!z) { fer__vaxpbypc(isa, n, dx, dy, x, a, b, c, assign); return; }
-#if defined(FER__X86)
-    if (isa == FER_ISA_AVX512) { fer__vaxpbypc_relu_avx512(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
-#endif
     for (i = 0; i < n; i++)
-        dx[i] = (assign ? 0.0f : dx[i]) + (a * fer__relu_dy(dy, z, act == 2, i) + b * x[i] + c);
+        dx[i] = (assign ? 0.0f : dx[i]) + (a * (z ? fer__relu_dy(dy, z, act == 2, i) : dy[i]) + b * x[i] + c);
 }
 
-/* Each (sample, channel) row is summed in float, rows are combined in double. */
-/* act 1, 2: ReLU or ReLU6 on the output, per plane while it is in L1 */
 /* Batch norm runs over groups of up to FER__BN_GROUP channels, each pass over a
    group's planes in memory order (sample by sample): a channel of a large batch
    is many short planes far apart, and walking them channel by channel defeats
-   the prefetcher (a 32 x 96 x 48 x 48 forward took 5.0 ms that way, 3.0 now). */
+   the prefetcher (a 32 x 96 x 48 x 48 forward took 5.0 ms that way, 2.6 now).
+   Each (sample, channel) plane is summed in float, planes are combined in double.
+   act 1, 2: ReLU or ReLU6 on the output, per plane while it is in L1. */
 #define FER__BN_GROUP 128
 static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *var, float *invstd,
                                   const float *in, const float *gamma, const float *beta,
@@ -4123,7 +4096,7 @@ static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *v
         for (s = 0; s < n; s++)
             for (k = 0; k < cg; k++) {
                 float t[2];
-                fer__vsum2(isa, hw, in + ((size_t)s * c + c0 + k) * hw, NULL, x0[k], t);
+                fer__vsum2(isa, hw, in + ((size_t)s * c + c0 + k) * hw, NULL, NULL, 0, x0[k], t);
                 sum[k] += t[0]; sq[k] += t[1];
             }
         for (k = 0; k < cg; k++) {
@@ -4191,7 +4164,7 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
             for (k = 0; k < cg; k++) {
                 size_t o = ((size_t)s * c + c0 + k) * hw;
                 float t[2];
-                fer__vsum2_act(isa, hw, in + o, dout + o, z ? z + o : NULL, act, mean[c0 + k], t);
+                fer__vsum2(isa, hw, in + o, dout + o, z ? z + o : NULL, act, mean[c0 + k], t);
                 sdy[k] += t[0]; sdyx[k] += t[1];
             }
         for (k = 0; k < cg; k++) {
@@ -4207,8 +4180,8 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
             for (s = 0; s < n; s++)
                 for (k = 0; k < cg; k++) {
                     size_t o = ((size_t)s * c + c0 + k) * hw;
-                    fer__vaxpbypc_act(isa, hw, din + o, dout + o, z ? z + o : NULL, act, in + o,
-                                      ka[k], kb[k], kc[k], assign);
+                    fer__vaxpbypc(isa, hw, din + o, dout + o, z ? z + o : NULL, act, in + o,
+                                  ka[k], kb[k], kc[k], assign);
                 }
     }
 }
@@ -5571,12 +5544,8 @@ static int fer__train_fused_bn(const fer_model *m, int i)
    clear of the placed regions it meets in time. The output's region (dout) and
    regions no node reads are live throughout (gfirst = n_nodes). off[i]: node
    i's region (an alias: its input's); returns the floats of all, each region
-   rounded up to 16 floats. live, rd: scratch of n_nodes. */
-static size_t fer__grad_floats(const fer_model *m, size_t nb, const int *rd, int i)
-{
-    if (fer__aliases(&m->nodes[i], 1) || rd[i] < 0) return 0;
-    return (nb * fer__shape_size(m->nodes[i].out) + 15) & ~(size_t)15;
-}
+   rounded up to 16 floats (fer__grad_floats). live, rd: scratch of n_nodes. */
+static size_t fer__grad_floats(const fer_model *m, size_t nb, const int *rd, int i);
 static size_t fer__grad_layout(const fer_model *m, size_t nb, int *gfirst, size_t *off, int *live, int *rd)
 {
     int i, j, k, nl, n = m->n_nodes, out = fer__grad_root(m, n - 1);
@@ -5618,6 +5587,12 @@ static size_t fer__grad_layout(const fer_model *m, size_t nb, int *gfirst, size_
     }
     for (i = 0; i < n; i++) off[i] = off[fer__grad_root(m, i)];
     return total;
+}
+/* node i's own region's floats: none for an alias or a norm whose ReLU holds its gradient */
+static size_t fer__grad_floats(const fer_model *m, size_t nb, const int *rd, int i)
+{
+    if (fer__aliases(&m->nodes[i], 1) || rd[i] < 0) return 0;
+    return (nb * fer__shape_size(m->nodes[i].out) + 15) & ~(size_t)15;
 }
 
 /* Backward accumulates (+=) into the gradient of every input. Rather than zeroing
@@ -5727,15 +5702,16 @@ static void fer__schedule(const fer_model *m, fer_workspace *ws)
     }
     ws->split = split;
     ws->chunk = per ? (int)((512u << 10) / per) : ws->max_batch;
-    if (ws->chunk < fer__weight_chunk(m, 1, split)) ws->chunk = fer__weight_chunk(m, 1, split);
-    if (ws->chunk < 1) ws->chunk = 1;
+    k = fer__weight_chunk(m, 1, split);   /* at least 1 */
+    if (ws->chunk < k) ws->chunk = k;
     for (i = split, ws->chunk2 = ws->chunk; i < ws->tail; i++) {
         fer_conv_geom g;
         if (m->nodes[i].op == FER_OP_CONV && fer__geom(m, &m->nodes[i], 1, &g) == FER_OK &&
             fer__conv_batch(&g) > ws->chunk2)
             ws->chunk2 = fer__conv_batch(&g);
     }
-    if (ws->chunk2 < fer__weight_chunk(m, split, ws->tail)) ws->chunk2 = fer__weight_chunk(m, split, ws->tail);
+    k = fer__weight_chunk(m, split, ws->tail);
+    if (ws->chunk2 < k) ws->chunk2 = k;
     for (i = 0; i < m->n_nodes; i++) ws->whole[i] = ws->training || i >= split;
     fer__keep_whole(m, ws, 0);
     fer__keep_whole(m, ws, m->n_nodes - 1);
@@ -5792,11 +5768,12 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         }
     }
     if (training) {   /* the gradients' places, made in a scratch allocation */
+        int *gf;
         if (!(tmp = (size_t *)FER_MALLOC(((size_t)m->n_nodes * (sizeof(size_t) + 3 * sizeof(int))), ws->alloc_ctx))) {
             fer__err(ws->error, "workspace: cannot allocate the gradient plan of %d nodes", m->n_nodes);
             return FER_ERR_NOMEM;
         }
-        int *gf = (int *)(tmp + m->n_nodes);
+        gf = (int *)(tmp + m->n_nodes);
         grad = fer__grad_layout(m, nb, gf, tmp, gf + m->n_nodes, gf + 2 * m->n_nodes);
     }
     floats = fer__add(fer__add(fer__add(act, grad), aux), fer__add(training ? m->n_params : 0, scratch));
