@@ -1357,45 +1357,70 @@ static void fer__kernel_scalar(int kc, const float *pa, const float *pb, int ldb
 #if defined(FER__X86)
 #define FER__MR_AVX2 6
 #define FER__NR_AVX2 16
-FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb, int ldb, float *C,
-                                       int ldc, int rows, int cols, int acc, const fer__epi *e)
+/* Lanes [0, n) of a ymm mask (n clamped to 0..8). */
+FER__AVX2 static __m256i fer__mask256(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* The AVX2 twin of fer__kernel_avx512_off (same arguments): a 6 x 16 tile, 12
+   accumulators + 2 B vectors + 1 broadcast of the 16 ymm, named (not an array)
+   for the same reason. Narrow strips (cols <= 8) run the 1-vector loop. */
+FER__AVX2 static void fer__kernel_avx2_off(int kc, const float *pa, int lda, const float *pb, int ldb,
+                                           const int *koff, float *C, int ldc, int rows, int cols,
+                                           int acc, const fer__epi *e)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    int p;
-    for (p = 0; p < kc; p++) {
-        __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8), a;
-        a = _mm256_broadcast_ss(pa + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(pa + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(pa + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(pa + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(pa + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(pa + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
-        pa += FER__MR_AVX2;
-        pb += ldb;
+    __m256 one = _mm256_set1_ps(1.0f), z = _mm256_setzero_ps(), lo, hi;
+    __m256i m0, m1;
+    int p, nv = cols > 8 ? 2 : 1, sa = lda ? 1 : FER__MR_AVX2, rs = lda ? lda : 1, full;
+    size_t off;
+    const float *q0 = pa, *q1 = rows > 1 ? pa + rs : pa, *q2 = rows > 2 ? pa + 2 * rs : pa;
+    const float *q3 = rows > 3 ? pa + 3 * rs : pa, *q4 = rows > 4 ? pa + 4 * rs : pa;
+    const float *q5 = rows > 5 ? pa + 5 * rs : pa;
+#define FER__ROW256(r, x0, x1, NV) \
+    a = _mm256_broadcast_ss(q##r + off); x0 = _mm256_fmadd_ps(a, b0, x0); \
+    if (NV > 1) x1 = _mm256_fmadd_ps(a, b1, x1)
+#define FER__LOOP256(NV, ROW) \
+    for (p = 0, off = 0; p < kc; p++, off += (size_t)sa) { \
+        const float *bp = ROW; \
+        __m256 b0 = _mm256_loadu_ps(bp), a, b1 = NV > 1 ? _mm256_loadu_ps(bp + 8) : b0; \
+        FER__ROW256(0, c00, c01, NV); FER__ROW256(1, c10, c11, NV); FER__ROW256(2, c20, c21, NV); \
+        FER__ROW256(3, c30, c31, NV); FER__ROW256(4, c40, c41, NV); FER__ROW256(5, c50, c51, NV); \
     }
-    if (rows == FER__MR_AVX2 && cols == FER__NR_AVX2 && !e) {
-        __m256 *r[FER__MR_AVX2 * 2];
-        int i;
-        r[0] = &c00; r[1] = &c01; r[2] = &c10; r[3] = &c11; r[4] = &c20; r[5] = &c21;
-        r[6] = &c30; r[7] = &c31; r[8] = &c40; r[9] = &c41; r[10] = &c50; r[11] = &c51;
-        for (i = 0; i < FER__MR_AVX2; i++) {
-            float *c = C + (size_t)i * ldc;
-            __m256 v0 = *r[2 * i], v1 = *r[2 * i + 1];
-            if (acc) { v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c)); v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c + 8)); }
-            _mm256_storeu_ps(c, v0);
-            _mm256_storeu_ps(c + 8, v1);
-        }
+    if (koff) {
+        if (nv == 2) FER__LOOP256(2, pb + koff[p])
+        else FER__LOOP256(1, pb + koff[p])
     } else {
-        float t[FER__MR_AVX2 * FER__NR_AVX2];
-        _mm256_storeu_ps(t + 0, c00);  _mm256_storeu_ps(t + 8, c01);
-        _mm256_storeu_ps(t + 16, c10); _mm256_storeu_ps(t + 24, c11);
-        _mm256_storeu_ps(t + 32, c20); _mm256_storeu_ps(t + 40, c21);
-        _mm256_storeu_ps(t + 48, c30); _mm256_storeu_ps(t + 56, c31);
-        _mm256_storeu_ps(t + 64, c40); _mm256_storeu_ps(t + 72, c41);
-        _mm256_storeu_ps(t + 80, c50); _mm256_storeu_ps(t + 88, c51);
-        fer__store_tile(t, FER__NR_AVX2, C, ldc, rows, cols, acc, e);
+        if (nv == 2) FER__LOOP256(2, pb + (size_t)p * ldb)
+        else FER__LOOP256(1, pb + (size_t)p * ldb)
     }
+#undef FER__LOOP256
+#undef FER__ROW256
+    lo = e && e->act ? z : _mm256_set1_ps(-INFINITY);
+    hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+    full = cols == 8 * nv;
+    m0 = fer__mask256(cols);
+    m1 = fer__mask256(cols - 8);
+    /* rows past `rows` are not stored; a partial vector through masked loads and stores */
+#define FER__STORE256(r, x0, x1) if (r < rows) { \
+        float *cp = C + (size_t)(r) * ldc; \
+        if (acc) { x0 = _mm256_add_ps(x0, full ? _mm256_loadu_ps(cp) : _mm256_maskload_ps(cp, m0)); \
+                   if (nv > 1) x1 = _mm256_add_ps(x1, full ? _mm256_loadu_ps(cp + 8) : _mm256_maskload_ps(cp + 8, m1)); } \
+        if (e) { \
+            __m256 sc = e->scale ? _mm256_set1_ps(e->scale[r]) : one, sh = e->shift ? _mm256_set1_ps(e->shift[r]) : z; \
+            x0 = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x0, sc, sh), lo), hi); \
+            if (nv > 1) x1 = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(x1, sc, sh), lo), hi); } \
+        if (full) { _mm256_storeu_ps(cp, x0); if (nv > 1) _mm256_storeu_ps(cp + 8, x1); } \
+        else { _mm256_maskstore_ps(cp, m0, x0); if (nv > 1) _mm256_maskstore_ps(cp + 8, m1, x1); } }
+    FER__STORE256(0, c00, c01) FER__STORE256(1, c10, c11) FER__STORE256(2, c20, c21)
+    FER__STORE256(3, c30, c31) FER__STORE256(4, c40, c41) FER__STORE256(5, c50, c51)
+#undef FER__STORE256
+}
+FER__AVX2 static void fer__kernel_avx2(int kc, const float *pa, const float *pb, int ldb, float *C,
+                                       int ldc, int rows, int cols, int acc, const fer__epi *e)
+{
+    fer__kernel_avx2_off(kc, pa, 0, pb, ldb, NULL, C, ldc, rows, cols, acc, e);
 }
 
 #define FER__MR_AVX512 8
@@ -1657,7 +1682,7 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512) { kern = fer__kernel_avx512; mr = FER__MR_AVX512; nr = FER__NR_AVX512; }
     else if (isa == FER_ISA_AVX2) { kern = fer__kernel_avx2; mr = FER__MR_AVX2; nr = FER__NR_AVX2; }
-    inplace = isa == FER_ISA_AVX512 && !trans_a;   /* A read in place, not packed */
+    inplace = (isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && !trans_a;   /* A read in place, not packed */
 #elif defined(FER__NEON)
     if (isa == FER_ISA_NEON) { kern = fer__kernel_neon; mr = FER__MR_NEON; nr = FER__NR_NEON; }
 #endif
@@ -1738,8 +1763,9 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
                     }
 #if defined(FER__X86)
                     if (inplace) {
-                        fer__kernel_avx512_off(kc, A + (size_t)(ic + ir) * lda + pc, lda, bp, bs, NULL,
-                                               C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc, tp);
+                        (isa == FER_ISA_AVX512 ? fer__kernel_avx512_off : fer__kernel_avx2_off)(
+                            kc, A + (size_t)(ic + ir) * lda + pc, lda, bp, bs, NULL,
+                            C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, acc, tp);
                         continue;
                     }
 #endif
@@ -1760,24 +1786,24 @@ FERDEF void fer_gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K,
 
 #if defined(FER__X86)
 /* C[M][N] = A[M][K] * B with B's row p at B + koff[p] (not packed: the rows are
-   windows of a padded image, read in place), AVX-512 only. The implicit im2col of
-   a stride-1 conv. K in blocks of kcb (FER__KC, or more where each row of A is
+   windows of a padded image, read in place), AVX-512 or AVX2. The implicit im2col
+   of a stride-1 conv. K in blocks of kcb (FER__KC, or more where each row of A is
    better one long sequential read: see fer__gemm). */
-FER__AVX512 static void fer__gemm_off_avx512(int M, int N, int K, const float *A, int lda, const float *B,
-                                             const int *koff, float *C, int ldc, int kcb)
+static void fer__gemm_off(fer_isa isa, int M, int N, int K, const float *A, int lda, const float *B,
+                          const int *koff, float *C, int ldc, int kcb)
 {
-    int pc, ic, jr, ir;
+    int pc, ic, jr, ir, a512 = isa == FER_ISA_AVX512;
+    int mr = a512 ? FER__MR_AVX512 : FER__MR_AVX2, nr = a512 ? FER__NR_AVX512 : FER__NR_AVX2;
     for (pc = 0; pc < K; pc += kcb) {
         int kc = K - pc < kcb ? K - pc : kcb;
         for (ic = 0; ic < M; ic += FER__MC) {
             int mc = M - ic < FER__MC ? M - ic : FER__MC;
-            for (jr = 0; jr < N; jr += FER__NR_AVX512) {
-                int cols = N - jr < FER__NR_AVX512 ? N - jr : FER__NR_AVX512;
-                for (ir = 0; ir < mc; ir += FER__MR_AVX512)   /* A in place (no packing) */
-                    fer__kernel_avx512_off(kc, A + (size_t)(ic + ir) * lda + pc, lda, B + jr, 0, koff + pc,
-                                           C + (size_t)(ic + ir) * ldc + jr, ldc,
-                                           mc - ir < FER__MR_AVX512 ? mc - ir : FER__MR_AVX512, cols,
-                                           pc > 0, NULL);
+            for (jr = 0; jr < N; jr += nr) {
+                int cols = N - jr < nr ? N - jr : nr;
+                for (ir = 0; ir < mc; ir += mr)   /* A in place (no packing) */
+                    (a512 ? fer__kernel_avx512_off : fer__kernel_avx2_off)(
+                        kc, A + (size_t)(ic + ir) * lda + pc, lda, B + jr, 0, koff + pc,
+                        C + (size_t)(ic + ir) * ldc + jr, ldc, mc - ir < mr ? mc - ir : mr, cols, pc > 0, NULL);
             }
         }
     }
@@ -1998,7 +2024,7 @@ static int fer__conv_implicit(fer_isa isa, const fer_conv_geom *g)
 {
     int wq;
     size_t chan;
-    if (isa != FER_ISA_AVX512 || g->groups != 1 || (g->sh != 1 && g->sh != 2) || g->sw != g->sh ||
+    if ((isa != FER_ISA_AVX512 && isa != FER_ISA_AVX2) || g->groups != 1 || (g->sh != 1 && g->sh != 2) || g->sw != g->sh ||
         g->kh * g->kw < 2 || g->kw > 32 || !(g->ow >= 12 || (g->n == 1 && g->ow >= 4)))
         return 0;
     fer__implicit_dims(g, &wq, &chan);
@@ -2504,23 +2530,76 @@ FER__AVX512 static void fer__corr2d_dw3_avx512(float *dw, const float *d, int oh
     dw[3] += fer__hsum512(s10); dw[4] += fer__hsum512(s11); dw[5] += fer__hsum512(s12);
     dw[6] += fer__hsum512(s20); dw[7] += fer__hsum512(s21); dw[8] += fer__hsum512(s22);
 }
+/* The AVX2 correlations: a row's last partial vector through masked loads and
+   stores (fer__mask256), so narrow planes (12 or 6 wide) stay in vectors. 3x3 taps
+   as fer__corr2d3_avx512, four output rows at once (9 taps + 4 sums + 3 loads
+   fill the 16 ymm). */
+FER__AVX2 static __m256 fer__ld256(const float *p, int full, __m256i m)
+{
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+FER__AVX2 static void fer__st256(float *p, int full, __m256i m, __m256 v)
+{
+    if (full) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, m, v);
+}
+FER__AVX2 static void fer__corr2d3_avx2(float *out, int oh, int ow, int os, const float *in, int is,
+                                        const float *w, int flip, int acc, float bias)
+{
+    __m256 w00 = _mm256_set1_ps(FER__TAP(w, 3, 3, 0, 0, flip)), w01 = _mm256_set1_ps(FER__TAP(w, 3, 3, 0, 1, flip));
+    __m256 w02 = _mm256_set1_ps(FER__TAP(w, 3, 3, 0, 2, flip)), w10 = _mm256_set1_ps(FER__TAP(w, 3, 3, 1, 0, flip));
+    __m256 w11 = _mm256_set1_ps(FER__TAP(w, 3, 3, 1, 1, flip)), w12 = _mm256_set1_ps(FER__TAP(w, 3, 3, 1, 2, flip));
+    __m256 w20 = _mm256_set1_ps(FER__TAP(w, 3, 3, 2, 0, flip)), w21 = _mm256_set1_ps(FER__TAP(w, 3, 3, 2, 1, flip));
+    __m256 w22 = _mm256_set1_ps(FER__TAP(w, 3, 3, 2, 2, flip)), vb = _mm256_set1_ps(bias);
+    int y, x, i;
+    for (y = 0; y < oh; y += 4) {
+        int nrow = oh - y < 4 ? oh - y : 4;
+        const float *r[6];
+        for (i = 0; i < 6; i++) r[i] = in + (size_t)(y + (i < nrow + 2 ? i : 0)) * is;   /* rows past the plane: any valid row */
+        for (x = 0; x < ow; x += 8) {
+            int full = ow - x >= 8;
+            __m256i m = fer__mask256(ow - x);
+            float *o = out + (size_t)y * os + x;
+            __m256 v0, v1, v2, a0, a1, a2, a3;
+            a0 = acc ? fer__ld256(o, full, m) : vb;
+            a1 = acc && nrow > 1 ? fer__ld256(o + (size_t)os, full, m) : vb;
+            a2 = acc && nrow > 2 ? fer__ld256(o + 2 * (size_t)os, full, m) : vb;
+            a3 = acc && nrow > 3 ? fer__ld256(o + 3 * (size_t)os, full, m) : vb;
+#define FER__LD3(i) v0 = fer__ld256(r[i] + x, full, m); v1 = fer__ld256(r[i] + x + 1, full, m); \
+            v2 = fer__ld256(r[i] + x + 2, full, m)
+#define FER__FM3(a, t0, t1, t2) a = _mm256_fmadd_ps(t0, v0, a); a = _mm256_fmadd_ps(t1, v1, a); a = _mm256_fmadd_ps(t2, v2, a)
+            FER__LD3(0); FER__FM3(a0, w00, w01, w02);
+            FER__LD3(1); FER__FM3(a1, w00, w01, w02); FER__FM3(a0, w10, w11, w12);
+            FER__LD3(2); FER__FM3(a2, w00, w01, w02); FER__FM3(a1, w10, w11, w12); FER__FM3(a0, w20, w21, w22);
+            FER__LD3(3); FER__FM3(a3, w00, w01, w02); FER__FM3(a2, w10, w11, w12); FER__FM3(a1, w20, w21, w22);
+            FER__LD3(4); FER__FM3(a3, w10, w11, w12); FER__FM3(a2, w20, w21, w22);
+            FER__LD3(5); FER__FM3(a3, w20, w21, w22);
+#undef FER__FM3
+#undef FER__LD3
+            fer__st256(o, full, m, a0);
+            if (nrow > 1) fer__st256(o + (size_t)os, full, m, a1);
+            if (nrow > 2) fer__st256(o + 2 * (size_t)os, full, m, a2);
+            if (nrow > 3) fer__st256(o + 3 * (size_t)os, full, m, a3);
+        }
+    }
+}
 FER__AVX2 static void fer__corr2d_avx2(float *out, int oh, int ow, int os, const float *in, int is,
                                        const float *w, int kh, int kw, int flip, int acc, float bias)
 {
-    int y, x, ky, kx, full = ow & ~7;
-    for (y = 0; y < oh; y++) {
-        for (x = 0; x < full; x += 8) {
-            __m256 a = acc ? _mm256_loadu_ps(out + y * os + x) : _mm256_set1_ps(bias);
+    int y, x, ky, kx;
+    if (kh == 3 && kw == 3) { fer__corr2d3_avx2(out, oh, ow, os, in, is, w, flip, acc, bias); return; }
+    for (y = 0; y < oh; y++)
+        for (x = 0; x < ow; x += 8) {
+            int full = ow - x >= 8;
+            __m256i m = fer__mask256(ow - x);
+            __m256 a = acc ? fer__ld256(out + (size_t)y * os + x, full, m) : _mm256_set1_ps(bias);
             for (ky = 0; ky < kh; ky++) {
-                const float *r = in + (y + ky) * is + x;
+                const float *r = in + (size_t)(y + ky) * is + x;
                 for (kx = 0; kx < kw; kx++)
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(FER__TAP(w, kh, kw, ky, kx, flip)), _mm256_loadu_ps(r + kx), a);
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(FER__TAP(w, kh, kw, ky, kx, flip)), fer__ld256(r + kx, full, m), a);
             }
-            _mm256_storeu_ps(out + y * os + x, a);
+            fer__st256(out + (size_t)y * os + x, full, m, a);
         }
-        if (full < ow)
-            fer__corr2d_scalar(out + y * os + full, 1, ow - full, os, in + y * is + full, is, w, kh, kw, flip, acc, bias);
-    }
 }
 FER__AVX2 static void fer__corr2d_dw_avx2(float *dw, const float *d, int oh, int ow, const float *in,
                                           int is, int kh, int kw)
@@ -2650,6 +2729,54 @@ FER__AVX512 static void fer__dw_s2_avx512(float *out, int oh, int ow, const floa
                 __m512 v = _mm512_fmadd_ps(i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3, vs, vb);
                 if (act) v = _mm512_min_ps(_mm512_max_ps(v, z), v6);
                 _mm512_mask_storeu_ps(op + (size_t)i * ow, m, v);
+            }
+        }
+    }
+}
+/* The AVX2 twins of fer__deinterleave_avx512 and fer__dw_s2_avx512. */
+FER__AVX2 static void fer__deinterleave_avx2(const float *src, int n, float *e, float *o)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a = _mm256_loadu_ps(src + i), b = _mm256_loadu_ps(src + i + 8);
+        /* [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in order 0 2 1 3 */
+        __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm256_storeu_ps(e + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+        _mm256_storeu_ps(o + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+    }
+    for (; i < n; i++) {
+        if (i & 1) o[i / 2] = src[i];
+        else e[i / 2] = src[i];
+    }
+}
+FER__AVX2 static void fer__dw_s2_avx2(float *out, int oh, int ow, const float *e, const float *o,
+                                      int ew, const float *w, int kh, int kw, float scale, float bias,
+                                      int act)
+{
+    __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(bias), z = _mm256_setzero_ps();
+    __m256 v6 = _mm256_set1_ps(act == 2 ? 6.0f : INFINITY);
+    int y, x, ky, kx, i;
+    for (y = 0; y < oh; y += 4) {
+        int nrow = oh - y < 4 ? oh - y : 4;
+        size_t s1 = nrow > 1 ? 2 * (size_t)ew : 0, s2 = nrow > 2 ? 4 * (size_t)ew : 0, s3 = nrow > 3 ? 6 * (size_t)ew : 0;
+        for (x = 0; x < ow; x += 8) {
+            int full = ow - x >= 8;
+            __m256i m = fer__mask256(ow - x);
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            float *op = out + (size_t)y * ow + x;
+            for (ky = 0; ky < kh; ky++)
+                for (kx = 0; kx < kw; kx++) {
+                    const float *r = ((kx & 1) ? o : e) + (size_t)(2 * y + ky) * ew + x + kx / 2;
+                    __m256 t = _mm256_set1_ps(w[ky * kw + kx]);
+                    a0 = _mm256_fmadd_ps(t, fer__ld256(r, full, m), a0);
+                    a1 = _mm256_fmadd_ps(t, fer__ld256(r + s1, full, m), a1);
+                    a2 = _mm256_fmadd_ps(t, fer__ld256(r + s2, full, m), a2);
+                    a3 = _mm256_fmadd_ps(t, fer__ld256(r + s3, full, m), a3);
+                }
+            for (i = 0; i < nrow; i++) {
+                __m256 v = _mm256_fmadd_ps(i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3, vs, vb);
+                if (act) v = _mm256_min_ps(_mm256_max_ps(v, z), v6);
+                fer__st256(op + (size_t)i * ow, full, m, v);
             }
         }
     }
@@ -3061,14 +3188,16 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
             float sc = e && e->scale ? e->scale[c] : 1.0f, bias = e && e->shift ? e->shift[c] : 0.0f;
             fer__pad_plane(g, in + ((size_t)s * g->cin + c) * g->h * g->w, scratch);
 #if defined(FER__X86)
-            if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
+            if ((isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && g->sh == 2 && g->sw == 2) {
                 /* the padded plane split into its even and odd columns; the
                    epilogue runs at the store */
-                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2, y;
+                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2, y, a512 = isa == FER_ISA_AVX512;
                 float *ev = scratch + (size_t)ph * pwid, *od = ev + (size_t)ph * ew;
                 for (y = 0; y < ph; y++)
-                    fer__deinterleave_avx512(scratch + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
-                fer__dw_s2_avx512(o, g->oh, g->ow, ev, od, ew, wc, g->kh, g->kw, sc, bias, e ? e->act : 0);
+                    (a512 ? fer__deinterleave_avx512 : fer__deinterleave_avx2)(scratch + (size_t)y * pwid, pwid,
+                                                                             ev + (size_t)y * ew, od + (size_t)y * ew);
+                (a512 ? fer__dw_s2_avx512 : fer__dw_s2_avx2)(o, g->oh, g->ow, ev, od, ew, wc, g->kh, g->kw, sc, bias,
+                                                             e ? e->act : 0);
                 continue;
             }
 #endif
@@ -3303,9 +3432,24 @@ FER__AVX512 static void fer__implicit_phases_avx512(const fer_conv_geom *g, cons
             }
 }
 #endif
+/* The same in plain C (the AVX2 path). */
+static void fer__implicit_phases(const fer_conv_geom *g, const float *in, float *pad)
+{
+    int hq = (g->h + 2 * g->ph + 1) / 2, wq = (g->w + 2 * g->pw + 1) / 2, py, px, r, q;
+    for (py = 0; py < 2; py++)
+        for (px = 0; px < 2; px++, pad += (size_t)hq * wq)
+            for (r = 0; r < hq; r++) {
+                int y = 2 * r + py - g->ph;
+                float *d = pad + (size_t)r * wq;
+                for (q = 0; q < wq; q++) {
+                    int x = 2 * q + px - g->pw;
+                    d[q] = y >= 0 && y < g->h && x >= 0 && x < g->w ? in[(size_t)y * g->w + x] : 0.0f;
+                }
+            }
+}
 /* One sample's cin planes, zero-padded (stride 2: in phases; "same": rows sharing
    their padding), into the layout's first part. */
-static void fer__implicit_pad(const fer_conv_geom *g, const float *in, float *pad)
+static void fer__implicit_pad(fer_isa isa, const fer_conv_geom *g, const float *in, float *pad)
 {
     int wq, c, r;
     size_t chan;
@@ -3314,8 +3458,9 @@ static void fer__implicit_pad(const fer_conv_geom *g, const float *in, float *pa
         const float *ip = in + (size_t)c * g->h * g->w;
         float *d = pad + (size_t)c * chan;
 #if defined(FER__X86)
-        if (g->sh == 2) { fer__implicit_phases_avx512(g, ip, d); continue; }
+        if (g->sh == 2 && isa == FER_ISA_AVX512) { fer__implicit_phases_avx512(g, ip, d); continue; }
 #endif
+        if (g->sh == 2) { fer__implicit_phases(g, ip, d); continue; }
         if (!fer__implicit_shared(g)) { fer__pad_plane(g, ip, d); continue; }
         for (r = 0; r < g->h + 2 * g->ph; r++, d += wq) {
             int y = r - g->ph, i;
@@ -3338,9 +3483,9 @@ static void fer__conv_implicit_forward(fer_isa isa, const fer_conv_geom *g, floa
     nw = g->oh * wp;
     for (s = 0; s < g->n; s++) {
         float *o = out + (size_t)s * g->cout * ohw;
-        fer__implicit_pad(g, in + (size_t)s * g->cin * g->h * g->w, scratch);
+        fer__implicit_pad(isa, g, in + (size_t)s * g->cin * g->h * g->w, scratch);
         /* few columns (a small plane at batch 1): K in one block, each weight row one read */
-        fer__gemm_off_avx512(g->cout, nw, K, w, K, scratch, koff, wide, nw, nw <= 3 * FER__NRMAX ? K : FER__KC);
+        fer__gemm_off(isa, g->cout, nw, K, w, K, scratch, koff, wide, nw, nw <= 3 * FER__NRMAX ? K : FER__KC);
         for (c = 0; c < g->cout; c++)
             for (y = 0; y < g->oh; y++) {
                 const float *src = wide + (size_t)c * nw + (size_t)y * wp;
@@ -3510,8 +3655,8 @@ static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const flo
             for (j = 0; j < k; j++)
                 fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
             for (i = 0; i < 16; i++)
-                fer__gemm_off_avx512(g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms,
-                                     tb, FER__KC);
+                fer__gemm_off(FER_ISA_AVX512, g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff,
+                              mm + i * ms, tb, FER__KC);
             for (j = 0; j < k; j++)
                 fer__wino_out_avx512(g, tw, ty, ty1, mm + (size_t)j * nt, tb, out + (size_t)(s + j) * g->cout * ohw,
                                      e, accumulate);
@@ -3772,7 +3917,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     {   /* the weight gradient as Winograd, or as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
         wdw = dw && fer__wino_use(isa, g, g->n);
-        idw = !wdw && g->sh == 1 && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
+        idw = !wdw && isa == FER_ISA_AVX512 && g->sh == 1 && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
 #endif
     if (flip) {   /* the input gradient's conv, per sample (gt.n = 1) */
@@ -3831,7 +3976,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                 int *koff = fer__implicit_layout(g, scratch, &dyw);   /* dY widened in the wide rows */
                 fer__implicit_dims(g, &wp, &chan);
                 nw = g->oh * wp;
-                fer__implicit_pad(g, ing, scratch);
+                fer__implicit_pad(isa, g, ing, scratch);
                 for (c = 0; c < og; c++)
                     for (y = 0; y < g->oh; y++) {
                         float *r = dyw + (size_t)c * nw + (size_t)y * wp;
@@ -4005,11 +4150,104 @@ FER__AVX512 static void fer__vaxpbypc_relu_avx512(int n, float *dx, const float 
         _mm512_mask_storeu_ps(dx + i, k, assign ? t : _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
     }
 }
+/* The AVX2 twins of the batch norm's vector passes, one function each for the
+   plain and the ReLU-masked forms (z NULL: no mask): 8 lanes, a partial last
+   vector through masked loads (its lanes off the plane zero, so they add
+   nothing). */
+FER__AVX2 static __m256 fer__relu_pass256(const float *z, int full, __m256i m, __m256 hi)
+{
+    __m256 v = fer__ld256(z, full, m);
+    return _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
+}
+FER__AVX2 static float fer__hsum256(__m256 v)
+{
+    float t[8], r = 0.0f;
+    int i;
+    _mm256_storeu_ps(t, v);
+    for (i = 0; i < 8; i++) r += t[i];
+    return r;
+}
+FER__AVX2 static float fer__vsum_avx2(int n, const float *x, float m, int sq)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, vm = _mm256_set1_ps(m);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 16), vm), d3 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 24), vm);
+        if (sq) {
+            a0 = _mm256_fmadd_ps(d0, d0, a0); a1 = _mm256_fmadd_ps(d1, d1, a1);
+            a2 = _mm256_fmadd_ps(d2, d2, a2); a3 = _mm256_fmadd_ps(d3, d3, a3);
+        } else {
+            a0 = _mm256_add_ps(a0, d0); a1 = _mm256_add_ps(a1, d1);
+            a2 = _mm256_add_ps(a2, d2); a3 = _mm256_add_ps(a3, d3);
+        }
+    }
+    for (; i < n; i += 8) {
+        __m256i k = fer__mask256(n - i);
+        __m256 d = _mm256_and_ps(_mm256_castsi256_ps(k), _mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm));
+        a0 = sq ? _mm256_fmadd_ps(d, d, a0) : _mm256_add_ps(a0, d);
+    }
+    return fer__hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+FER__AVX2 static void fer__vsum2_avx2(int n, const float *x, const float *dy, const float *z, int six, float m,
+                                      float *s)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, vm = _mm256_set1_ps(m);
+    __m256 hi = _mm256_set1_ps(six ? 6.0f : INFINITY), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    __m256i k8 = _mm256_set1_epi32(-1);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), x1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm), d0, d1;
+        if (dy) {
+            d0 = _mm256_and_ps(z ? fer__relu_pass256(z + i, 1, k8, hi) : all, _mm256_loadu_ps(dy + i));
+            d1 = _mm256_and_ps(z ? fer__relu_pass256(z + i + 8, 1, k8, hi) : all, _mm256_loadu_ps(dy + i + 8));
+        } else { d0 = x0; d1 = x1; }
+        a0 = _mm256_add_ps(a0, d0); a1 = _mm256_add_ps(a1, d1);
+        b0 = _mm256_fmadd_ps(d0, x0, b0); b1 = _mm256_fmadd_ps(d1, x1, b1);
+    }
+    for (; i < n; i += 8) {
+        __m256i k = fer__mask256(n - i);
+        __m256 x0 = _mm256_and_ps(_mm256_castsi256_ps(k), _mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm)), d0 = x0;
+        if (dy) d0 = _mm256_and_ps(z ? fer__relu_pass256(z + i, 0, k, hi) : all, _mm256_maskload_ps(dy + i, k));
+        a0 = _mm256_add_ps(a0, d0);
+        b0 = _mm256_fmadd_ps(d0, x0, b0);
+    }
+    s[0] = fer__hsum256(_mm256_add_ps(a0, a1));
+    s[1] = fer__hsum256(_mm256_add_ps(b0, b1));
+}
+FER__AVX2 static void fer__vaffine_avx2(int n, float *y, const float *x, float x0, float a, float b)
+{
+    __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), v0 = _mm256_set1_ps(x0);
+    int i;
+    for (i = 0; i < n; i += 8) {
+        int full = n - i >= 8;
+        __m256i k = fer__mask256(n - i);
+        __m256 v = fer__ld256(x + i, full, k);
+        if (x0 != 0.0f) v = _mm256_sub_ps(v, v0);
+        fer__st256(y + i, full, k, _mm256_fmadd_ps(v, va, vb));
+    }
+}
+FER__AVX2 static void fer__vaxpbypc_avx2(int n, float *dx, const float *dy, const float *z, int six,
+                                         const float *x, float a, float b, float c, int assign)
+{
+    __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), vc = _mm256_set1_ps(c);
+    __m256 hi = _mm256_set1_ps(six ? 6.0f : INFINITY);
+    int i;
+    for (i = 0; i < n; i += 8) {
+        int full = n - i >= 8;
+        __m256i k = fer__mask256(n - i);
+        __m256 d = fer__ld256(dy + i, full, k), t;
+        if (z) d = _mm256_and_ps(fer__relu_pass256(z + i, full, k, hi), d);
+        t = _mm256_fmadd_ps(d, va, _mm256_fmadd_ps(fer__ld256(x + i, full, k), vb, vc));
+        fer__st256(dx + i, full, k, assign ? t : _mm256_add_ps(fer__ld256(dx + i, full, k), t));
+    }
+}
 #endif
 static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq)
 {
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512) return fer__vsum_avx512(n, x, m, sq);
+    if (isa == FER_ISA_AVX2) return fer__vsum_avx2(n, x, m, sq);
 #endif
     (void)isa;
     return fer__vsum_scalar(n, x, m, sq);
@@ -4030,6 +4268,7 @@ static void fer__vsum2(fer_isa isa, int n, const float *x, const float *dy, cons
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512 && dy && z) { fer__vsum2_relu_avx512(n, x, dy, z, act == 2, m, s); return; }
     if (isa == FER_ISA_AVX512) { fer__vsum2_avx512(n, x, dy, m, s); return; }
+    if (isa == FER_ISA_AVX2) { fer__vsum2_avx2(n, x, dy, z, act == 2, m, s); return; }
 #endif
     (void)isa;
     for (; i + 8 <= n; i += 8)
@@ -4050,6 +4289,7 @@ static void fer__vaffine_shift(fer_isa isa, int n, float *y, const float *x, flo
     int i;
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512) { fer__vaffine_avx512(n, y, x, x0, a, b); return; }
+    if (isa == FER_ISA_AVX2) { fer__vaffine_avx2(n, y, x, x0, a, b); return; }
 #endif
     (void)isa;
     for (i = 0; i < n; i++) y[i] = (x[i] - x0) * a + b;
@@ -4067,6 +4307,7 @@ static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const 
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512 && z) { fer__vaxpbypc_relu_avx512(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
     if (isa == FER_ISA_AVX512) { fer__vaxpbypc_avx512(n, dx, dy, x, a, b, c, assign); return; }
+    if (isa == FER_ISA_AVX2) { fer__vaxpbypc_avx2(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
 #endif
     (void)isa;
     for (i = 0; i < n; i++)
