@@ -1357,6 +1357,15 @@ static void fer__kernel_scalar(int kc, const float *pa, const float *pb, int ldb
 #if defined(FER__X86)
 #define FER__MR_AVX2 6
 #define FER__NR_AVX2 16
+/* Horizontal sum of a ymm, through memory (as fer__hsum512). */
+FER__AVX2 static float fer__hsum256(__m256 v)
+{
+    float t[8], r = 0.0f;
+    int i;
+    _mm256_storeu_ps(t, v);
+    for (i = 0; i < 8; i++) r += t[i];
+    return r;
+}
 /* Lanes [0, n) of a ymm mask (n clamped to 0..8). */
 FER__AVX2 static __m256i fer__mask256(int n)
 {
@@ -1430,6 +1439,12 @@ FER__AVX512 static void fer__vadd_avx512(size_t n16, float *out, const float *a,
 {
     size_t i;
     for (i = 0; i < n16; i += 16) _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+}
+/* out[0..n8) = a + b, n8 a multiple of 8 */
+FER__AVX2 static void fer__vadd_avx2(size_t n8, float *out, const float *a, const float *b)
+{
+    size_t i;
+    for (i = 0; i < n8; i += 8) _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
 }
 /* One row of the epilogue on a zmm (e non-NULL). */
 FER__AVX512 static __m512 fer__epi512(__m512 v, const fer__epi *e, int i)
@@ -1871,6 +1886,37 @@ FER__AVX512 static void fer__gemv_avx512(int nout, int nin, const float *w, cons
     }
     for (; j < nout; j++) y[j] = fer__dot_avx512(nin, x, w + (size_t)j * nin);
 }
+/* y = W x for W [nout][nin], AVX2: four rows at a time, two sums each (one
+   chained FMA per row would be latency-bound). */
+FER__AVX2 static void fer__gemv_avx2(int nout, int nin, const float *w, const float *x, float *y)
+{
+    int j = 0, i, r;
+    for (; j < nout; j += 4) {
+        int nr = nout - j < 4 ? nout - j : 4;
+        const float *w0 = w + (size_t)j * nin, *w1 = nr > 1 ? w0 + nin : w0;
+        const float *w2 = nr > 2 ? w0 + 2 * (size_t)nin : w0, *w3 = nr > 3 ? w0 + 3 * (size_t)nin : w0;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        float o[4];
+        for (i = 0; i + 16 <= nin; i += 16) {
+            __m256 v = _mm256_loadu_ps(x + i), u = _mm256_loadu_ps(x + i + 8);
+            s0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w0 + i), s0); t0 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w0 + i + 8), t0);
+            s1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w1 + i), s1); t1 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w1 + i + 8), t1);
+            s2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w2 + i), s2); t2 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w2 + i + 8), t2);
+            s3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w3 + i), s3); t3 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w3 + i + 8), t3);
+        }
+        for (; i < nin; i += 8) {
+            __m256i m = fer__mask256(nin - i);
+            __m256 v = _mm256_maskload_ps(x + i, m);
+            s0 = _mm256_fmadd_ps(v, _mm256_maskload_ps(w0 + i, m), s0);
+            s1 = _mm256_fmadd_ps(v, _mm256_maskload_ps(w1 + i, m), s1);
+            s2 = _mm256_fmadd_ps(v, _mm256_maskload_ps(w2 + i, m), s2);
+            s3 = _mm256_fmadd_ps(v, _mm256_maskload_ps(w3 + i, m), s3);
+        }
+        o[0] = fer__hsum256(_mm256_add_ps(s0, t0)); o[1] = fer__hsum256(_mm256_add_ps(s1, t1));
+        o[2] = fer__hsum256(_mm256_add_ps(s2, t2)); o[3] = fer__hsum256(_mm256_add_ps(s3, t3));
+        for (r = 0; r < nr; r++) y[j + r] = o[r];
+    }
+}
 FER__AVX2 static void fer__axpy_avx2(int n, float a, const float *x, float *y)
 {
     __m256 va = _mm256_set1_ps(a);
@@ -2113,10 +2159,15 @@ static int fer__wino_enough(const fer_conv_geom *g, int n)
 /* Whether g runs as Winograd when n samples share one weight transform. */
 static int fer__wino_use(fer_isa isa, const fer_conv_geom *g, int n)
 {
-    return isa == FER_ISA_AVX512 && fer__wino_enough(g, n);
+    return (isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && fer__wino_enough(g, n);
 }
 #endif
-/* Scratch: U, V, M and the B row offsets. */
+/* The AVX2 input transform's four zero-padded rows (fer__wino_in_avx2). */
+static size_t fer__wino_rows(const fer_conv_geom *g)
+{
+    return fer__mul(4, fer__add(fer__mul(2, (size_t)((g->ow + 1) / 2)), 32));
+}
+/* Scratch: U, V, M, the B row offsets and the AVX2 rows. */
 static size_t fer__wino_floats(const fer_conv_geom *g)
 {
     int th, tw, rb, sb, tb;
@@ -2125,7 +2176,7 @@ static size_t fer__wino_floats(const fer_conv_geom *g)
     fer__wino_dims(g, &th, &tw, &rb, &sb, &tb);
     u = fer__mul(16, fer__add(fer__mul((size_t)g->cout, (size_t)g->cin), 16));
     vm = fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
-    return fer__add(fer__add(u, vm), (size_t)g->cin);
+    return fer__add(fer__add(u, vm), fer__add((size_t)g->cin, fer__wino_rows(g)));
 }
 /* Scratch of one sample's weight gradient: V and dM. */
 static size_t fer__wino_dw_floats(const fer_conv_geom *g)
@@ -2133,7 +2184,7 @@ static size_t fer__wino_dw_floats(const fer_conv_geom *g)
     int th, tw, rb, sb, tb;
     if (!fer__wino_floats(g)) return 0;
     fer__wino_dims(g, &th, &tw, &rb, &sb, &tb);
-    return fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32));
+    return fer__add(fer__mul(16, fer__add(fer__mul((size_t)(g->cin + g->cout), (size_t)tb), 32)), fer__wino_rows(g));
 }
 /* Convs whose output plane is smaller than a few GEMM strips run this many
    samples per GEMM, their im2col columns side by side (the weights are then read
@@ -3630,12 +3681,206 @@ FER__AVX512 static void fer__wino_out_avx512(const fer_conv_geom *g, int tw, int
         }
     }
 }
+/* The Winograd transforms in AVX2 (8 tiles a vector) and plain C (the weights'
+   and the weight gradient's, once per forward or step): the same arithmetic as
+   the AVX-512 ones above. A patch row is read from a zero-padded copy of its input
+   row (no masks for the plane's edges); a partial last vector of tiles is stored
+   masked. */
+static void fer__wino_weights_scalar(const float *w, int cout, int cin, float *u, size_t us)
+{
+    size_t plane = (size_t)cout * cin, p;
+    for (p = 0; p < plane; p++) {
+        const float *k = w + p * 9;
+        float a[4][3];
+        int i, s;
+        for (s = 0; s < 3; s++) {   /* G g: rows */
+            float sum = k[s] + k[6 + s];
+            a[0][s] = k[s];
+            a[1][s] = 0.5f * (sum + k[3 + s]);
+            a[2][s] = 0.5f * (sum - k[3 + s]);
+            a[3][s] = k[6 + s];
+        }
+        for (i = 0; i < 4; i++) {   /* (G g) G^T: columns */
+            float sum = a[i][0] + a[i][2];
+            u[(size_t)(i * 4 + 0) * us + p] = a[i][0];
+            u[(size_t)(i * 4 + 1) * us + p] = 0.5f * (sum + a[i][1]);
+            u[(size_t)(i * 4 + 2) * us + p] = 0.5f * (sum - a[i][1]);
+            u[(size_t)(i * 4 + 3) * us + p] = a[i][2];
+        }
+    }
+}
+static void fer__wino_dw_finish_scalar(int cout, int cin, const float *du, float *dw)
+{
+    size_t plane = (size_t)cout * cin, us = FER__WINO_ES(cout, cin), p;
+    for (p = 0; p < plane; p++) {
+        float x[4][4], r[3][4], *d = dw + p * 9;
+        int i, j;
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 4; j++) x[i][j] = du[(size_t)(i * 4 + j) * us + p];
+        for (j = 0; j < 4; j++) {   /* G^T dU: rows */
+            float s = 0.5f * (x[1][j] + x[2][j]);
+            r[0][j] = x[0][j] + s;
+            r[1][j] = 0.5f * (x[1][j] - x[2][j]);
+            r[2][j] = x[3][j] + s;
+        }
+        for (i = 0; i < 3; i++) {   /* (G^T dU) G: columns */
+            float s = 0.5f * (r[i][1] + r[i][2]);
+            d[i * 3 + 0] += r[i][0] + s;
+            d[i * 3 + 1] += 0.5f * (r[i][1] - r[i][2]);
+            d[i * 3 + 2] += r[i][3] + s;
+        }
+    }
+}
+/* the even and the odd floats of the 16 in a, b */
+FER__AVX2 static void fer__evod256(__m256 a, __m256 b, __m256 *ev, __m256 *od)
+{
+    /* [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in order 0 2 1 3 */
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+}
+/* the 16 floats e0 o0 e1 o1 ... e7 o7 as two vectors */
+FER__AVX2 static void fer__interleave256(__m256 e, __m256 o, __m256 *r0, __m256 *r1)
+{
+    __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+    *r0 = _mm256_permute2f128_ps(lo, hi, 0x20);
+    *r1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
+/* fer__wino_in_avx512 in AVX2; buf: 2 tw + 32 floats */
+FER__AVX2 static void fer__wino_in_avx2(const fer_conv_geom *g, const float *in, int tw, int ty0, int ty1,
+                                        float *v, int tb, float *buf)
+{
+    size_t es = FER__WINO_ES(g->cin, tb);
+    int c, ty, tx, i, len = 2 * tw + 32;
+    for (c = 0; c < g->cin; c++)
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *plane = in + (size_t)c * g->h * g->w;
+            float *vt = v + (size_t)c * tb + (size_t)(ty - ty0) * tw;
+            __m256 w[4][4];
+            for (tx = 0; tx < tw; tx += 8) {
+                int full = tw - tx >= 8;
+                __m256i m = fer__mask256(tw - tx);
+                for (i = 0; i < 4; i++) {   /* d B, row i of the patches */
+                    int y = 2 * ty + i - g->ph;
+                    __m256 d0, d1, d2, d3;
+                    float *pr = buf + (size_t)i * len;
+                    if (y < 0 || y >= g->h) d0 = d1 = d2 = d3 = _mm256_setzero_ps();
+                    else {
+                        if (tx == 0) {   /* the row, column -pw first, zeros around it */
+                            int n = g->w < len - g->pw ? g->w : len - g->pw;
+                            memset(pr, 0, sizeof(float) * (size_t)len);
+                            memcpy(pr + g->pw, plane + (size_t)y * g->w, sizeof(float) * (size_t)n);
+                        }
+                        fer__evod256(_mm256_loadu_ps(pr + 2 * tx), _mm256_loadu_ps(pr + 2 * tx + 8), &d0, &d1);
+                        fer__evod256(_mm256_loadu_ps(pr + 2 * tx + 2), _mm256_loadu_ps(pr + 2 * tx + 10), &d2, &d3);
+                    }
+                    w[i][0] = _mm256_sub_ps(d0, d2);
+                    w[i][1] = _mm256_add_ps(d1, d2);
+                    w[i][2] = _mm256_sub_ps(d2, d1);
+                    w[i][3] = _mm256_sub_ps(d1, d3);
+                }
+                for (i = 0; i < 4; i++) {   /* B^T (d B), column i */
+                    float *o = vt + tx + (size_t)i * es;
+                    fer__st256(o, full, m, _mm256_sub_ps(w[0][i], w[2][i]));
+                    fer__st256(o + 4 * es, full, m, _mm256_add_ps(w[1][i], w[2][i]));
+                    fer__st256(o + 8 * es, full, m, _mm256_sub_ps(w[2][i], w[1][i]));
+                    fer__st256(o + 12 * es, full, m, _mm256_sub_ps(w[1][i], w[3][i]));
+                }
+            }
+        }
+}
+/* fer__wino_out_avx512 in AVX2 */
+FER__AVX2 static void fer__wino_out_avx2(const fer_conv_geom *g, int tw, int ty0, int ty1, const float *mm,
+                                         int tb, float *out, const fer__epi *e, int accumulate)
+{
+    size_t es = FER__WINO_ES(g->cout, tb);
+    int co, ty, tx, a, j;
+    for (co = 0; co < g->cout; co++) {
+        __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[co] : 1.0f);
+        __m256 vb = _mm256_set1_ps(e && e->shift ? e->shift[co] : 0.0f), z = _mm256_setzero_ps();
+        __m256 v6 = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+        int act = e ? e->act : 0;
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *mt = mm + (size_t)co * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 8) {
+                int full = tw - tx >= 8, nc = g->ow - 2 * tx > 16 ? 16 : g->ow - 2 * tx;
+                __m256i m = fer__mask256(tw - tx), m0 = fer__mask256(nc), m1 = fer__mask256(nc - 8);
+                __m256 s[2][4], y[2][2];
+                for (j = 0; j < 4; j++) {   /* A^T M: rows */
+                    const float *p = mt + tx + (size_t)j * es;
+                    __m256 m0j = fer__ld256(p, full, m), m1j = fer__ld256(p + 4 * es, full, m);
+                    __m256 m2j = fer__ld256(p + 8 * es, full, m), m3j = fer__ld256(p + 12 * es, full, m);
+                    s[0][j] = _mm256_add_ps(_mm256_add_ps(m0j, m1j), m2j);
+                    s[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1j, m2j), m3j);
+                }
+                for (a = 0; a < 2; a++) {   /* (A^T M) A: columns */
+                    y[a][0] = _mm256_add_ps(_mm256_add_ps(s[a][0], s[a][1]), s[a][2]);
+                    y[a][1] = _mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]), s[a][3]);
+                }
+                for (a = 0; a < 2 && 2 * ty + a < g->oh; a++) {
+                    float *o = out + ((size_t)co * g->oh + 2 * ty + a) * g->ow + 2 * tx;
+                    __m256 r0, r1;
+                    fer__interleave256(y[a][0], y[a][1], &r0, &r1);
+                    if (accumulate) {
+                        r0 = _mm256_add_ps(r0, _mm256_maskload_ps(o, m0));
+                        r1 = _mm256_add_ps(r1, _mm256_maskload_ps(o + 8, m1));
+                    } else {
+                        r0 = _mm256_fmadd_ps(r0, vs, vb);
+                        r1 = _mm256_fmadd_ps(r1, vs, vb);
+                        if (act) {
+                            r0 = _mm256_min_ps(_mm256_max_ps(r0, z), v6);
+                            r1 = _mm256_min_ps(_mm256_max_ps(r1, z), v6);
+                        }
+                    }
+                    _mm256_maskstore_ps(o, m0, r0);
+                    _mm256_maskstore_ps(o + 8, m1, r1);
+                }
+            }
+        }
+    }
+}
+/* fer__wino_dy_avx512 in AVX2 */
+FER__AVX2 static void fer__wino_dy_avx2(const fer_conv_geom *g, int tw, int ty0, int ty1, const float *dy,
+                                        float *dm, int tb)
+{
+    const __m256 z = _mm256_setzero_ps();
+    size_t es = FER__WINO_ES(g->cout, tb);
+    int co, ty, tx, i;
+    for (co = 0; co < g->cout; co++)
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *r0 = dy + ((size_t)co * g->oh + 2 * ty) * g->ow, *r1 = 2 * ty + 1 < g->oh ? r0 + g->ow : NULL;
+            float *mt = dm + (size_t)co * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 8) {
+                int full = tw - tx >= 8, nc = g->ow - 2 * tx > 16 ? 16 : g->ow - 2 * tx;
+                __m256i m = fer__mask256(tw - tx), m0 = fer__mask256(nc), m1 = fer__mask256(nc - 8);
+                __m256 a, b, c = z, d = z, p[4], q[4];
+                fer__evod256(_mm256_maskload_ps(r0 + 2 * tx, m0), _mm256_maskload_ps(r0 + 2 * tx + 8, m1), &a, &b);
+                if (r1) fer__evod256(_mm256_maskload_ps(r1 + 2 * tx, m0), _mm256_maskload_ps(r1 + 2 * tx + 8, m1), &c, &d);
+                p[0] = a; q[0] = b;   /* A dY: rows */
+                p[1] = _mm256_add_ps(a, c); q[1] = _mm256_add_ps(b, d);
+                p[2] = _mm256_sub_ps(a, c); q[2] = _mm256_sub_ps(b, d);
+                p[3] = _mm256_sub_ps(z, c); q[3] = _mm256_sub_ps(z, d);
+                for (i = 0; i < 4; i++) {   /* (A dY) A^T: columns */
+                    float *o = mt + tx + (size_t)(4 * i) * es;
+                    fer__st256(o, full, m, p[i]);
+                    fer__st256(o + es, full, m, _mm256_add_ps(p[i], q[i]));
+                    fer__st256(o + 2 * es, full, m, _mm256_sub_ps(p[i], q[i]));
+                    fer__st256(o + 3 * es, full, m, _mm256_sub_ps(z, q[i]));
+                }
+            }
+        }
+}
 /* wu: the transformed weights (fer__wino_weights_avx512), or NULL to transform w
    here; wu may be scratch itself (the transform is the scratch's first part). */
-static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const float *in, const float *w,
+static void fer__wino_weights(fer_isa isa, const float *w, int cout, int cin, float *u, size_t us)
+{
+    if (isa == FER_ISA_AVX512) fer__wino_weights_avx512(w, cout, cin, u, us);
+    else fer__wino_weights_scalar(w, cout, cin, u, us);
+}
+static void fer__conv_wino_forward(fer_isa isa, const fer_conv_geom *g, float *out, const float *in, const float *w,
                                    const float *wu, const fer__epi *e, float *scratch, int accumulate)
 {
-    int th, tw, rb, sb, tb, s, ty, i, j;
+    int th, tw, rb, sb, tb, s, ty, i, j, a512 = isa == FER_ISA_AVX512;
+    float *buf;
     size_t ohw = (size_t)g->oh * g->ow, chw = (size_t)g->cin * g->h * g->w;
     size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms;
     float *u = scratch, *v, *mm;
@@ -3646,20 +3891,23 @@ static void fer__conv_wino_forward(const fer_conv_geom *g, float *out, const flo
     v = u + 16 * us;
     mm = v + 16 * vs;
     koff = (int *)(mm + 16 * ms);
+    buf = (float *)(koff + g->cin);
     for (i = 0; i < g->cin; i++) koff[i] = i * tb;
-    if (!wu) { fer__wino_weights_avx512(w, g->cout, g->cin, u, us); wu = u; }
+    if (!wu) { fer__wino_weights(isa, w, g->cout, g->cin, u, us); wu = u; }
     for (s = 0; s < g->n; s += sb) {   /* a block: sb samples' planes, or tile rows of one */
         int k = g->n - s < sb ? g->n - s : sb;
         for (ty = 0; ty < th; ty += rb) {
             int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
-            for (j = 0; j < k; j++)
-                fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
+            for (j = 0; j < k; j++) {
+                if (a512) fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
+                else fer__wino_in_avx2(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb, buf);
+            }
             for (i = 0; i < 16; i++)
-                fer__gemm_off(FER_ISA_AVX512, g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff,
-                              mm + i * ms, tb, FER__KC);
+                fer__gemm_off(isa, g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms,
+                              tb, FER__KC);
             for (j = 0; j < k; j++)
-                fer__wino_out_avx512(g, tw, ty, ty1, mm + (size_t)j * nt, tb, out + (size_t)(s + j) * g->cout * ohw,
-                                     e, accumulate);
+                (a512 ? fer__wino_out_avx512 : fer__wino_out_avx2)(g, tw, ty, ty1, mm + (size_t)j * nt, tb,
+                                                                   out + (size_t)(s + j) * g->cout * ohw, e, accumulate);
         }
     }
 }
@@ -3709,9 +3957,11 @@ FER__AVX512 static void fer__wino_dy_avx512(const fer_conv_geom *g, int tw, int 
 }
 /* dU[e] (cout x cin, at du + e * us) = dM[e] V[e]^T summed over the tiles of g->n
    samples, block by block (fer__wino_dims). */
-static void fer__conv_wino_dw(const fer_conv_geom *g, const float *in, const float *dy, float *du,
+static void fer__conv_wino_dw(fer_isa isa, const fer_conv_geom *g, const float *in, const float *dy, float *du,
                               float *scratch, float *pack)
 {
+    int a512 = isa == FER_ISA_AVX512;
+    float *buf;
     int th, tw, rb, sb, tb, s, ty, i, j;
     size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms, chw = (size_t)g->cin * g->h * g->w;
     size_t dys = (size_t)g->cout * g->oh * g->ow;
@@ -3720,16 +3970,22 @@ static void fer__conv_wino_dw(const fer_conv_geom *g, const float *in, const flo
     vs = FER__WINO_ES(g->cin, tb);
     ms = FER__WINO_ES(g->cout, tb);
     dm = v + 16 * vs;
+    buf = dm + 16 * ms;
     for (s = 0; s < g->n; s += sb) {
         int k = g->n - s < sb ? g->n - s : sb;
         for (ty = 0; ty < th; ty += rb) {
             int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
             for (j = 0; j < k; j++) {
-                fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
-                fer__wino_dy_avx512(g, tw, ty, ty1, dy + (size_t)(s + j) * dys, dm + (size_t)j * nt, tb);
+                if (a512) {
+                    fer__wino_in_avx512(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb);
+                    fer__wino_dy_avx512(g, tw, ty, ty1, dy + (size_t)(s + j) * dys, dm + (size_t)j * nt, tb);
+                } else {
+                    fer__wino_in_avx2(g, in + (size_t)(s + j) * chw, tw, ty, ty1, v + (size_t)j * nt, tb, buf);
+                    fer__wino_dy_avx2(g, tw, ty, ty1, dy + (size_t)(s + j) * dys, dm + (size_t)j * nt, tb);
+                }
             }
             for (i = 0; i < 16; i++)
-                fer__gemm(FER_ISA_AVX512, 0, 1, g->cout, g->cin, k * nt, dm + i * ms, tb, v + i * vs, tb,
+                fer__gemm(isa, 0, 1, g->cout, g->cin, k * nt, dm + i * ms, tb, v + i * vs, tb,
                           du + i * us, g->cin, s > 0 || ty > 0, pack, NULL);   /* the first block assigns dU */
         }
     }
@@ -3785,7 +4041,7 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512 && fer__conv3_c1(g)) { fer__conv3_c1_avx512(g, out, in, w, e); return; }
     if (wu || fer__wino_use(isa, g, g->n)) {
-        fer__conv_wino_forward(g, out, in, w, wu, e, scratch, 0);
+        fer__conv_wino_forward(isa, g, out, in, w, wu, e, scratch, 0);
         return;
     }
     if (fer__conv_implicit(isa, g)) { fer__conv_implicit_forward(isa, g, out, in, w, e, scratch, 0); return; }
@@ -3946,14 +4202,14 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
         du = pack + gtf;   /* assigned by the first block of fer__conv_wino_dw */
     }
     /* Winograd runs over all the samples at once (a small plane's blocks hold several) */
-    if (wdw) fer__conv_wino_dw(g, in, dout, du, scratch, pack);
+    if (wdw) fer__conv_wino_dw(isa, g, in, dout, du, scratch, pack);
     if (wdx) {
         float *wu = pack + fer_gemm_pack_floats();   /* dW's GEMM packs before it */
         fer_conv_geom gn = gt;
         gn.n = g->n;
         fer__flip_weights(w, og, cg, kk, wt);
-        fer__wino_weights_avx512(wt, cg, og, wu, FER__WINO_ES(cg, og));
-        fer__conv_wino_forward(&gn, din, dout, wt, wu, NULL, wu, !assign);
+        fer__wino_weights(isa, wt, cg, og, wu, FER__WINO_ES(cg, og));
+        fer__conv_wino_forward(isa, &gn, din, dout, wt, wu, NULL, wu, !assign);
     }
 #endif
     for (s = 0; s < g->n; s++)
@@ -4012,7 +4268,8 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             }
         }
 #if defined(FER__X86)
-    if (wdw) fer__wino_dw_finish(og, cg, du, dw);
+    if (wdw && isa == FER_ISA_AVX512) fer__wino_dw_finish(og, cg, du, dw);
+    else if (wdw) fer__wino_dw_finish_scalar(og, cg, du, dw);
 #endif
 }
 
@@ -4158,14 +4415,6 @@ FER__AVX2 static __m256 fer__relu_pass256(const float *z, int full, __m256i m, _
 {
     __m256 v = fer__ld256(z, full, m);
     return _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
-}
-FER__AVX2 static float fer__hsum256(__m256 v)
-{
-    float t[8], r = 0.0f;
-    int i;
-    _mm256_storeu_ps(t, v);
-    for (i = 0; i < 8; i++) r += t[i];
-    return r;
 }
 FER__AVX2 static float fer__vsum_avx2(int n, const float *x, float m, int sq)
 {
@@ -4505,7 +4754,11 @@ FER__AVX2 static void fer__vrelu_avx2(int six, size_t n, float *y, const float *
     __m256 z = _mm256_setzero_ps(), hi = _mm256_set1_ps(six ? 6.0f : INFINITY);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + i), z), hi));
-    fer__vrelu_scalar(six, n - i, y + i, x + i);
+    if (i < n) {   /* masked, not the scalar loop: gcc's tail call into it skipped the vzeroupper, and
+                      every SSE instruction after it ran slow (a 48-wide row's ReLU, 75 ns a call) */
+        __m256i m = fer__mask256((int)(n - i));
+        _mm256_maskstore_ps(y + i, m, _mm256_min_ps(_mm256_max_ps(_mm256_maskload_ps(x + i, m), z), hi));
+    }
 }
 FER__AVX2 static void fer__vrelu_backward_avx2(int six, int assign, size_t n, float *dx, const float *dy,
                                                const float *y)
@@ -4519,7 +4772,13 @@ FER__AVX2 static void fer__vrelu_backward_avx2(int six, int assign, size_t n, fl
         __m256 d = assign ? z : _mm256_loadu_ps(dx + i);
         _mm256_storeu_ps(dx + i, _mm256_blendv_ps(d, _mm256_add_ps(d, _mm256_loadu_ps(dy + i)), on));
     }
-    fer__vrelu_backward_scalar(six, assign, n - i, dx + i, dy + i, y + i);
+    if (i < n) {   /* masked (see fer__vrelu_avx2) */
+        __m256i m = fer__mask256((int)(n - i));
+        __m256 v = _mm256_maskload_ps(y + i, m), on = _mm256_cmp_ps(v, z, _CMP_GT_OQ);
+        __m256 d = assign ? z : _mm256_maskload_ps(dx + i, m);
+        if (six) on = _mm256_and_ps(on, _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
+        _mm256_maskstore_ps(dx + i, m, _mm256_blendv_ps(d, _mm256_add_ps(d, _mm256_maskload_ps(dy + i, m)), on));
+    }
 }
 #endif
 #if defined(FER__NEON)
@@ -4762,6 +5021,41 @@ FER__AVX512 static void fer__maxpool_infer_avx512(float *out, const float *in, i
         }
     }
 }
+/* fer__maxpool_infer_avx512 in AVX2 */
+FER__AVX2 static void fer__maxpool_infer_avx2(float *out, const float *in, int planes, int h, int w, int k,
+                                              int s, int p, float *t)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), pl, oy, x, ox, y, kx, tw = w + 2 * p;
+    for (x = 0; x < tw + 48; x += 8) _mm256_storeu_ps(t + x, ninf);
+    for (pl = 0; pl < planes; pl++) {
+        const float *xp = in + (size_t)pl * h * w;
+        float *yp = out + (size_t)pl * oh * ow;
+        for (oy = 0; oy < oh; oy++, yp += ow) {
+            int y0, y1;
+            fer__window(oy, k, s, p, h, &y0, &y1);
+            for (x = 0; x < w; x += 8) {
+                int full = w - x >= 8;
+                __m256i m = fer__mask256(w - x);
+                __m256 v = fer__ld256(xp + (size_t)y0 * w + x, full, m);
+                for (y = y0 + 1; y < y1; y++) v = _mm256_max_ps(v, fer__ld256(xp + (size_t)y * w + x, full, m));
+                fer__st256(t + p + x, full, m, v);
+            }
+            for (ox = 0; ox < ow; ox += 8) {
+                int full = ow - ox >= 8;
+                __m256i m = fer__mask256(ow - ox);
+                __m256 v = ninf, od;
+                for (kx = 0; kx < k; kx++) {
+                    const float *tp = t + ox * s + kx;
+                    __m256 u = _mm256_loadu_ps(tp);
+                    if (s == 2) fer__evod256(u, _mm256_loadu_ps(tp + 8), &u, &od);
+                    v = _mm256_max_ps(v, u);
+                }
+                fer__st256(yp + ox, full, m, v);
+            }
+        }
+    }
+}
 #endif
 
 static void fer__maxpool_forward(fer_isa isa, float *out, int32_t *argmax, const float *in, int n,
@@ -4896,6 +5190,7 @@ FERDEF void fer_dense_forward(fer_isa isa, float *out, const float *in, const fl
         for (s = 0; s < n; s++) {
 #if defined(FER__X86)
             if (isa == FER_ISA_AVX512) { fer__gemv_avx512(nout, nin, w, in + (size_t)s * nin, out + (size_t)s * nout); continue; }
+            if (isa == FER_ISA_AVX2) { fer__gemv_avx2(nout, nin, w, in + (size_t)s * nin, out + (size_t)s * nout); continue; }
 #endif
             for (j = 0; j < nout; j++)
                 out[(size_t)s * nout + j] = fer_dot(isa, nin, in + (size_t)s * nin, w + (size_t)j * nin);
@@ -6103,6 +6398,7 @@ static void fer__vadd(fer_isa isa, size_t len, float *out, const float *a, const
     size_t i = 0;
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512) { i = len & ~(size_t)15; fer__vadd_avx512(i, out, a, b); }
+    if (isa == FER_ISA_AVX2) { i = len & ~(size_t)7; fer__vadd_avx2(i, out, a, b); }
 #endif
     (void)isa;
     for (; i < len; i++) out[i] = a[i] + b[i];
@@ -6153,7 +6449,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         if (!ws->training && fer__wino_use(isa, &g, ws->n)) {
             /* the weights' transform, made by the first chunk of samples */
             wu = A;
-            if (s0 == 0) fer__wino_weights_avx512(P, g.cout, g.cin, A, FER__WINO_ES(g.cout, g.cin));
+            if (s0 == 0) fer__wino_weights(isa, P, g.cout, g.cin, A, FER__WINO_ES(g.cout, g.cin));
         }
 #endif
         fer__conv_forward(isa, &g, Y, X, P, wu, e.scale || e.shift || e.act ? &e : NULL, ws->scratch);
@@ -6177,9 +6473,10 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     case FER_OP_SOFTMAX: fer_softmax_forward(Y, X, n, o.c, hw); break;
     case FER_OP_MAXPOOL:
 #if defined(FER__X86)
-        if (!training && isa == FER_ISA_AVX512 && (nd->sh == 1 || nd->sh == 2) &&
+        if (!training && (isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && (nd->sh == 1 || nd->sh == 2) &&
             ws->scratch_len >= (size_t)in.w + 2 * nd->ph + 64) {
-            fer__maxpool_infer_avx512(Y, X, n * in.c, in.h, in.w, nd->kh, nd->sh, nd->ph, ws->scratch);
+            (isa == FER_ISA_AVX512 ? fer__maxpool_infer_avx512 : fer__maxpool_infer_avx2)(
+                Y, X, n * in.c, in.h, in.w, nd->kh, nd->sh, nd->ph, ws->scratch);
             break;
         }
 #endif

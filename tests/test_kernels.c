@@ -217,15 +217,16 @@ static void test_maxpool(void)
                     CHECK(!memcmp(y, r, sizeof(float) * nout) && !memcmp(ia, ib, sizeof(int32_t) * nout),
                           "maxpool %s k%d s%d p%d %dx%d", fer_isa_name(isas[ii]), k, st, p, h, w);
 #if defined(FER__X86)
-                    if (isas[ii] == FER_ISA_AVX512 && st <= 2) {
+                    if ((isas[ii] == FER_ISA_AVX512 || isas[ii] == FER_ISA_AVX2) && st <= 2) {
                         /* the inference path (no argmax) on the same data without NaN */
                         float *t = fa((size_t)w + 2 * p + 64);
                         for (i = 7; i < (int)nin; i += 23) x[i] = (float)(i % 5) - 2.0f;
                         fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 2, 3, h, w, k, st, p);
                         for (i = 0; i < (int)nout; i++) y[i] = -1e30f;
-                        fer__maxpool_infer_avx512(y, x, 2 * 3, h, w, k, st, p, t);
-                        CHECK(!memcmp(y, r, sizeof(float) * nout), "maxpool inference avx512 k%d s%d p%d %dx%d",
-                              k, st, p, h, w);
+                        if (isas[ii] == FER_ISA_AVX512) fer__maxpool_infer_avx512(y, x, 2 * 3, h, w, k, st, p, t);
+                        else fer__maxpool_infer_avx2(y, x, 2 * 3, h, w, k, st, p, t);
+                        CHECK(!memcmp(y, r, sizeof(float) * nout), "maxpool inference %s k%d s%d p%d %dx%d",
+                              fer_isa_name(isas[ii]), k, st, p, h, w);
                         free(t);
                     }
 #endif
@@ -487,7 +488,8 @@ static void test_batchnorm(void)
 
 static void test_dense(void)
 {
-    /* n < 4: the matrix-vector path (AVX-512: eight rows at a time, then single rows; a masked last chunk) */
+    /* n < 4: the matrix-vector path (AVX-512: eight rows at a time, then single rows; AVX2: four rows, a
+       partial last group; both a masked last chunk) */
     static const int cfg[][3] = { { 1, 17, 7 }, { 3, 33, 1 }, { 5, 100, 13 }, { 64, 300, 7 }, { 2, 1, 1 },
                                   { 1, 37, 19 }, { 2, 300, 16 }, { 3, 16, 8 }, { 1, 9216, 27 } };
     float *pack = fa(fer_gemm_pack_floats());
