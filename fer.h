@@ -1366,6 +1366,20 @@ FER__AVX2 static float fer__hsum256(__m256 v)
     for (i = 0; i < 8; i++) r += t[i];
     return r;
 }
+/* the even and the odd floats of the 16 in a, b */
+FER__AVX2 static void fer__evod256(__m256 a, __m256 b, __m256 *ev, __m256 *od)
+{
+    /* [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in order 0 2 1 3 */
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+}
+/* the 16 floats e0 o0 e1 o1 ... e7 o7 as two vectors */
+FER__AVX2 static void fer__interleave256(__m256 e, __m256 o, __m256 *r0, __m256 *r1)
+{
+    __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+    *r0 = _mm256_permute2f128_ps(lo, hi, 0x20);
+    *r1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
 /* Lanes [0, n) of a ymm mask (n clamped to 0..8). */
 FER__AVX2 static __m256i fer__mask256(int n)
 {
@@ -2652,6 +2666,29 @@ FER__AVX2 static void fer__corr2d_avx2(float *out, int oh, int ow, int os, const
             fer__st256(out + (size_t)y * os + x, full, m, a);
         }
 }
+/* dW of a 3x3 depthwise conv, AVX2: as fer__corr2d_dw3_avx512, nine sums, each
+   gradient vector loaded once for all nine, the row's last partial vector masked. */
+FER__AVX2 static void fer__corr2d_dw3_avx2(float *dw, const float *d, int oh, int ow, const float *in, int is)
+{
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s10 = s00, s11 = s00, s12 = s00;
+    __m256 s20 = s00, s21 = s00, s22 = s00;
+    int y, x;
+    for (y = 0; y < oh; y++)
+        for (x = 0; x < ow; x += 8) {
+            int full = ow - x >= 8;
+            __m256i m = fer__mask256(ow - x);
+            __m256 dv = fer__ld256(d + (size_t)y * ow + x, full, m);
+            const float *r0 = in + (size_t)y * is + x, *r1 = r0 + is, *r2 = r1 + is;
+#define FER__DW3(s, r, k) s = _mm256_fmadd_ps(dv, fer__ld256(r + k, full, m), s)
+            FER__DW3(s00, r0, 0); FER__DW3(s01, r0, 1); FER__DW3(s02, r0, 2);
+            FER__DW3(s10, r1, 0); FER__DW3(s11, r1, 1); FER__DW3(s12, r1, 2);
+            FER__DW3(s20, r2, 0); FER__DW3(s21, r2, 1); FER__DW3(s22, r2, 2);
+#undef FER__DW3
+        }
+    dw[0] += fer__hsum256(s00); dw[1] += fer__hsum256(s01); dw[2] += fer__hsum256(s02);
+    dw[3] += fer__hsum256(s10); dw[4] += fer__hsum256(s11); dw[5] += fer__hsum256(s12);
+    dw[6] += fer__hsum256(s20); dw[7] += fer__hsum256(s21); dw[8] += fer__hsum256(s22);
+}
 FER__AVX2 static void fer__corr2d_dw_avx2(float *dw, const float *d, int oh, int ow, const float *in,
                                           int is, int kh, int kw)
 {
@@ -2712,6 +2749,7 @@ static void fer__corr2d_dw(fer_isa isa, float *dw, const float *d, int oh, int o
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512 && kh == 3 && kw == 3) { fer__corr2d_dw3_avx512(dw, d, oh, ow, in, is); return; }
     if (isa == FER_ISA_AVX512) { fer__corr2d_dw_avx512(dw, d, oh, ow, in, is, kh, kw); return; }
+    if (isa == FER_ISA_AVX2 && kh == 3 && kw == 3) { fer__corr2d_dw3_avx2(dw, d, oh, ow, in, is); return; }
     if (isa == FER_ISA_AVX2) { fer__corr2d_dw_avx2(dw, d, oh, ow, in, is, kh, kw); return; }
 #endif
     (void)isa;
@@ -2789,11 +2827,10 @@ FER__AVX2 static void fer__deinterleave_avx2(const float *src, int n, float *e, 
 {
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m256 a = _mm256_loadu_ps(src + i), b = _mm256_loadu_ps(src + i + 8);
-        /* [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in order 0 2 1 3 */
-        __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-        _mm256_storeu_ps(e + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
-        _mm256_storeu_ps(o + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+        __m256 ev, od;
+        fer__evod256(_mm256_loadu_ps(src + i), _mm256_loadu_ps(src + i + 8), &ev, &od);
+        _mm256_storeu_ps(e + i / 2, ev);
+        _mm256_storeu_ps(o + i / 2, od);
     }
     for (; i < n; i++) {
         if (i & 1) o[i / 2] = src[i];
@@ -2857,6 +2894,42 @@ FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, 
                 }
             dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         }
+}
+/* The AVX2 twins of fer__dw_s2_dw_avx512 and fer__interleave_avx512. */
+FER__AVX2 static void fer__dw_s2_dw_avx2(float *dw, const float *d, int oh, int ow, const float *e,
+                                         const float *o, int ew, int kh, int kw)
+{
+    int y, x, ky, kx;
+    for (ky = 0; ky < kh; ky++)
+        for (kx = 0; kx < kw; kx++) {
+            const float *src = ((kx & 1) ? o : e) + (size_t)ky * ew + kx / 2;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (y = 0; y < oh; y++)
+                for (x = 0; x < ow; x += 8) {
+                    int full = ow - x >= 8;
+                    __m256i m = fer__mask256(ow - x);
+                    __m256 p = _mm256_mul_ps(fer__ld256(d + (size_t)y * ow + x, full, m),
+                                             fer__ld256(src + (size_t)2 * y * ew + x, full, m));
+                    switch (y & 3) {
+                    case 0: a0 = _mm256_add_ps(a0, p); break;
+                    case 1: a1 = _mm256_add_ps(a1, p); break;
+                    case 2: a2 = _mm256_add_ps(a2, p); break;
+                    default: a3 = _mm256_add_ps(a3, p); break;
+                    }
+                }
+            dw[ky * kw + kx] += fer__hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        }
+}
+FER__AVX2 static void fer__interleave_avx2(float *dst, int n, const float *e, const float *o)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 r0, r1;
+        fer__interleave256(_mm256_loadu_ps(e + i / 2), _mm256_loadu_ps(o + i / 2), &r0, &r1);
+        _mm256_storeu_ps(dst + i, r0);
+        _mm256_storeu_ps(dst + i + 8, r1);
+    }
+    for (; i < n; i++) dst[i] = (i & 1) ? o[i / 2] : e[i / 2];
 }
 /* The lanes of x[off .. off+15] that lie in a row of w floats (off >= -16), as
    fer__row_ld takes them: for off < 0 the row's first floats go to lanes -off..
@@ -3387,16 +3460,17 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
                 continue;
             }
 #if defined(FER__X86)
-            if (isa == FER_ISA_AVX512 && g->sh == 2 && g->sw == 2) {
+            if ((isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && g->sh == 2 && g->sw == 2) {
                 /* over the even and odd columns, as the forward pass: ev/od split
                    the input plane (dW), de/dd accumulate the gradient's (dX) */
-                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2;
+                int ph = g->h + 2 * g->ph, ew = (pwid + 1) / 2, a512 = isa == FER_ISA_AVX512;
                 size_t eo = (size_t)ph * ew;
                 float *ev = pdin, *od = ev + eo, *de = od + eo, *dd = de + eo;
                 if (dw && !dw3) {
                     for (y = 0; y < ph; y++)
-                        fer__deinterleave_avx512(pin + (size_t)y * pwid, pwid, ev + (size_t)y * ew, od + (size_t)y * ew);
-                    fer__dw_s2_dw_avx512(dwc, d, g->oh, g->ow, ev, od, ew, g->kh, g->kw);
+                        (a512 ? fer__deinterleave_avx512 : fer__deinterleave_avx2)(pin + (size_t)y * pwid, pwid,
+                                                                                 ev + (size_t)y * ew, od + (size_t)y * ew);
+                    (a512 ? fer__dw_s2_dw_avx512 : fer__dw_s2_dw_avx2)(dwc, d, g->oh, g->ow, ev, od, ew, g->kh, g->kw);
                 }
                 if (din && dx3) fer__dw_s2_dx3_avx512(g, dc, d, wc, pdin, assign);
                 else if (din) {
@@ -3407,7 +3481,8 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
                                 fer_axpy(isa, g->ow, wc[ky * g->kw + kx], d + (size_t)oy * g->ow,
                                          ((kx & 1) ? dd : de) + (size_t)(2 * oy + ky) * ew + kx / 2);
                     for (y = 0; y < g->h; y++) {   /* ev is free now: one interleaved row */
-                        fer__interleave_avx512(ev, pwid, de + (size_t)(y + g->ph) * ew, dd + (size_t)(y + g->ph) * ew);
+                        (a512 ? fer__interleave_avx512 : fer__interleave_avx2)(ev, pwid, de + (size_t)(y + g->ph) * ew,
+                                                                               dd + (size_t)(y + g->ph) * ew);
                         fer_axpy(isa, g->w, 1.0f, ev + g->pw, dc + (size_t)y * g->w);
                     }
                 }
@@ -3730,20 +3805,6 @@ static void fer__wino_dw_finish_scalar(int cout, int cin, const float *du, float
             d[i * 3 + 2] += r[i][3] + s;
         }
     }
-}
-/* the even and the odd floats of the 16 in a, b */
-FER__AVX2 static void fer__evod256(__m256 a, __m256 b, __m256 *ev, __m256 *od)
-{
-    /* [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in order 0 2 1 3 */
-    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
-    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
-}
-/* the 16 floats e0 o0 e1 o1 ... e7 o7 as two vectors */
-FER__AVX2 static void fer__interleave256(__m256 e, __m256 o, __m256 *r0, __m256 *r1)
-{
-    __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
-    *r0 = _mm256_permute2f128_ps(lo, hi, 0x20);
-    *r1 = _mm256_permute2f128_ps(lo, hi, 0x31);
 }
 /* fer__wino_in_avx512 in AVX2; buf: 2 tw + 32 floats */
 FER__AVX2 static void fer__wino_in_avx2(const fer_conv_geom *g, const float *in, int tw, int ty0, int ty1,

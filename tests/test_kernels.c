@@ -267,7 +267,7 @@ static void test_conv(void)
         { 1, 1, 1, 1, 1, 1, 0, 1 }, { 16, 16, 48, 48, 3, 1, 1, 16 }, { 5, 5, 11, 6, 3, 1, 0, 5 },
         { 3, 3, 1, 1, 3, 1, 1, 3 }, { 128, 7, 3, 3, 3, 1, 1, 1 }, { 64, 16, 2, 2, 3, 1, 1, 1 },
         { 24, 24, 26, 37, 3, 2, 1, 24 }, { 8, 8, 15, 16, 5, 2, 2, 8 }, { 4, 4, 2, 3, 3, 2, 1, 4 },
-        /* Winograd F(2x2, 3x3) on AVX-512: odd output sizes, pads 0 and 2, rows of more than 16 tiles */
+        /* Winograd F(2x2, 3x3) (AVX-512, AVX2): odd output sizes, pads 0 and 2, rows of more than 16 tiles */
         { 32, 64, 17, 19, 3, 1, 1, 1 }, { 33, 65, 20, 21, 3, 1, 0, 1 }, { 32, 64, 14, 13, 3, 1, 2, 1 },
         { 32, 72, 10, 40, 3, 1, 1, 1 }, { 64, 48, 18, 15, 3, 1, 1, 1 },
         /* small planes, several samples per GEMM (9 samples: a full batch and a part) */
