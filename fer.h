@@ -85,6 +85,12 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.8.1 (2026-12-02)  speed on CPUs without AVX-512 (AVX2 + FMA): the GEMM
+                           kernel reads A in place, takes row offsets (implicit
+                           im2col) and runs its epilogue in vectors; Winograd,
+                           the 3x3 depthwise kernels (forward and backward), the
+                           batch norm's passes, maxpool inference, the dense
+                           GEMV and the residual add in AVX2. No API change.
        0.8.0 (2026-12-02)  speed: a training workspace keeps activation gradients
                            in regions reused once read (ws->grad + act_off[i] is no
                            longer a node's gradient: fer_input_grad gives d loss /
@@ -126,7 +132,7 @@
 
 #define FER_VERSION_MAJOR 0
 #define FER_VERSION_MINOR 8
-#define FER_VERSION_PATCH 0
+#define FER_VERSION_PATCH 1
 
 /* ==========================================================================
    1. Configuration and platform
@@ -2895,6 +2901,122 @@ FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, 
             dw[ky * kw + kx] += fer__hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         }
 }
+/* The "same" 3x3 stride-1 depthwise conv in AVX2, straight from the planes (no
+   padded copy per plane: 384 planes of 6x6 at batch 1 spent most of their time
+   padding): for 8 output columns from x, the taps' columns x-1, x and x+1 of the
+   three input rows are three loads, masked past the row's end (the masks made
+   once per column block); at x = 0 the column x-1 is column x moved up a lane, a
+   zero below. */
+FER__AVX2 static void fer__dw3_same_avx2(const fer_conv_geom *g, float *out, const float *in, const float *wt,
+                                         const fer__epi *e)
+{
+    const __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+    int pl, y, x, h = g->h, w = g->w, hw = h * w, planes = g->n * g->cin;
+    for (pl = 0; pl < planes; pl++) {
+        int c = pl - pl / g->cin * g->cin;
+        const float *ip = in + (size_t)pl * hw, *k = wt + (size_t)c * 9;
+        float *op = out + (size_t)pl * hw;
+        __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[c] : 1.0f), vb = _mm256_set1_ps(e && e->shift ? e->shift[c] : 0.0f);
+        __m256 lo = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY), hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+        for (x = 0; x < w; x += 8) {
+            int fl = x + 7 <= w, fc = x + 8 <= w, fr = x + 9 <= w;
+            __m256i ml = fer__mask256(w - x + 1), mc = fer__mask256(w - x), mr = fer__mask256(w - x - 1);
+            for (y = 0; y < h; y++) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0;
+                int ky;
+                for (ky = 0; ky < 3; ky++) {
+                    const float *row = ip + (size_t)(y + ky - 1) * w + x;
+                    __m256 l, m;
+                    if (y + ky - 1 < 0 || y + ky - 1 >= h) continue;
+                    m = fer__ld256(row, fc, mc);
+                    l = x > 0 ? fer__ld256(row - 1, fl, ml)
+                              : _mm256_blend_ps(_mm256_permutevar8x32_ps(m, up), _mm256_setzero_ps(), 0x01);
+                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(k + 3 * ky), l, a0);
+                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(k + 3 * ky + 1), m, a1);
+                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(k + 3 * ky + 2), fer__ld256(row + 1, fr, mr), a2);
+                }
+                a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
+                a0 = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(a0, vs, vb), lo), hi);
+                /* a row of one partial vector: a full store, its last lanes over the
+                   next rows' first ones, which are written after it (AMD's masked
+                   store is microcoded); masked where it would leave the buffer */
+                fer__st256(op + (size_t)y * w + x,
+                           fc || (w <= 8 && (size_t)pl * hw + (size_t)y * w + 8 <= (size_t)planes * hw), mc, a0);
+            }
+        }
+    }
+}
+/* fer__dw3_s2_avx512 in AVX2: for 8 output columns from ox, input columns c0 =
+   2 ox - pw .. c0 + 16 of a row, split into the even (kx = 0), odd (kx = 1) and
+   next even (kx = 2) columns: two loads (masked past the row's end) split by
+   fer__evod256, the third vector the first moved down a lane with column c0 + 16
+   on top; at c0 = -1 (the left padding) the loads start at column 0 and the
+   first vector is the odd one moved up a lane, a zero below. Each input row is
+   split once, kept for the next output row. (Padding and splitting each plane
+   first, then the kernel, spent 60% of the time in those two passes: 96 planes
+   of 48x48 at batch 1.) */
+FER__AVX2 static void fer__dw3_s2_cols_avx2(const float *row, int w, int c0, __m256 *x0, __m256 *x1, __m256 *x2)
+{
+    int b = c0 < 0 ? 0 : c0, full = b + 16 <= w;
+    __m256 a = fer__ld256(row + b, full, fer__mask256(w - b)), c = fer__ld256(row + b + 8, full, fer__mask256(w - b - 8));
+    __m256 ev, od;
+    fer__evod256(a, c, &ev, &od);
+    if (c0 < 0) {
+        *x0 = _mm256_blend_ps(_mm256_permutevar8x32_ps(od, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)),
+                              _mm256_setzero_ps(), 0x01);
+        *x1 = ev;
+        *x2 = od;
+    } else {
+        __m256 nx = _mm256_set1_ps(b + 16 < w ? row[b + 16] : 0.0f);
+        *x0 = ev;
+        *x1 = od;
+        *x2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0)), nx, 0x80);
+    }
+}
+FER__AVX2 static void fer__dw3_s2_row_avx2(const float *ip, int h, int w, int r, int c0, __m256 *x0, __m256 *x1,
+                                           __m256 *x2)
+{
+    if (r < 0 || r >= h) { *x0 = *x1 = *x2 = _mm256_setzero_ps(); return; }
+    fer__dw3_s2_cols_avx2(ip + (size_t)r * w, w, c0, x0, x1, x2);
+}
+FER__AVX2 static void fer__dw3_s2_avx2(const fer_conv_geom *g, float *out, const float *in, const float *w,
+                                       const fer__epi *e)
+{
+    int pl, oy, ox, planes = g->n * g->cin, hw = g->h * g->w, ohw = g->oh * g->ow;
+    for (pl = 0; pl < planes; pl++) {
+        int c = pl - pl / g->cin * g->cin;
+        const float *ip = in + (size_t)pl * hw, *wc = w + (size_t)c * 9;
+        float *op = out + (size_t)pl * ohw;
+        __m256 k0 = _mm256_set1_ps(wc[0]), k1 = _mm256_set1_ps(wc[1]), k2 = _mm256_set1_ps(wc[2]);
+        __m256 k3 = _mm256_set1_ps(wc[3]), k4 = _mm256_set1_ps(wc[4]), k5 = _mm256_set1_ps(wc[5]);
+        __m256 k6 = _mm256_set1_ps(wc[6]), k7 = _mm256_set1_ps(wc[7]), k8 = _mm256_set1_ps(wc[8]);
+        __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[c] : 1.0f), vb = _mm256_set1_ps(e && e->shift ? e->shift[c] : 0.0f);
+        __m256 lo = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY);
+        __m256 hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+        for (ox = 0; ox < g->ow; ox += 8) {
+            int full = g->ow - ox >= 8, c0 = 2 * ox - g->pw;
+            __m256i m = fer__mask256(g->ow - ox);
+            __m256 p0, p1, p2;   /* padded row 2 oy, split */
+            fer__dw3_s2_row_avx2(ip, g->h, g->w, -g->ph, c0, &p0, &p1, &p2);
+            for (oy = 0; oy < g->oh; oy++) {
+                __m256 q0, q1, q2, r0, r1, r2, a0, a1, a2;
+                fer__dw3_s2_row_avx2(ip, g->h, g->w, 2 * oy + 1 - g->ph, c0, &q0, &q1, &q2);
+                fer__dw3_s2_row_avx2(ip, g->h, g->w, 2 * oy + 2 - g->ph, c0, &r0, &r1, &r2);
+                a0 = _mm256_fmadd_ps(k6, r0, _mm256_fmadd_ps(k3, q0, _mm256_mul_ps(k0, p0)));
+                a1 = _mm256_fmadd_ps(k7, r1, _mm256_fmadd_ps(k4, q1, _mm256_mul_ps(k1, p1)));
+                a2 = _mm256_fmadd_ps(k8, r2, _mm256_fmadd_ps(k5, q2, _mm256_mul_ps(k2, p2)));
+                a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
+                a0 = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(a0, vs, vb), lo), hi);
+                /* one partial vector a row: a full store into the rows after it (as
+                   fer__dw3_same_avx2) */
+                fer__st256(op + (size_t)oy * g->ow + ox,
+                           full || (g->ow <= 8 && (size_t)pl * ohw + (size_t)oy * g->ow + 8 <= (size_t)planes * ohw),
+                           m, a0);
+                p0 = r0; p1 = r1; p2 = r2;
+            }
+        }
+    }
+}
 /* The AVX2 twins of fer__dw_s2_dw_avx512 and fer__interleave_avx512. */
 FER__AVX2 static void fer__dw_s2_dw_avx2(float *dw, const float *d, int oh, int ow, const float *e,
                                          const float *o, int ew, int kh, int kw)
@@ -3304,6 +3426,8 @@ static void fer__dw_forward(fer_isa isa, const fer_conv_geom *g, float *out, con
         return;
     }
     if (isa == FER_ISA_AVX512 && fer__dw3_s2(g)) { fer__dw3_s2_avx512(g, out, in, w, e); return; }
+    if (isa == FER_ISA_AVX2 && fer__dw3_s2(g)) { fer__dw3_s2_avx2(g, out, in, w, e); return; }
+    if (isa == FER_ISA_AVX2 && fer__dw3_same(g)) { fer__dw3_same_avx2(g, out, in, w, e); return; }
 #endif
     for (s = 0; s < g->n; s++)
         for (c = 0; c < g->cin; c++) {
