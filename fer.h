@@ -3930,7 +3930,10 @@ static void fer__wino_dw_finish_scalar(int cout, int cin, const float *du, float
         }
     }
 }
-/* fer__wino_in_avx512 in AVX2; buf: 2 tw + 32 floats */
+/* fer__wino_in_avx512 in AVX2; buf: 2 tw + 32 floats. A partial last vector of
+   tiles is stored whole where its extra lanes land on the next tile rows' first
+   tiles of the same block, written after it (the masked store is microcoded on
+   AMD). So does fer__wino_dy_avx2. */
 FER__AVX2 static void fer__wino_in_avx2(const fer_conv_geom *g, const float *in, int tw, int ty0, int ty1,
                                         float *v, int tb, float *buf)
 {
@@ -3942,7 +3945,7 @@ FER__AVX2 static void fer__wino_in_avx2(const fer_conv_geom *g, const float *in,
             float *vt = v + (size_t)c * tb + (size_t)(ty - ty0) * tw;
             __m256 w[4][4];
             for (tx = 0; tx < tw; tx += 8) {
-                int full = tw - tx >= 8;
+                int full = (ty - ty0) * tw + tx + 8 <= (ty1 - ty0) * tw;
                 __m256i m = fer__mask256(tw - tx);
                 for (i = 0; i < 4; i++) {   /* d B, row i of the patches */
                     int y = 2 * ty + i - g->ph;
@@ -4035,7 +4038,7 @@ FER__AVX2 static void fer__wino_dy_avx2(const fer_conv_geom *g, int tw, int ty0,
             const float *r0 = dy + ((size_t)co * g->oh + 2 * ty) * g->ow, *r1 = 2 * ty + 1 < g->oh ? r0 + g->ow : NULL;
             float *mt = dm + (size_t)co * tb + (size_t)(ty - ty0) * tw;
             for (tx = 0; tx < tw; tx += 8) {
-                int full = tw - tx >= 8, nc = g->ow - 2 * tx > 16 ? 16 : g->ow - 2 * tx;
+                int full = (ty - ty0) * tw + tx + 8 <= (ty1 - ty0) * tw, nc = g->ow - 2 * tx > 16 ? 16 : g->ow - 2 * tx;
                 __m256i m = fer__mask256(tw - tx), m0 = fer__mask256(nc), m1 = fer__mask256(nc - 8);
                 __m256 a, b, c = z, d = z, p[4], q[4];
                 fer__evod256(_mm256_maskload_ps(r0 + 2 * tx, m0), _mm256_maskload_ps(r0 + 2 * tx + 8, m1), &a, &b);
