@@ -3691,10 +3691,12 @@ static void fer__implicit_phases(const fer_conv_geom *g, const float *in, float 
             for (r = 0; r < hq; r++) {
                 int y = 2 * r + py - g->ph;
                 float *d = pad + (size_t)r * wq;
-                for (q = 0; q < wq; q++) {
-                    int x = 2 * q + px - g->pw;
-                    d[q] = y >= 0 && y < g->h && x >= 0 && x < g->w ? in[(size_t)y * g->w + x] : 0.0f;
-                }
+                /* columns q0 .. q1-1 lie in the row (2q + px - pw in [0, w)), the rest are padding */
+                int q0 = g->pw > px ? (g->pw - px + 1) / 2 : 0, q1 = (g->w + g->pw - px + 1) / 2;
+                if (q1 > wq) q1 = wq;
+                if (y < 0 || y >= g->h || q0 > q1) q0 = q1 = 0;
+                for (q = 0; q < wq; q++) d[q] = 0.0f;
+                for (q = q0; q < q1; q++) d[q] = in[(size_t)y * g->w + 2 * q + px - g->pw];
             }
 }
 /* One sample's cin planes, zero-padded (stride 2: in phases; "same": rows sharing
