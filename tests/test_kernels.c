@@ -297,9 +297,14 @@ static void test_conv(void)
         /* a 1x1 conv with a short K and a large C block: GEMM tiles row by row */
         { 16, 43, 25, 23, 1, 1, 0, 1 },
         /* a grey-image stem: one input channel, 3x3 same, taps shared by the outputs */
-        { 1, 16, 48, 47, 3, 1, 1, 1 }
+        { 1, 16, 48, 47, 3, 1, 1, 1 },
+        /* Winograd F(4x4, 3x3) forward (AVX-512): partial tiles at the right and
+           bottom, pads 1, 0 and 2, rows of more than 16 tiles, blocks of tile rows
+           ending mid-plane, two samples */
+        { 32, 64, 33, 35, 3, 1, 1, 1 }, { 33, 64, 36, 38, 3, 1, 0, 1 }, { 32, 64, 32, 70, 3, 1, 2, 1 }
     };
-    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3 };   /* samples of the configs from 39 on */
+    /* samples of the configs from 39 on */
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3, 1, 2, 1 };
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -324,6 +329,11 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci >= 56) {
+            int th, tw, rb, sb, tb;
+            fer__wino_dims_m(&g, 4, &th, &tw, &rb, &sb, &tb);
+            CHECK(fer__wino4(FER_ISA_AVX512, &g) && fer__wino_use(FER_ISA_AVX512, &g, g.n) && th % rb &&
+                  (ci != 58 || tw > 16), "conv config %zu does not run as Winograd F(4x4, 3x3)", ci);
         } else if (ci == 55) {
             CHECK(fer__conv3_c1(&g), "conv config %zu does not take the one-channel 3x3 kernel", ci);
         } else if (ci == 54) {
