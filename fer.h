@@ -2349,14 +2349,52 @@ static int fer__taps(const fer_conv_geom *g, int *tab)
     return 1;
 }
 
+#if defined(FER__X86)
+/* fer__im2col of planes of at most 32 floats into at most 16 columns, with at
+   most 25 taps (AVX-512): a plane is two masked loads, each tap's row one permute
+   of them (zero where the tap falls in the padding) and one masked store. The
+   128->7 3x3 conv on 3x3 planes that ends mini_xception took 8 us a sample in
+   the scalar table loop. */
+#define FER__IM2COL_SMALL(g) ((g)->h * (g)->w <= 32 && (g)->oh * (g)->ow <= 16 && (g)->kh * (g)->kw <= 25)
+FER__AVX512 static void fer__im2col_small_avx512(const fer_conv_geom *g, int cg, const float *in, float *col,
+                                                 size_t ld, const int *tab)
+{
+    int kk = g->kh * g->kw, ohw = g->oh * g->ow, hw = g->h * g->w, t, p, c;
+    __mmask16 vm[25], om = (__mmask16)((1u << ohw) - 1u);
+    __mmask16 m0 = (__mmask16)(hw >= 16 ? 0xFFFF : (1u << hw) - 1u);
+    __mmask16 m1 = (__mmask16)(hw <= 16 ? 0 : (1u << (hw - 16)) - 1u);
+    __m512i idx[25];
+    for (t = 0; t < kk; t++) {
+        int li[16];
+        unsigned m = 0;
+        for (p = 0; p < 16; p++) {
+            li[p] = p < ohw && tab[t * ohw + p] >= 0 ? tab[t * ohw + p] : 0;
+            if (p < ohw && tab[t * ohw + p] >= 0) m |= 1u << p;
+        }
+        idx[t] = _mm512_loadu_si512(li);
+        vm[t] = (__mmask16)m;
+    }
+    for (c = 0; c < cg; c++) {
+        const float *x = in + (size_t)c * hw;
+        __m512 lo = _mm512_maskz_loadu_ps(m0, x), hi = _mm512_maskz_loadu_ps(m1, x + 16);
+        for (t = 0; t < kk; t++)
+            _mm512_mask_storeu_ps(col + (size_t)(c * kk + t) * ld, om, _mm512_maskz_permutex2var_ps(vm[t], lo, idx[t], hi));
+    }
+}
+#endif
 /* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside
    (rows ld floats apart: several samples' columns can sit side by side).
    The valid column range of each tap is computed once, so the inner loop is a
    copy (a memcpy at stride 1) with no bounds test. */
-static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *col, size_t ld)
+static void fer__im2col(fer_isa isa, const fer_conv_geom *g, int cg, const float *in, float *col, size_t ld)
 {
     int c, ky, kx, oy, ox, tab[FER__TAPS_MAX];
     if (fer__taps(g, tab)) {
+#if defined(FER__X86)
+        if (isa == FER_ISA_AVX512 && FER__IM2COL_SMALL(g)) { fer__im2col_small_avx512(g, cg, in, col, ld, tab); return; }
+#else
+        (void)isa;
+#endif
         int kk = g->kh * g->kw, ohw = g->oh * g->ow, t, p;
         for (c = 0; c < cg; c++) {
             const float *plane = in + (size_t)c * g->h * g->w;
@@ -2394,13 +2432,13 @@ static void fer__im2col(const fer_conv_geom *g, int cg, const float *in, float *
 
 /* The im2col columns of k samples side by side (rows ld floats apart; a 1x1
    stride-1 conv's are its input planes). */
-static void fer__batch_cols(const fer_conv_geom *g, const float *in, int k, float *col, size_t ld)
+static void fer__batch_cols(fer_isa isa, const fer_conv_geom *g, const float *in, int k, float *col, size_t ld)
 {
     size_t plane = (size_t)g->h * g->w, ohw = (size_t)g->oh * g->ow;
     int j, c;
     for (j = 0; j < k; j++) {
         const float *x = in + (size_t)j * g->cin * plane;
-        if (!fer__conv_is_pointwise(g)) { fer__im2col(g, g->cin, x, col + j * ohw, ld); continue; }
+        if (!fer__conv_is_pointwise(g)) { fer__im2col(isa, g, g->cin, x, col + j * ohw, ld); continue; }
         for (c = 0; c < g->cin; c++) memcpy(col + c * ld + j * ohw, x + c * plane, sizeof(float) * ohw);
     }
 }
@@ -3298,10 +3336,13 @@ FER__AVX512 static void fer__conv3_c1_avx512(const fer_conv_geom *g, float *out,
         }
     }
 }
-/* dw[c][t] += the "same" 3x3 depthwise weight gradient over `planes` planes:
-   the sum over positions p of dy[p] * in[p + off_t] (loads as in the forward). */
-FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int w, float *dw, const float *dy,
-                                                const float *in)
+/* dw[c][t] += the "same" 3x3 weight gradient over `planes` planes of dy: the sum
+   over positions p of dy[p] * in[p + off_t] (loads as in the forward), dy plane
+   pl reading input plane pl / share into channel pl % cin: share 1 for a
+   depthwise conv, cout (= cin here) for a one-channel stem, where the cout planes
+   of a sample share its input plane (read from L1 after the first). */
+FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int share, int h, int w, float *dw,
+                                                const float *dy, const float *in)
 {
     __mmask16 mk[FER__DW3_BLOCK][9];
     int hw = h * w, nv = (hw + 15) / 16, b0, nb, pl, c, j, off[9];
@@ -3310,9 +3351,9 @@ FER__AVX512 static void fer__dw3_same_dw_avx512(int planes, int cin, int h, int 
         nb = nv - b0 < FER__DW3_BLOCK ? nv - b0 : FER__DW3_BLOCK;
         fer__dw3_masks_avx512(h, w, b0, nb, mk);
         for (pl = c = 0; pl < planes; pl++, c = c + 1 == cin ? 0 : c + 1) {
-            const float *ip = in + (size_t)pl * hw, *dp = dy + (size_t)pl * hw;
+            const float *ip = in + (size_t)(pl / share) * hw, *dp = dy + (size_t)pl * hw;
             float *dwc = dw + (size_t)c * 9;
-            ptrdiff_t at = (ptrdiff_t)pl * hw, end = (ptrdiff_t)planes * hw;
+            ptrdiff_t at = (ptrdiff_t)(pl / share) * hw, end = (ptrdiff_t)(planes / share) * hw;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;
             for (j = 0; j < nb; j++) {
                 int p = 16 * (b0 + j);
@@ -3586,7 +3627,7 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
     if (isa == FER_ISA_AVX512 && fer__dw3_same(g)) {   /* straight from the planes, as the forward */
         size_t ohw = (size_t)g->oh * g->ow;
         if (din) fer__dw3_same_avx512(g->n * g->cin, g->cin, g->h, g->w, din, dout, w, 1, NULL, !assign);
-        if (dw) fer__dw3_same_dw_avx512(g->n * g->cin, g->cin, g->h, g->w, dw, dout, in);
+        if (dw) fer__dw3_same_dw_avx512(g->n * g->cin, g->cin, 1, g->h, g->w, dw, dout, in);
         if (db)
             for (s = 0; s < g->n; s++)
                 for (c = 0; c < g->cin; c++)
@@ -4479,7 +4520,7 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
         size_t plane = (size_t)g->h * g->w;
         for (s = 0; s < g->n; s += nb) {
             int k = g->n - s < nb ? g->n - s : nb, ld = k * ohw, j, c;
-            fer__batch_cols(g, in + (size_t)s * g->cin * plane, k, col, (size_t)ld);
+            fer__batch_cols(isa, g, in + (size_t)s * g->cin * plane, k, col, (size_t)ld);
             fer__gemm(isa, 0, 0, g->cout, ld, K, w, K, col, ld, tmp, ld, 0, bpack, e);
             for (j = 0; j < k; j++)
                 for (c = 0; c < g->cout; c++)
@@ -4504,7 +4545,7 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
                 fer__gemm(isa, 0, 1, og, ohw, K, w + (size_t)gi * og * K, K, col, K, outg, ohw, 0, pack, gp);
                 continue;
             }
-            if (!pointwise) fer__im2col(g, cg, ing, col, (size_t)ohw);
+            if (!pointwise) fer__im2col(isa, g, cg, ing, col, (size_t)ohw);
             fer__gemm(isa, 0, 0, og, ohw, K, w + (size_t)gi * og * K, K, pointwise ? ing : col, ohw,
                       outg, ohw, 0, pack, gp);
         }
@@ -4550,12 +4591,12 @@ static void fer__conv_backward_batched(fer_isa isa, const fer_conv_geom *g, floa
         if (db)
             for (c = 0; c < g->cout; c++) db[c] += fer__vsum(isa, ld, dyb + (size_t)c * ld, 0.0f, 0);
         if (dw) {
-            fer__batch_cols(g, in + (size_t)s * g->cin * plane, k, col, (size_t)ld);
+            fer__batch_cols(isa, g, in + (size_t)s * g->cin * plane, k, col, (size_t)ld);
             fer__gemm(isa, 0, 1, g->cout, K, ld, dyb, ld, col, ld, dw, K, 1, pack, NULL);
         }
         if (!din) continue;
         if (flip) {
-            fer__batch_cols(&gt, d0, k, col, (size_t)ldx);
+            fer__batch_cols(isa, &gt, d0, k, col, (size_t)ldx);
             fer__gemm(isa, 0, 0, g->cin, ldx, kt, wt, kt, col, ldx, dxb, ldx, 0, pack, NULL);
         } else
             fer__gemm(isa, 1, 0, K, ld, g->cout, w, K, dyb, ld, col, ld, 0, pack, NULL);   /* dcol, in col */
@@ -4595,6 +4636,13 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     fer_conv_geom gt;
     if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch, assign); return; }
 #if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && !din && fer__conv3_c1(g)) {   /* a grey-image stem: dW (and db) only */
+        if (dw) fer__dw3_same_dw_avx512(g->n * g->cout, g->cout, g->cout, g->h, g->w, dw, dout, in);
+        if (db)
+            for (s = 0; s < g->n * g->cout; s++)
+                db[s % g->cout] += fer__vsum(isa, ohw, dout + (size_t)s * ohw, 0.0f, 0);
+        return;
+    }
     {   /* the weight gradient as Winograd, or as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
         wdw = dw && fer__wino_use(isa, g, g->n);
@@ -4668,7 +4716,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
             } else
 #endif
             if (dw && !wdw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
-                if (!pointwise) fer__im2col(g, cg, ing, col, (size_t)ohw);
+                if (!pointwise) fer__im2col(isa, g, cg, ing, col, (size_t)ohw);
                 fer_gemm(isa, 0, 1, og, K, ohw, dg, ohw, pointwise ? ing : col, ohw,
                          dw + (size_t)gi * og * K, K, 1, pack);
             }
@@ -4681,7 +4729,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                     continue;
                 }
 #endif
-                fer__im2col(&gt, og, dg, col, (size_t)g->h * g->w);
+                fer__im2col(isa, &gt, og, dg, col, (size_t)g->h * g->w);
                 fer_gemm(isa, 0, 0, cg, g->h * g->w, (int)kt, wt, (int)kt, col, g->h * g->w, ding,
                          g->h * g->w, !assign, pack);
             } else if (pointwise) {   /* dX[cg][ohw] += W[og][cg]^T * dY[og][ohw] */
@@ -5483,6 +5531,51 @@ FER__AVX2 static void fer__maxpool_infer_avx2(float *out, const float *in, int p
 }
 #endif
 
+#if defined(FER__X86)
+/* Max pooling of small planes (AVX-512), 16 planes a vector: lane l holds plane
+   pl + l, so each window tap is one gather at a stride of a plane, the window's
+   bounds are the same for all lanes, and the scan is the scalar one (first tap
+   in row-major order, then strictly greater), so results and argmax (NULL: not
+   kept) are identical. Rows of a few outputs left the per-row kernels mostly
+   idle: 128 planes of 6x6 at batch 32 took 10 ns an output. Used for output rows
+   shorter than these (batch 32, 3x3 stride 2 on 6x6 / 12x12 / 24x24 / 48x48 input:
+   with argmax 387 -> 65, 397 -> 154, 431 -> 325, 1036 -> 996 us; without, 254 ->
+   85, 230 -> 190, 283 -> 399 us on 24x24). */
+#define FER__POOL_PLANES_ARGMAX 16
+#define FER__POOL_PLANES 8
+FER__AVX512 static void fer__maxpool_planes_avx512(float *out, int32_t *argmax, const float *in, int planes,
+                                                   int h, int w, int k, int s, int p)
+{
+    int oh = fer__pool_out(h, k, s, p), ow = fer__pool_out(w, k, s, p), ohw = oh * ow, hw = h * w;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i vin = _mm512_mullo_epi32(lane, _mm512_set1_epi32(hw)), vout = _mm512_mullo_epi32(lane, _mm512_set1_epi32(ohw));
+    int pl, oy, ox, y, x;
+    for (pl = 0; pl < planes; pl += 16) {
+        __mmask16 m = (__mmask16)(planes - pl >= 16 ? 0xFFFF : (1u << (planes - pl)) - 1u);
+        const float *ip = in + (size_t)pl * hw;
+        float *op = out + (size_t)pl * ohw;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                int y0, y1, x0, x1;
+                __m512 best;
+                __m512i bi;
+                fer__window(oy, k, s, p, h, &y0, &y1);
+                fer__window(ox, k, s, p, w, &x0, &x1);
+                best = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vin, ip + y0 * w + x0, 4);
+                bi = _mm512_set1_epi32(y0 * w + x0);
+                for (y = y0; y < y1; y++)
+                    for (x = y == y0 ? x0 + 1 : x0; x < x1; x++) {
+                        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vin, ip + y * w + x, 4);
+                        __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                        best = _mm512_mask_blend_ps(gt, best, v);
+                        if (argmax) bi = _mm512_mask_blend_epi32(gt, bi, _mm512_set1_epi32(y * w + x));
+                    }
+                _mm512_mask_i32scatter_ps(op + oy * ow + ox, m, vout, best, 4);
+                if (argmax) _mm512_mask_i32scatter_epi32(argmax + (size_t)pl * ohw + oy * ow + ox, m, vout, bi, 4);
+            }
+    }
+}
+#endif
 static void fer__maxpool_forward(fer_isa isa, float *out, int32_t *argmax, const float *in, int n,
                                  int c, int h, int w, int k, int s, int p)
 {
@@ -5491,6 +5584,12 @@ static void fer__maxpool_forward(fer_isa isa, float *out, int32_t *argmax, const
     int lo = (p + s - 1) / s, hi = w - k + p >= 0 ? (w - k + p) / s + 1 : 0;
     if (hi > ow) hi = ow;
     if (lo > hi) lo = hi;
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && ow < FER__POOL_PLANES_ARGMAX) {
+        fer__maxpool_planes_avx512(out, argmax, in, n * c, h, w, k, s, p);
+        return;
+    }
+#endif
     for (pl = 0; pl < n * c; pl++) {
         const float *xp = in + (size_t)pl * h * w;
         float *yp = out + (size_t)pl * oh * ow;
@@ -6899,6 +6998,10 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     case FER_OP_SOFTMAX: fer_softmax_forward(Y, X, n, o.c, hw); break;
     case FER_OP_MAXPOOL:
 #if defined(FER__X86)
+        if (!training && isa == FER_ISA_AVX512 && o.w < FER__POOL_PLANES) {
+            fer__maxpool_planes_avx512(Y, NULL, X, n * in.c, in.h, in.w, nd->kh, nd->sh, nd->ph);
+            break;
+        }
         if (!training && (isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && (nd->sh == 1 || nd->sh == 2) &&
             ws->scratch_len >= (size_t)in.w + 2 * nd->ph + 64) {
             (isa == FER_ISA_AVX512 ? fer__maxpool_infer_avx512 : fer__maxpool_infer_avx2)(

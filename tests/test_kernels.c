@@ -202,7 +202,7 @@ static void test_maxpool(void)
                 for (b = 0; b < 8; b += 3) {
                     int k = geo[g][0], st = geo[g][1], p = geo[g][2], h = sizes[a], w = sizes[b], i;
                     int oh = (h + 2 * p - k) / st + 1, ow = (w + 2 * p - k) / st + 1;
-                    size_t nin = (size_t)2 * 3 * h * w, nout = (size_t)2 * 3 * (oh > 0 ? oh : 0) * (ow > 0 ? ow : 0);
+                    size_t nin = (size_t)3 * 7 * h * w, nout = (size_t)3 * 7 * (oh > 0 ? oh : 0) * (ow > 0 ? ow : 0);
                     float *x, *y, *r;
                     int32_t *ia, *ib;
                     if (oh < 1 || ow < 1 || p >= k) continue;
@@ -212,8 +212,8 @@ static void test_maxpool(void)
                     for (i = 0; i < (int)nin; i++) x[i] = floorf(x[i]);      /* many ties */
                     for (i = 7; i < (int)nin; i += 23) x[i] = NAN;
                     for (i = 3; i < (int)nin; i += 11) x[i] = -INFINITY;   /* a window's first candidate may be -inf */
-                    fer__maxpool_forward(isas[ii], y, ia, x, 2, 3, h, w, k, st, p);
-                    fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 2, 3, h, w, k, st, p);
+                    fer__maxpool_forward(isas[ii], y, ia, x, 3, 7, h, w, k, st, p);
+                    fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 3, 7, h, w, k, st, p);
                     CHECK(!memcmp(y, r, sizeof(float) * nout) && !memcmp(ia, ib, sizeof(int32_t) * nout),
                           "maxpool %s k%d s%d p%d %dx%d", fer_isa_name(isas[ii]), k, st, p, h, w);
 #if defined(FER__X86)
@@ -221,12 +221,18 @@ static void test_maxpool(void)
                         /* the inference path (no argmax) on the same data without NaN */
                         float *t = fa((size_t)w + 2 * p + 64);
                         for (i = 7; i < (int)nin; i += 23) x[i] = (float)(i % 5) - 2.0f;
-                        fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 2, 3, h, w, k, st, p);
+                        fer__maxpool_forward(FER_ISA_SCALAR, r, ib, x, 3, 7, h, w, k, st, p);
                         for (i = 0; i < (int)nout; i++) y[i] = -1e30f;
-                        if (isas[ii] == FER_ISA_AVX512) fer__maxpool_infer_avx512(y, x, 2 * 3, h, w, k, st, p, t);
-                        else fer__maxpool_infer_avx2(y, x, 2 * 3, h, w, k, st, p, t);
+                        if (isas[ii] == FER_ISA_AVX512) fer__maxpool_infer_avx512(y, x, 3 * 7, h, w, k, st, p, t);
+                        else fer__maxpool_infer_avx2(y, x, 3 * 7, h, w, k, st, p, t);
                         CHECK(!memcmp(y, r, sizeof(float) * nout), "maxpool inference %s k%d s%d p%d %dx%d",
                               fer_isa_name(isas[ii]), k, st, p, h, w);
+                        if (isas[ii] == FER_ISA_AVX512) {   /* 16 planes a vector, without argmax */
+                            for (i = 0; i < (int)nout; i++) y[i] = -1e30f;
+                            fer__maxpool_planes_avx512(y, NULL, x, 3 * 7, h, w, k, st, p);
+                            CHECK(!memcmp(y, r, sizeof(float) * nout), "maxpool of planes without argmax k%d s%d p%d %dx%d",
+                                  k, st, p, h, w);
+                        }
                         free(t);
                     }
 #endif
@@ -392,6 +398,14 @@ static void test_conv(void)
             CHECK(max_rel(din, din0, nin) < 1e-5 && max_rel(dw, dw0, nw) < 1e-5 && max_rel(db, db0, (size_t)c[1]) < 1e-5,
                   "conv bwd %s config %zu: din %.3g dw %.3g db %.3g", fer_isa_name(isas[ii]), ci,
                   max_rel(din, din0, nin), max_rel(dw, dw0, nw), max_rel(db, db0, (size_t)c[1]));
+            if (ci == 55) {   /* the stem's backward without the input's gradient (as in training) */
+                float *dw2 = fa(nw), *db2 = fa((size_t)c[1]);
+                fer__conv_backward(isas[ii], &g, NULL, dw2, db2, dout, in, w, scratch, 1);
+                CHECK(max_rel(dw2, dw0, nw) < 1e-5 && max_rel(db2, db0, (size_t)c[1]) < 1e-5,
+                      "conv bwd (no dX) %s config %zu: dw %.3g db %.3g", fer_isa_name(isas[ii]), ci,
+                      max_rel(dw2, dw0, nw), max_rel(db2, db0, (size_t)c[1]));
+                free(dw2); free(db2);
+            }
             free(din); free(dw); free(db);
         }
         free(in); free(w); free(b); free(out); free(ref); free(dout); free(din0); free(dw0); free(db0); free(scratch);
