@@ -4837,57 +4837,73 @@ FER__AVX512 static void fer__vaxpbypc_avx512(int n, float *dx, const float *dy, 
     }
 }
 /* The lanes of dy that pass the ReLU (six: ReLU6) whose output is z: 0 < z (< 6). */
-FER__AVX512 static inline __mmask16 fer__relu_pass512(__mmask16 k, const float *z, __m512 lo, __m512 hi)
+/* The lanes of k where the ReLU (hi = inf) or ReLU6 (hi = 6) after a batch norm
+   passes the gradient, from the norm's input x: its output (x - r[0]) r[1] + r[2]
+   recomputed with fer__vaffine_avx512's operations, so the mask is the forward's
+   bit for bit (the output itself is not read: one stream less in each pass). */
+FER__AVX512 static inline __mmask16 fer__relu_pass512(__mmask16 k, __m512 x, const __m512 *r, __m512 hi)
 {
-    __m512 v = _mm512_maskz_loadu_ps(k, z);
-    return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, lo, _CMP_GT_OQ) & k, v, hi, _CMP_LT_OQ);
+    __m512 t = _mm512_fmadd_ps(_mm512_sub_ps(x, r[0]), r[1], r[2]);
+    return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ) & k, t, hi, _CMP_LT_OQ);
 }
 /* fer__vsum2_avx512 (with dy) and fer__vaxpbypc_avx512 of dy masked by that
-   ReLU: a batch norm's backward runs the backward of the ReLU after it. */
-FER__AVX512 static void fer__vsum2_relu_avx512(int n, const float *x, const float *dy, const float *z, int six,
+   ReLU: a batch norm's backward runs the backward of the ReLU after it. rl: the
+   forward's shift x0 and affine a, b of the channel. */
+FER__AVX512 static void fer__vsum2_relu_avx512(int n, const float *x, const float *dy, const float *rl, int six,
                                                float m, float *s)
 {
     /* the sums in fer__vsum2_avx512's order, so the result is the unfused one */
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, vm = _mm512_set1_ps(m);
-    __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
+    __m512 hi = _mm512_set1_ps(six ? 6.0f : INFINITY), r[3];
     int i = 0;
+    r[0] = _mm512_set1_ps(rl[0]); r[1] = _mm512_set1_ps(rl[1]); r[2] = _mm512_set1_ps(rl[2]);
     for (; i + 32 <= n; i += 32) {
-        __m512 x0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm), x1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm);
-        __m512 d0 = _mm512_maskz_loadu_ps(fer__relu_pass512(0xFFFF, z + i, lo, hi), dy + i);
-        __m512 d1 = _mm512_maskz_loadu_ps(fer__relu_pass512(0xFFFF, z + i + 16, lo, hi), dy + i + 16);
+        __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+        __m512 x0 = _mm512_sub_ps(v0, vm), x1 = _mm512_sub_ps(v1, vm);
+        __m512 d0 = _mm512_maskz_loadu_ps(fer__relu_pass512(0xFFFF, v0, r, hi), dy + i);
+        __m512 d1 = _mm512_maskz_loadu_ps(fer__relu_pass512(0xFFFF, v1, r, hi), dy + i + 16);
         a0 = _mm512_add_ps(a0, d0); a1 = _mm512_add_ps(a1, d1);
         b0 = _mm512_fmadd_ps(d0, x0, b0); b1 = _mm512_fmadd_ps(d1, x1, b1);
     }
     for (; i < n; i += 16) {
-        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u), q = fer__relu_pass512(k, z + i, lo, hi);
-        __m512 x0 = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm), d0 = _mm512_maskz_loadu_ps(q, dy + i);
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u), q;
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i), x0 = _mm512_maskz_sub_ps(k, v, vm), d0;
+        q = fer__relu_pass512(k, v, r, hi);
+        d0 = _mm512_maskz_loadu_ps(q, dy + i);
         a0 = _mm512_add_ps(a0, d0);
         b0 = _mm512_fmadd_ps(d0, x0, b0);
     }
     s[0] = fer__hsum512(_mm512_add_ps(a0, a1));
     s[1] = fer__hsum512(_mm512_add_ps(b0, b1));
 }
-FER__AVX512 static void fer__vaxpbypc_relu_avx512(int n, float *dx, const float *dy, const float *z, int six,
+FER__AVX512 static void fer__vaxpbypc_relu_avx512(int n, float *dx, const float *dy, const float *rl, int six,
                                                   const float *x, float a, float b, float c, int assign)
 {
     __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vc = _mm512_set1_ps(c);
-    __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(six ? 6.0f : INFINITY);
+    __m512 hi = _mm512_set1_ps(six ? 6.0f : INFINITY), r[3];
     int i;
+    r[0] = _mm512_set1_ps(rl[0]); r[1] = _mm512_set1_ps(rl[1]); r[2] = _mm512_set1_ps(rl[2]);
     for (i = 0; i < n; i += 16) {
-        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u), q = fer__relu_pass512(k, z + i, lo, hi);
-        __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(q, dy + i), va,
-                                   _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), vb, vc));
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(fer__relu_pass512(k, v, r, hi), dy + i), va,
+                                   _mm512_fmadd_ps(v, vb, vc));
         _mm512_mask_storeu_ps(dx + i, k, assign ? t : _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx + i), t));
     }
 }
 /* The AVX2 twins of the batch norm's vector passes, one function each for the
-   plain and the ReLU-masked forms (z NULL: no mask): 8 lanes, a partial last
-   vector through masked loads (its lanes off the plane zero, so they add
-   nothing). */
-FER__AVX2 static __m256 fer__relu_pass256(const float *z, int full, __m256i m, __m256 hi)
+   plain and the ReLU-masked forms (rl NULL: no mask, else as the AVX-512 ones):
+   8 lanes, a partial last vector through masked loads (its lanes off the plane
+   zero, so they add nothing). */
+FER__AVX2 static __m256 fer__relu_pass256(__m256 x, const __m256 *r, __m256 hi)
 {
-    __m256 v = fer__ld256(z, full, m);
-    return _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
+    __m256 t = _mm256_fmadd_ps(_mm256_sub_ps(x, r[0]), r[1], r[2]);
+    return _mm256_and_ps(_mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_cmp_ps(t, hi, _CMP_LT_OQ));
+}
+FER__AVX2 static void fer__relu_vec256(const float *rl, __m256 *r)
+{
+    r[0] = _mm256_set1_ps(rl ? rl[0] : 0.0f); r[1] = _mm256_set1_ps(rl ? rl[1] : 0.0f);
+    r[2] = _mm256_set1_ps(rl ? rl[2] : 0.0f);
 }
 FER__AVX2 static float fer__vsum_avx2(int n, const float *x, float m, int sq)
 {
@@ -4911,26 +4927,27 @@ FER__AVX2 static float fer__vsum_avx2(int n, const float *x, float m, int sq)
     }
     return fer__hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
-FER__AVX2 static void fer__vsum2_avx2(int n, const float *x, const float *dy, const float *z, int six, float m,
+FER__AVX2 static void fer__vsum2_avx2(int n, const float *x, const float *dy, const float *rl, int six, float m,
                                       float *s)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, vm = _mm256_set1_ps(m);
-    __m256 hi = _mm256_set1_ps(six ? 6.0f : INFINITY), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    __m256i k8 = _mm256_set1_epi32(-1);
+    __m256 hi = _mm256_set1_ps(six ? 6.0f : INFINITY), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1)), r[3];
     int i = 0;
+    fer__relu_vec256(rl, r);
     for (; i + 16 <= n; i += 16) {
-        __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), x1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm), d0, d1;
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8), d0, d1;
+        __m256 x0 = _mm256_sub_ps(v0, vm), x1 = _mm256_sub_ps(v1, vm);
         if (dy) {
-            d0 = _mm256_and_ps(z ? fer__relu_pass256(z + i, 1, k8, hi) : all, _mm256_loadu_ps(dy + i));
-            d1 = _mm256_and_ps(z ? fer__relu_pass256(z + i + 8, 1, k8, hi) : all, _mm256_loadu_ps(dy + i + 8));
+            d0 = _mm256_and_ps(rl ? fer__relu_pass256(v0, r, hi) : all, _mm256_loadu_ps(dy + i));
+            d1 = _mm256_and_ps(rl ? fer__relu_pass256(v1, r, hi) : all, _mm256_loadu_ps(dy + i + 8));
         } else { d0 = x0; d1 = x1; }
         a0 = _mm256_add_ps(a0, d0); a1 = _mm256_add_ps(a1, d1);
         b0 = _mm256_fmadd_ps(d0, x0, b0); b1 = _mm256_fmadd_ps(d1, x1, b1);
     }
     for (; i < n; i += 8) {
         __m256i k = fer__mask256(n - i);
-        __m256 x0 = _mm256_and_ps(_mm256_castsi256_ps(k), _mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm)), d0 = x0;
-        if (dy) d0 = _mm256_and_ps(z ? fer__relu_pass256(z + i, 0, k, hi) : all, _mm256_maskload_ps(dy + i, k));
+        __m256 v = _mm256_maskload_ps(x + i, k), x0 = _mm256_and_ps(_mm256_castsi256_ps(k), _mm256_sub_ps(v, vm)), d0 = x0;
+        if (dy) d0 = _mm256_and_ps(rl ? fer__relu_pass256(v, r, hi) : all, _mm256_maskload_ps(dy + i, k));
         a0 = _mm256_add_ps(a0, d0);
         b0 = _mm256_fmadd_ps(d0, x0, b0);
     }
@@ -4949,18 +4966,19 @@ FER__AVX2 static void fer__vaffine_avx2(int n, float *y, const float *x, float x
         fer__st256(y + i, full, k, _mm256_fmadd_ps(v, va, vb));
     }
 }
-FER__AVX2 static void fer__vaxpbypc_avx2(int n, float *dx, const float *dy, const float *z, int six,
+FER__AVX2 static void fer__vaxpbypc_avx2(int n, float *dx, const float *dy, const float *rl, int six,
                                          const float *x, float a, float b, float c, int assign)
 {
     __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), vc = _mm256_set1_ps(c);
-    __m256 hi = _mm256_set1_ps(six ? 6.0f : INFINITY);
+    __m256 hi = _mm256_set1_ps(six ? 6.0f : INFINITY), r[3];
     int i;
+    fer__relu_vec256(rl, r);
     for (i = 0; i < n; i += 8) {
         int full = n - i >= 8;
         __m256i k = fer__mask256(n - i);
-        __m256 d = fer__ld256(dy + i, full, k), t;
-        if (z) d = _mm256_and_ps(fer__relu_pass256(z + i, full, k, hi), d);
-        t = _mm256_fmadd_ps(d, va, _mm256_fmadd_ps(fer__ld256(x + i, full, k), vb, vc));
+        __m256 d = fer__ld256(dy + i, full, k), v = fer__ld256(x + i, full, k), t;
+        if (rl) d = _mm256_and_ps(fer__relu_pass256(v, r, hi), d);
+        t = _mm256_fmadd_ps(d, va, _mm256_fmadd_ps(v, vb, vc));
         fer__st256(dx + i, full, k, assign ? t : _mm256_add_ps(fer__ld256(dx + i, full, k), t));
     }
 }
@@ -4974,32 +4992,41 @@ static float fer__vsum(fer_isa isa, int n, const float *x, float m, int sq)
     (void)isa;
     return fer__vsum_scalar(n, x, m, sq);
 }
-/* dy where the ReLU (six: ReLU6) with output z passes it, else 0 */
-static float fer__relu_dy(const float *dy, const float *z, int six, int i)
+/* y = (x - x0) a + b: the batch norm's affine, one statement for the forward and
+   the mask its backward recomputes, so both round alike */
+static float fer__affine1(float x, float x0, float a, float b)
 {
-    return z[i] > 0.0f && (!six || z[i] < 6.0f) ? dy[i] : 0.0f;
+    return (x - x0) * a + b;
+}
+/* dy where the ReLU (six: ReLU6) after a batch norm passes it, else 0; its
+   output recomputed from the norm's input x and rl = { x0, a, b } */
+static float fer__relu_dy(const float *dy, const float *x, const float *rl, int six, int i)
+{
+    float z = fer__affine1(x[i], rl[0], rl[1], rl[2]);
+    return z > 0.0f && (!six || z < 6.0f) ? dy[i] : 0.0f;
 }
 /* s[0] = sum (x-m), s[1] = sum (x-m)^2 (dy NULL), or s[0] = sum dy, s[1] = sum
-   dy*(x-m); z non-NULL: dy masked by the ReLU (act 1) or ReLU6 (act 2) whose
-   output is z (a batch norm's backward runs that activation's). */
-static void fer__vsum2(fer_isa isa, int n, const float *x, const float *dy, const float *z, int act,
+   dy*(x-m); rl non-NULL: dy masked by the ReLU (act 1) or ReLU6 (act 2) after the
+   batch norm whose input is x and forward shift and affine rl = { x0, a, b } (its
+   backward runs that activation's, the activation's output recomputed). */
+static void fer__vsum2(fer_isa isa, int n, const float *x, const float *dy, const float *rl, int act,
                        float m, float *s)
 {
     float a[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, b[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
     int i = 0, k;
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512 && dy && z) { fer__vsum2_relu_avx512(n, x, dy, z, act == 2, m, s); return; }
+    if (isa == FER_ISA_AVX512 && dy && rl) { fer__vsum2_relu_avx512(n, x, dy, rl, act == 2, m, s); return; }
     if (isa == FER_ISA_AVX512) { fer__vsum2_avx512(n, x, dy, m, s); return; }
-    if (isa == FER_ISA_AVX2) { fer__vsum2_avx2(n, x, dy, z, act == 2, m, s); return; }
+    if (isa == FER_ISA_AVX2) { fer__vsum2_avx2(n, x, dy, rl, act == 2, m, s); return; }
 #endif
     (void)isa;
     for (; i + 8 <= n; i += 8)
         for (k = 0; k < 8; k++) {
-            float v = x[i + k] - m, d = !dy ? v : z ? fer__relu_dy(dy, z, act == 2, i + k) : dy[i + k];
+            float v = x[i + k] - m, d = !dy ? v : rl ? fer__relu_dy(dy, x, rl, act == 2, i + k) : dy[i + k];
             a[k] += d; b[k] += d * v;
         }
     for (; i < n; i++) {
-        float v = x[i] - m, d = !dy ? v : z ? fer__relu_dy(dy, z, act == 2, i) : dy[i];
+        float v = x[i] - m, d = !dy ? v : rl ? fer__relu_dy(dy, x, rl, act == 2, i) : dy[i];
         a[0] += d; b[0] += d * v;
     }
     s[0] = s[1] = 0.0f;
@@ -5014,26 +5041,26 @@ static void fer__vaffine_shift(fer_isa isa, int n, float *y, const float *x, flo
     if (isa == FER_ISA_AVX2) { fer__vaffine_avx2(n, y, x, x0, a, b); return; }
 #endif
     (void)isa;
-    for (i = 0; i < n; i++) y[i] = (x[i] - x0) * a + b;
+    for (i = 0; i < n; i++) y[i] = fer__affine1(x[i], x0, a, b);
 }
 static void fer__vaffine(fer_isa isa, int n, float *y, const float *x, float a, float b)
 {
     fer__vaffine_shift(isa, n, y, x, 0.0f, a, b);
 }
 /* dx (+)= a*dy + b*x + c: assign for the first writer of dx */
-/* dx (= or +=) a*dy + b*x + c; z non-NULL: dy masked as in fer__vsum2 */
-static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *z, int act,
+/* dx (= or +=) a*dy + b*x + c; rl non-NULL: dy masked as in fer__vsum2 */
+static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const float *rl, int act,
                           const float *x, float a, float b, float c, int assign)
 {
     int i;
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512 && z) { fer__vaxpbypc_relu_avx512(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
+    if (isa == FER_ISA_AVX512 && rl) { fer__vaxpbypc_relu_avx512(n, dx, dy, rl, act == 2, x, a, b, c, assign); return; }
     if (isa == FER_ISA_AVX512) { fer__vaxpbypc_avx512(n, dx, dy, x, a, b, c, assign); return; }
-    if (isa == FER_ISA_AVX2) { fer__vaxpbypc_avx2(n, dx, dy, z, act == 2, x, a, b, c, assign); return; }
+    if (isa == FER_ISA_AVX2) { fer__vaxpbypc_avx2(n, dx, dy, rl, act == 2, x, a, b, c, assign); return; }
 #endif
     (void)isa;
     for (i = 0; i < n; i++)
-        dx[i] = (assign ? 0.0f : dx[i]) + (a * (z ? fer__relu_dy(dy, z, act == 2, i) : dy[i]) + b * x[i] + c);
+        dx[i] = (assign ? 0.0f : dx[i]) + (a * (rl ? fer__relu_dy(dy, x, rl, act == 2, i) : dy[i]) + b * x[i] + c);
 }
 
 /* Batch norm runs over groups of up to FER__BN_GROUP channels, each pass over a
@@ -5041,9 +5068,11 @@ static void fer__vaxpbypc(fer_isa isa, int n, float *dx, const float *dy, const 
    is many short planes far apart, and walking them channel by channel defeats
    the prefetcher (a 32 x 96 x 48 x 48 forward took 5.0 ms that way, 2.6 now).
    Each (sample, channel) plane is summed in float, planes are combined in double.
-   act 1, 2: ReLU or ReLU6 on the output, per plane while it is in L1. */
+   act 1, 2: ReLU or ReLU6 on the output, per plane while it is in L1. ab (2c
+   floats, or NULL): each channel's affine, y = (x - x0) a + b with x0 its first
+   input (sample 0), kept for the backward to recompute the activation's mask. */
 #define FER__BN_GROUP 128
-static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *var, float *invstd,
+static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *var, float *invstd, float *ab,
                                   const float *in, const float *gamma, const float *beta,
                                   int n, int c, int hw, float eps, int act)
 {
@@ -5072,6 +5101,7 @@ static void fer__bn_forward_train(fer_isa isa, float *out, float *mean, float *v
             invstd[c0 + k] = is;
             sc[k] = is * gamma[c0 + k];   /* (x - x0) * a + (beta - (m - x0) * a): no cancellation */
             sh[k] = beta[c0 + k] - (float)d * is * gamma[c0 + k];
+            if (ab) { ab[c0 + k] = sc[k]; ab[c + c0 + k] = sh[k]; }
         }
         for (s = 0; s < n; s++)
             for (k = 0; k < cg; k++) {
@@ -5086,7 +5116,7 @@ FERDEF void fer_batchnorm_forward_train(float *out, float *mean, float *var, flo
                                         const float *gamma, const float *beta,
                                         int n, int c, int hw, float eps)
 {
-    fer__bn_forward_train(FER_ISA_SCALAR, out, mean, var, invstd, in, gamma, beta, n, c, hw, eps, 0);
+    fer__bn_forward_train(FER_ISA_SCALAR, out, mean, var, invstd, NULL, in, gamma, beta, n, c, hw, eps, 0);
 }
 
 static void fer__bn_forward_infer(fer_isa isa, float *out, const float *in, const float *gamma,
@@ -5110,10 +5140,11 @@ FERDEF void fer_batchnorm_forward_infer(float *out, const float *in, const float
 
 /* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)), m = n*hw, written as
    dx += a*dy + b*x + c so one pass does it. */
-/* z non-NULL: dout is the gradient of the ReLU (act 1) or ReLU6 (act 2) after the
-   norm, z that activation's output; its backward runs here, on the fly. */
+/* ab non-NULL: dout is the gradient of the ReLU (act 1) or ReLU6 (act 2) after the
+   norm, ab the forward's affine (fer__bn_forward_train); the activation's backward
+   runs here, on the fly, its output recomputed from the input. */
 static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbeta, const float *dout,
-                             const float *z, int act, const float *in, const float *mean,
+                             const float *ab, int act, const float *in, const float *mean,
                              const float *invstd, const float *gamma, int n, int c, int hw, int assign)
 {
     int s, c0, k;
@@ -5121,13 +5152,16 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
     for (c0 = 0; c0 < c; c0 += FER__BN_GROUP) {
         int cg = c - c0 < FER__BN_GROUP ? c - c0 : FER__BN_GROUP;
         double sdy[FER__BN_GROUP], sdyx[FER__BN_GROUP];
-        float ka[FER__BN_GROUP], kb[FER__BN_GROUP], kc[FER__BN_GROUP];
-        for (k = 0; k < cg; k++) sdy[k] = sdyx[k] = 0.0;
+        float ka[FER__BN_GROUP], kb[FER__BN_GROUP], kc[FER__BN_GROUP], rl[FER__BN_GROUP][3];
+        for (k = 0; k < cg; k++) {
+            sdy[k] = sdyx[k] = 0.0;
+            if (ab) { rl[k][0] = in[(size_t)(c0 + k) * hw]; rl[k][1] = ab[c0 + k]; rl[k][2] = ab[c + c0 + k]; }
+        }
         for (s = 0; s < n; s++)   /* sum dy and sum dy*x in one pass */
             for (k = 0; k < cg; k++) {
                 size_t o = ((size_t)s * c + c0 + k) * hw;
                 float t[2];
-                fer__vsum2(isa, hw, in + o, dout + o, z ? z + o : NULL, act, mean[c0 + k], t);
+                fer__vsum2(isa, hw, in + o, dout + o, ab ? rl[k] : NULL, act, mean[c0 + k], t);
                 sdy[k] += t[0]; sdyx[k] += t[1];
             }
         for (k = 0; k < cg; k++) {
@@ -5143,7 +5177,7 @@ static void fer__bn_backward(fer_isa isa, float *din, float *dgamma, float *dbet
             for (s = 0; s < n; s++)
                 for (k = 0; k < cg; k++) {
                     size_t o = ((size_t)s * c + c0 + k) * hw;
-                    fer__vaxpbypc(isa, hw, din + o, dout + o, z ? z + o : NULL, act, in + o,
+                    fer__vaxpbypc(isa, hw, din + o, dout + o, ab ? rl[k] : NULL, act, in + o,
                                   ka[k], kb[k], kc[k], assign);
                 }
     }
@@ -6812,7 +6846,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         const fer_node *nd = &m->nodes[i];
         size_t sz = fer__mul(nb, fer__shape_size(nd->out));
         if (!fer__aliases(nd, training) && (training || fer__fused_into(m, i) < 0)) act = fer__add(act, sz);
-        if (nd->op == FER_OP_BN) aux = fer__add(aux, 3 * (size_t)nd->out.c);
+        if (nd->op == FER_OP_BN) aux = fer__add(aux, 5 * (size_t)nd->out.c);
         if (nd->op == FER_OP_DROPOUT && training) aux = fer__add(aux, sz);
         if (nd->op == FER_OP_CONV && !training) aux = fer__add(aux, fer__wino_aux(m, nd, max_batch));
         if (nd->op == FER_OP_MAXPOOL || nd->op == FER_OP_GMP) iaux = fer__add(iaux, sz);
@@ -6882,7 +6916,7 @@ FERDEF fer_result fer_workspace_init(fer_workspace *ws, const fer_model *m, int 
         } else if (fer__aliases(nd, training)) ws->act_off[i] = ws->act_off[nd->in[0]];
         else { ws->act_off[i] = act; act += sz; }
         ws->aux_off[i] = aux;
-        if (nd->op == FER_OP_BN) aux += 3 * (size_t)nd->out.c;
+        if (nd->op == FER_OP_BN) aux += 5 * (size_t)nd->out.c;
         if (nd->op == FER_OP_DROPOUT && training) aux += sz;
         if (nd->op == FER_OP_CONV && !training) aux += fer__wino_aux(m, nd, max_batch);
         ws->iaux_off[i] = iaux;
@@ -6982,10 +7016,11 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     }
     case FER_OP_BN:
         if (training && ws->tfuse[i] > 0)   /* and the activation that reads it */
-            fer__bn_forward_train(isa, fer__act(m, ws, ws->tfuse[i], s0), A, A + o.c, A + 2 * o.c, X, P, P + o.c,
+            fer__bn_forward_train(isa, fer__act(m, ws, ws->tfuse[i], s0), A, A + o.c, A + 2 * o.c, A + 3 * o.c, X,
+                                  P, P + o.c,
                                   n, o.c, hw, nd->eps, m->nodes[ws->tfuse[i]].op == FER_OP_RELU6 ? 2 : 1);
         else if (training)
-            fer__bn_forward_train(isa, Y, A, A + o.c, A + 2 * o.c, X, P, P + o.c, n, o.c, hw, nd->eps, 0);
+            fer__bn_forward_train(isa, Y, A, A + o.c, A + 2 * o.c, NULL, X, P, P + o.c, n, o.c, hw, nd->eps, 0);
         else
             fer__bn_forward_infer(isa, Y, X, P, P + o.c, m->buffers + nd->b_off,
                                         m->buffers + nd->b_off + o.c, n, o.c, hw, nd->eps);
@@ -7145,7 +7180,7 @@ static void fer__node_backward(const fer_model *m, fer_workspace *ws, fer_isa is
     case FER_OP_BN:
         if (ws->tfuse[i] > 0) {   /* the ReLU/ReLU6 it ran in its forward: its backward too */
             int a = ws->tfuse[i];
-            fer__bn_backward(isa, dX, dP, dP + o.c, ws->grad + ws->grad_off[a], ws->act + ws->act_off[a],
+            fer__bn_backward(isa, dX, dP, dP + o.c, ws->grad + ws->grad_off[a], A + 3 * o.c,
                              m->nodes[a].op == FER_OP_RELU6 ? 2 : 1, X, A, A + 2 * o.c, P, n, o.c, hw, assign);
         } else
             fer__bn_backward(isa, dX, dP, dP + o.c, dY, NULL, 0, X, A, A + 2 * o.c, P, n, o.c, hw, assign);

@@ -426,12 +426,13 @@ static void test_batchnorm_relu(void)
             float *x = fa(len), *z = fa(len), *dz = fa(len), *dy = fa(len), *dx1 = fa(len), *dx2 = fa(len);
             float *g = fa((size_t)c), *b = fa((size_t)c), *mean = fa((size_t)c), *var = fa((size_t)c), *is = fa((size_t)c);
             float *dg1 = fa((size_t)c), *db1 = fa((size_t)c), *dg2 = fa((size_t)c), *db2 = fa((size_t)c);
+            float *ab = fa(2 * (size_t)c);   /* the forward's affine, from which the fused backward remakes the mask */
             test_fill(x, len, 21, 4.0f); test_fill(dz, len, 22, 1.0f);
             test_fill(g, (size_t)c, 23, 3.0f); test_fill(b, (size_t)c, 24, 3.0f);
             for (i = 0; i < (int)len; i++) { dx1[i] = 0.5f; dx2[i] = 0.5f; }
             memset(dg1, 0, sizeof(float) * (size_t)c); memset(db1, 0, sizeof(float) * (size_t)c);
             memset(dg2, 0, sizeof(float) * (size_t)c); memset(db2, 0, sizeof(float) * (size_t)c);
-            fer__bn_forward_train(isas[ii], z, mean, var, is, x, g, b, n, c, hw, 1e-5f, act);
+            fer__bn_forward_train(isas[ii], z, mean, var, is, ab, x, g, b, n, c, hw, 1e-5f, act);
             for (ch = 0; ch < c; ch++) {
                 double m = 0, v = 0, cnt = (double)n * hw;
                 for (s = 0; s < n; s++) for (i = 0; i < hw; i++) m += x[((size_t)s * c + ch) * hw + i];
@@ -449,13 +450,13 @@ static void test_batchnorm_relu(void)
             CHECK(stats, "bn+act %d forward %s over %d channels", act, fer_isa_name(isas[ii]), c);
             fer__vrelu_backward(isas[ii], act == 2, 1, len, dy, dz, z);
             fer__bn_backward(isas[ii], dx1, dg1, db1, dy, NULL, 0, x, mean, is, g, n, c, hw, 0);
-            fer__bn_backward(isas[ii], dx2, dg2, db2, dz, z, act, x, mean, is, g, n, c, hw, 0);
+            fer__bn_backward(isas[ii], dx2, dg2, db2, dz, ab, act, x, mean, is, g, n, c, hw, 0);
             for (i = 0; i < (int)len; i++) same &= dx1[i] == dx2[i];
             for (ch = 0; ch < c; ch++) same &= dg1[ch] == dg2[ch] && db1[ch] == db2[ch];
             CHECK(same, "bn backward with act %d %s: fused differs from act backward + bn backward",
                   act, fer_isa_name(isas[ii]));
             free(x); free(z); free(dz); free(dy); free(dx1); free(dx2); free(g); free(b); free(mean); free(var);
-            free(is); free(dg1); free(db1); free(dg2); free(db2);
+            free(is); free(dg1); free(db1); free(dg2); free(db2); free(ab);
         }
 }
 
@@ -477,7 +478,7 @@ static void test_batchnorm(void)
                 test_fill(x, len, 11 + hi, 1.0f); test_fill(dy, len, 12 + hi, 1.0f);
                 test_fill(g, (size_t)c, 13, 1.0f); test_fill(b, (size_t)c, 14, 1.0f);
                 for (i = 0; i < (int)len; i++) x[i] += off ? 1000.0f : 0.0f;
-                fer__bn_forward_train(isas[ii], y, mean, var, is, x, g, b, n, c, hw, 1e-5f, 0);
+                fer__bn_forward_train(isas[ii], y, mean, var, is, NULL, x, g, b, n, c, hw, 1e-5f, 0);
                 fer__bn_backward(isas[ii], dx, dg, db, dy, NULL, 0, x, mean, is, g, n, c, hw, 0);
                 for (ch = 0; ch < c; ch++) {
                     double m = 0, v = 0, sdy = 0, sdyh = 0, cnt = (double)n * hw, inv;
