@@ -89,7 +89,10 @@
                            forward as Winograd F(4x4, 3x3) on AVX-512 (points 0,
                            +-1, 1/2, -2: rounding about 4e-6 of the output's range,
                            F(2x2, 3x3)'s 5e-7); 0.72-0.78 of F(2x2, 3x3)'s time.
-                           No API change.
+                           Small planes: max pooling 16 planes a vector, im2col
+                           by permutes; batch norm's fused ReLU backward remakes
+                           the mask from the norm's input (a training workspace
+                           keeps 2 floats a channel more). No API change.
        0.8.1 (2026-12-02)  speed on CPUs without AVX-512 (AVX2 + FMA): the GEMM
                            kernel reads A in place, takes row offsets (implicit
                            im2col) and runs its epilogue in vectors; Winograd,
