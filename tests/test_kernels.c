@@ -307,10 +307,13 @@ static void test_conv(void)
         /* Winograd F(4x4, 3x3) forward (AVX-512): partial tiles at the right and
            bottom, pads 1, 0 and 2, rows of more than 16 tiles, blocks of tile rows
            ending mid-plane, two samples */
-        { 32, 64, 33, 35, 3, 1, 1, 1 }, { 33, 64, 36, 38, 3, 1, 0, 1 }, { 32, 64, 32, 70, 3, 1, 2, 1 }
+        { 32, 64, 33, 35, 3, 1, 1, 1 }, { 33, 64, 36, 38, 3, 1, 0, 1 }, { 32, 64, 32, 70, 3, 1, 2, 1 },
+        /* one sample's plane of at most 16 outputs as dot products over rows (im2row),
+           from planes of at most 32 floats: 3x3 to 3x3, 4x3 to 4x3, 5x5 to 3x3 at stride 2 */
+        { 128, 7, 3, 3, 3, 1, 1, 1 }, { 24, 5, 4, 3, 3, 1, 1, 1 }, { 16, 8, 5, 5, 3, 2, 1, 1 }
     };
     /* samples of the configs from 39 on */
-    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3, 1, 2, 1 };
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3, 1, 2, 1, 1, 1, 1 };
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -335,6 +338,11 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci >= 59) {
+            int K = c[0] * 9, ohw = g.oh * g.ow;
+            CHECK(!fer__conv_implicit(FER_ISA_AVX512, &g) && !fer__wino_use(FER_ISA_AVX512, &g, 1) && ohw <= 16 &&
+                  K >= 64 && K >= 4 * (c[1] > ohw ? c[1] : ohw) && FER__IM2COL_SMALL(&g),
+                  "conv config %zu does not run as dot products over small rows", ci);
         } else if (ci >= 56) {
             int th, tw, rb, sb, tb;
             fer__wino_dims_m(&g, 4, &th, &tw, &rb, &sb, &tb);
