@@ -87,8 +87,9 @@
    CHANGELOG
        0.8.2 (2026-12-02)  speed: 3x3 convs on planes of 32x32 and more run their
                            forward as Winograd F(4x4, 3x3) on AVX-512 (points 0,
-                           +-1, 1/2, -2: rounding about 4e-6 of the output's range,
-                           F(2x2, 3x3)'s 5e-7); 0.72-0.78 of F(2x2, 3x3)'s time.
+                           +-1, 1/2, -2: rounding 2e-6..4e-6 of the output's
+                           range, F(2x2, 3x3)'s 4e-7..8e-7); 0.70-0.78 of F(2x2,
+                           3x3)'s time.
                            Small planes: max pooling 16 planes a vector, im2col
                            by permutes; batch norm's fused ReLU backward remakes
                            the mask from the norm's input (a training workspace
@@ -2200,8 +2201,9 @@ static int fer__wino_use(fer_isa isa, const fer_conv_geom *g, int n)
 #endif
 /* Whether a Winograd forward of g runs as F(4x4, 3x3) (AVX-512): planes of 32x32
    and more, where it takes 0.72-0.78 of F(2x2, 3x3)'s time (64->64 on 44x44 and
-   48x48, batch 1 and 8); on 22x22 and 24x24 the two are even, on 12x12 F(4x4,
-   3x3) is slower (its U, 36 cin cout floats, is read once per block of 48 tiles). */
+   48x48, batch 1 and 8); on 22x22 and 24x24 it is even or up to 1.13x slower, on
+   12x12 1.04-1.25x slower (its U, 36 cin cout floats, is read once per block of
+   48 tiles). */
 static int fer__wino4_shape(const fer_conv_geom *g)
 {
     return fer__wino_shape(g) && g->oh >= 32 && g->ow >= 32;
@@ -2401,12 +2403,12 @@ static void fer__im2col(fer_isa isa, const fer_conv_geom *g, int cg, const float
 {
     int c, ky, kx, oy, ox, tab[FER__TAPS_MAX];
     if (fer__taps(g, tab)) {
+        int kk = g->kh * g->kw, ohw = g->oh * g->ow, t, p;
 #if defined(FER__X86)
         if (isa == FER_ISA_AVX512 && FER__IM2COL_SMALL(g)) { fer__im2col_small_avx512(g, cg, in, col, ld, tab); return; }
 #else
         (void)isa;
 #endif
-        int kk = g->kh * g->kw, ohw = g->oh * g->ow, t, p;
         for (c = 0; c < cg; c++) {
             const float *plane = in + (size_t)c * g->h * g->w;
             for (t = 0; t < kk; t++) {
@@ -4019,8 +4021,8 @@ FER__AVX512 static void fer__wino_out_avx512(const fer_conv_geom *g, int tw, int
    The blocks and GEMMs are F(2x2, 3x3)'s with 36 matrices for 16, but V and M
    are laid out [c][36][tb] (the GEMMs' rows at a stride of 36 tb): a channel's
    36 transformed rows are then one run of memory. Its rounding error is still
-   several times F(2x2, 3x3)'s (about 4e-6 of the output's range at 32..64 input
-   channels, against 5e-7). */
+   several times F(2x2, 3x3)'s (2e-6..4e-6 of the output's range at 32..256 input
+   channels, against 4e-7..8e-7). */
 /* y = B^T x over six vectors */
 FER__AVX512 static inline void fer__wino4_bt_avx512(const __m512 *x, __m512 *y)
 {
@@ -4108,7 +4110,8 @@ FER__AVX512 static void fer__wino4_in_avx512(const fer_conv_geom *g, const float
                     if (y < 0 || y >= g->h) {
                         for (j = 0; j < 6; j++) w[i][j] = _mm512_setzero_ps();
                         continue;
-                    } else {
+                    }
+                    {
                         const float *r = plane + (size_t)y * g->w;
                         __m512 a = fer__row16_avx512(r, g->w, off), b = fer__row16_avx512(r, g->w, off + 16);
                         __m512 c2 = fer__row16_avx512(r, g->w, off + 32), d2 = fer__row16_avx512(r, g->w, off + 48);
@@ -4375,10 +4378,10 @@ static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, f
                                    const float *w, const float *wu, const fer__epi *e, float *scratch,
                                    int accumulate)
 {
-    int th, tw, rb, sb, tb, s, ty, i, j, a512 = isa == FER_ISA_AVX512, ne = (m + 2) * (m + 2);
+    int th, tw, rb, sb, tb, s, ty, i, j, a512 = isa == FER_ISA_AVX512, ne = (m + 2) * (m + 2), ld;
     float *buf;
     size_t ohw = (size_t)g->oh * g->ow, chw = (size_t)g->cin * g->h * g->w;
-    size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms;
+    size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms, vst, mst;
     float *u = scratch, *v, *mm;
     int *koff;
     FER_ASSERT(m == 2 || (m == 4 && a512 && !accumulate));
@@ -4389,7 +4392,12 @@ static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, f
     mm = v + ne * vs;
     koff = (int *)(mm + ne * ms);
     buf = (float *)(koff + g->cin);
-    for (i = 0; i < g->cin; i++) koff[i] = i * (m == 4 ? ne : 1) * tb;   /* V[c][e][t] for F(4x4, 3x3) */
+    /* matrix e of V and M at e * vst, e * mst, their rows ld floats apart: [e][c][t],
+       or [c][e][t] for F(4x4, 3x3) */
+    vst = m == 4 ? (size_t)tb : vs;
+    mst = m == 4 ? (size_t)tb : ms;
+    ld = m == 4 ? ne * tb : tb;
+    for (i = 0; i < g->cin; i++) koff[i] = i * ld;
     if (!wu) { fer__wino_weights(isa, m, w, g->cout, g->cin, u, us); wu = u; }
     for (s = 0; s < g->n; s += sb) {   /* a block: sb samples' planes, or tile rows of one */
         int k = g->n - s < sb ? g->n - s : sb;
@@ -4401,14 +4409,9 @@ static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, f
                 if (a512) fer__wino_in_avx512(g, x, tw, ty, ty1, v + (size_t)j * nt, tb);
                 else fer__wino_in_avx2(g, x, tw, ty, ty1, v + (size_t)j * nt, tb, buf);
             }
-            for (i = 0; i < ne; i++) {
-                if (m == 4)
-                    fer__gemm_off(isa, g->cout, k * nt, g->cin, wu + i * us, g->cin, v + (size_t)i * tb, koff,
-                                  mm + (size_t)i * tb, ne * tb, FER__KC);
-                else
-                    fer__gemm_off(isa, g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vs, koff, mm + i * ms,
-                                  tb, FER__KC);
-            }
+            for (i = 0; i < ne; i++)
+                fer__gemm_off(isa, g->cout, k * nt, g->cin, wu + i * us, g->cin, v + i * vst, koff, mm + i * mst,
+                              ld, FER__KC);
             for (j = 0; j < k; j++) {
                 float *y = out + (size_t)(s + j) * g->cout * ohw;
                 if (m == 4) { fer__wino4_out_avx512(g, tw, ty, ty1, mm + (size_t)j * nt, tb, y, e); continue; }
@@ -4887,6 +4890,10 @@ FER__AVX512 static inline __mmask16 fer__relu_pass512(__mmask16 k, __m512 x, con
     __m512 t = _mm512_fmadd_ps(_mm512_sub_ps(x, r[0]), r[1], r[2]);
     return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ) & k, t, hi, _CMP_LT_OQ);
 }
+FER__AVX512 static inline void fer__relu_vec512(const float *rl, __m512 *r)
+{
+    r[0] = _mm512_set1_ps(rl[0]); r[1] = _mm512_set1_ps(rl[1]); r[2] = _mm512_set1_ps(rl[2]);
+}
 /* fer__vsum2_avx512 (with dy) and fer__vaxpbypc_avx512 of dy masked by that
    ReLU: a batch norm's backward runs the backward of the ReLU after it. rl: the
    forward's shift x0 and affine a, b of the channel. */
@@ -4897,7 +4904,7 @@ FER__AVX512 static void fer__vsum2_relu_avx512(int n, const float *x, const floa
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, vm = _mm512_set1_ps(m);
     __m512 hi = _mm512_set1_ps(six ? 6.0f : INFINITY), r[3];
     int i = 0;
-    r[0] = _mm512_set1_ps(rl[0]); r[1] = _mm512_set1_ps(rl[1]); r[2] = _mm512_set1_ps(rl[2]);
+    fer__relu_vec512(rl, r);
     for (; i + 32 <= n; i += 32) {
         __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
         __m512 x0 = _mm512_sub_ps(v0, vm), x1 = _mm512_sub_ps(v1, vm);
@@ -4923,7 +4930,7 @@ FER__AVX512 static void fer__vaxpbypc_relu_avx512(int n, float *dx, const float 
     __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vc = _mm512_set1_ps(c);
     __m512 hi = _mm512_set1_ps(six ? 6.0f : INFINITY), r[3];
     int i;
-    r[0] = _mm512_set1_ps(rl[0]); r[1] = _mm512_set1_ps(rl[1]); r[2] = _mm512_set1_ps(rl[2]);
+    fer__relu_vec512(rl, r);
     for (i = 0; i < n; i += 16) {
         __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
