@@ -1057,6 +1057,9 @@ FERDEF fer_result fer_trainer_load(fer_trainer *t, const char *path);
 #include <cpuid.h>
 #define FER__AVX2   __attribute__((target("avx2,fma")))
 #define FER__AVX512 __attribute__((target("avx512f")))
+/* a helper that hands vectors back through pointers: inlined always, or gcc may
+   call it with its vectors through the stack and a vzeroupper per call */
+#define FER__AVX2_INLINE __attribute__((target("avx2,fma"), always_inline))
 #endif
 /* Advanced SIMD is part of every ARMv8-A core, but a build can switch it off
    (-march=armv8-a+nosimd): then arm_neon.h cannot be used and the scalar path runs. */
@@ -3034,7 +3037,7 @@ FER__AVX2 static void fer__dw3_same_avx2(const fer_conv_geom *g, float *out, con
         float *op = out + (size_t)pl * hw;
         __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[c] : 1.0f), vb = _mm256_set1_ps(e && e->shift ? e->shift[c] : 0.0f);
         __m256 lo = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY), hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
-        for (x = 0; x < w; x += 8) {
+        for (x = (w - 1) / 8 * 8; x >= 0; x -= 8) {   /* right to left: see the store */
             int fl = x + 7 <= w, fc = x + 8 <= w, fr = x + 9 <= w;
             __m256i ml = fer__mask256(w - x + 1), mc = fer__mask256(w - x), mr = fer__mask256(w - x - 1);
             for (y = 0; y < h; y++) {
@@ -3053,11 +3056,12 @@ FER__AVX2 static void fer__dw3_same_avx2(const fer_conv_geom *g, float *out, con
                 }
                 a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
                 a0 = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(a0, vs, vb), lo), hi);
-                /* a row of one partial vector: a full store, its last lanes over the
-                   next rows' first ones, which are written after it (AMD's masked
-                   store is microcoded); masked where it would leave the buffer */
-                fer__st256(op + (size_t)y * w + x,
-                           fc || (w <= 8 && (size_t)pl * hw + (size_t)y * w + 8 <= (size_t)planes * hw), mc, a0);
+                /* a partial vector: a full store, its last lanes over the next
+                   row's first ones, which the blocks to its left (or the next
+                   plane) write after it (AMD's masked store is microcoded: 192
+                   planes of 12x12, 44 -> 36 us); masked where it would leave the buffer */
+                fer__st256(op + (size_t)y * w + x, fc || (size_t)pl * hw + (size_t)y * w + x + 8 <= (size_t)planes * hw,
+                           mc, a0);
             }
         }
     }
@@ -3071,7 +3075,7 @@ FER__AVX2 static void fer__dw3_same_avx2(const fer_conv_geom *g, float *out, con
    split once, kept for the next output row. (Padding and splitting each plane
    first, then the kernel, spent 60% of the time in those two passes: 96 planes
    of 48x48 at batch 1.) */
-FER__AVX2 static void fer__dw3_s2_cols_avx2(const float *row, int w, int c0, __m256 *x0, __m256 *x1, __m256 *x2)
+FER__AVX2_INLINE static inline void fer__dw3_s2_cols_avx2(const float *row, int w, int c0, __m256 *x0, __m256 *x1, __m256 *x2)
 {
     int b = c0 < 0 ? 0 : c0, full = b + 16 <= w;
     __m256 a = fer__ld256(row + b, full, fer__mask256(w - b)), c = fer__ld256(row + b + 8, full, fer__mask256(w - b - 8));
@@ -3089,7 +3093,7 @@ FER__AVX2 static void fer__dw3_s2_cols_avx2(const float *row, int w, int c0, __m
         *x2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0)), nx, 0x80);
     }
 }
-FER__AVX2 static void fer__dw3_s2_row_avx2(const float *ip, int h, int w, int r, int c0, __m256 *x0, __m256 *x1,
+FER__AVX2_INLINE static inline void fer__dw3_s2_row_avx2(const float *ip, int h, int w, int r, int c0, __m256 *x0, __m256 *x1,
                                            __m256 *x2)
 {
     if (r < 0 || r >= h) { *x0 = *x1 = *x2 = _mm256_setzero_ps(); return; }
@@ -3109,7 +3113,7 @@ FER__AVX2 static void fer__dw3_s2_avx2(const fer_conv_geom *g, float *out, const
         __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[c] : 1.0f), vb = _mm256_set1_ps(e && e->shift ? e->shift[c] : 0.0f);
         __m256 lo = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY);
         __m256 hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
-        for (ox = 0; ox < g->ow; ox += 8) {
+        for (ox = (g->ow - 1) / 8 * 8; ox >= 0; ox -= 8) {   /* right to left, as fer__dw3_same_avx2 */
             int full = g->ow - ox >= 8, c0 = 2 * ox - g->pw;
             __m256i m = fer__mask256(g->ow - ox);
             __m256 p0, p1, p2;   /* padded row 2 oy, split */
@@ -3123,11 +3127,10 @@ FER__AVX2 static void fer__dw3_s2_avx2(const fer_conv_geom *g, float *out, const
                 a2 = _mm256_fmadd_ps(k8, r2, _mm256_fmadd_ps(k5, q2, _mm256_mul_ps(k2, p2)));
                 a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
                 a0 = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(a0, vs, vb), lo), hi);
-                /* one partial vector a row: a full store into the rows after it (as
+                /* a partial vector: a full store over what is written after it (as
                    fer__dw3_same_avx2) */
                 fer__st256(op + (size_t)oy * g->ow + ox,
-                           full || (g->ow <= 8 && (size_t)pl * ohw + (size_t)oy * g->ow + 8 <= (size_t)planes * ohw),
-                           m, a0);
+                           full || (size_t)pl * ohw + (size_t)oy * g->ow + ox + 8 <= (size_t)planes * ohw, m, a0);
                 p0 = r0; p1 = r1; p2 = r2;
             }
         }
