@@ -414,6 +414,18 @@ static void test_conv(void)
                       max_rel(dw2, dw0, nw), max_rel(db2, db0, (size_t)c[1]));
                 free(dw2); free(db2);
             }
+            if (fer__dw3_same_any(&g)) {   /* 3x3 depthwise dX written over garbage, and added to what is there */
+                float *d1 = fa(nin), *d2 = fa(nin), *ex2 = fa(nin);
+                size_t k;
+                test_fill(d1, nin, 7, 100.0f); test_fill(d2, nin, 8, 1.0f);
+                for (k = 0; k < nin; k++) ex2[k] = d2[k] + din0[k];
+                fer__conv_backward(isas[ii], &g, d1, NULL, NULL, dout, in, w, scratch, 1);
+                fer__conv_backward(isas[ii], &g, d2, NULL, NULL, dout, in, w, scratch, 0);
+                CHECK(max_rel(d1, din0, nin) < 1e-5 && max_rel(d2, ex2, nin) < 1e-5,
+                      "depthwise dX %s config %zu: assigned %.3g, added %.3g", fer_isa_name(isas[ii]), ci,
+                      max_rel(d1, din0, nin), max_rel(d2, ex2, nin));
+                free(d1); free(d2); free(ex2);
+            }
             free(din); free(dw); free(db);
         }
         free(in); free(w); free(b); free(out); free(ref); free(dout); free(din0); free(dw0); free(db0); free(scratch);
