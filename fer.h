@@ -1384,6 +1384,12 @@ FER__AVX2 static float fer__hsum256(__m256 v)
     for (i = 0; i < 8; i++) r += t[i];
     return r;
 }
+/* the horizontal sums of a, b, c, d as one xmm */
+FER__AVX2 static __m128 fer__hsum4x256(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
 /* the even and the odd floats of the 16 in a, b */
 FER__AVX2 static void fer__evod256(__m256 a, __m256 b, __m256 *ev, __m256 *od)
 {
@@ -1402,6 +1408,16 @@ FER__AVX2 static void fer__interleave256(__m256 e, __m256 o, __m256 *r0, __m256 
 FER__AVX2 static __m256i fer__mask256(int n)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* a vector, or its lanes under m (the rest zero) where not full; the store to match */
+FER__AVX2 static __m256 fer__ld256(const float *p, int full, __m256i m)
+{
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+FER__AVX2 static void fer__st256(float *p, int full, __m256i m, __m256 v)
+{
+    if (full) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, m, v);
 }
 /* The AVX2 twin of fer__kernel_avx512_off (same arguments): a 6 x 16 tile, 12
    accumulators + 2 B vectors + 1 broadcast of the 16 ymm, named (not an array)
@@ -1713,6 +1729,59 @@ FER__AVX512 static void fer__gemm_abt_avx512(int M, int N, int K, const float *A
 }
 #endif
 
+#if defined(FER__X86)
+/* The AVX2 twin of fer__gemm_abt_avx512 (same arguments): 4x3 tiles of C, the 12
+   dot products in 12 registers beside 3 rows of B and 1 of A; K's tail masked. */
+FER__AVX2 static void fer__gemm_abt_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                         const int *boff, float *C, int ldc, int acc)
+{
+    int i0, j0, i, j, p;
+    for (i0 = 0; i0 < M; i0 += 4)
+        for (j0 = 0; j0 < N; j0 += 3) {
+            int ni = M - i0 < 4 ? M - i0 : 4, nj = N - j0 < 3 ? N - j0 : 3;
+            const float *a0, *a1, *a2, *a3, *b0, *b1, *b2;
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+            __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+            float t[12];
+            a0 = A + (size_t)i0 * lda; a1 = ni > 1 ? a0 + lda : a0; a2 = ni > 2 ? a1 + lda : a0; a3 = ni > 3 ? a2 + lda : a0;
+            if (boff) {
+                b0 = B + boff[j0]; b1 = nj > 1 ? B + boff[j0 + 1] : b0; b2 = nj > 2 ? B + boff[j0 + 2] : b0;
+            } else {
+                b0 = B + (size_t)j0 * ldb; b1 = nj > 1 ? b0 + ldb : b0; b2 = nj > 2 ? b1 + ldb : b0;
+            }
+            for (p = 0; p < K; p += 8) {
+                int full = K - p >= 8;
+                __m256i k = fer__mask256(K - p);
+                __m256 va, vb0 = fer__ld256(b0 + p, full, k), vb1 = fer__ld256(b1 + p, full, k);
+                __m256 vb2 = fer__ld256(b2 + p, full, k);
+#define FER__ABT_ROW(ap, x0, x1, x2) \
+                va = fer__ld256(ap + p, full, k); x0 = _mm256_fmadd_ps(va, vb0, x0); \
+                x1 = _mm256_fmadd_ps(va, vb1, x1); x2 = _mm256_fmadd_ps(va, vb2, x2)
+                FER__ABT_ROW(a0, c00, c01, c02);
+                FER__ABT_ROW(a1, c10, c11, c12);
+                FER__ABT_ROW(a2, c20, c21, c22);
+                FER__ABT_ROW(a3, c30, c31, c32);
+#undef FER__ABT_ROW
+            }
+            /* the 12 sums, row by row, four at a time */
+            _mm_storeu_ps(t, fer__hsum4x256(c00, c01, c02, c10));
+            _mm_storeu_ps(t + 4, fer__hsum4x256(c11, c12, c20, c21));
+            _mm_storeu_ps(t + 8, fer__hsum4x256(c22, c30, c31, c32));
+            for (i = 0; i < ni; i++)
+                for (j = 0; j < nj; j++) {
+                    float *cp = C + (size_t)(i0 + i) * ldc + j0 + j;
+                    *cp = acc ? *cp + t[3 * i + j] : t[3 * i + j];
+                }
+        }
+}
+/* C (+)= A * B^T by dot products, AVX-512 or AVX2 */
+static void fer__gemm_abt(fer_isa isa, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                          const int *boff, float *C, int ldc, int acc)
+{
+    (isa == FER_ISA_AVX512 ? fer__gemm_abt_avx512 : fer__gemm_abt_avx2)(M, N, K, A, lda, B, ldb, boff, C, ldc, acc);
+}
+#endif
+
 typedef void (*fer__kernel_fn)(int kc, const float *pa, const float *pb, int ldb, float *C, int ldc,
                                int rows, int cols, int acc, const fer__epi *e);
 
@@ -1735,8 +1804,11 @@ static void fer__gemm(fer_isa isa, int trans_a, int trans_b, int M, int N, int K
 #endif
     if (M <= 0 || N <= 0) return;
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512 && !trans_a && trans_b && K >= 4 * (M > N ? M : N) && K >= 64) {
-        fer__gemm_abt_avx512(M, N, K, A, lda, B, ldb, NULL, C, ldc, accumulate);
+    /* dot products where K is long (AVX2's 4x3 tiles want it longer: the dW of a
+       32 -> 32 1x1 conv on 24x24, K = 576, ran 8% slower than packed) */
+    if ((isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && !trans_a && trans_b &&
+        K >= (isa == FER_ISA_AVX2 ? 24 : 4) * (M > N ? M : N) && K >= 64) {
+        fer__gemm_abt(isa, M, N, K, A, lda, B, ldb, NULL, C, ldc, accumulate);
         fer__epi_rows(e, M, N, C, ldc);
         return;
     }
@@ -2727,15 +2799,6 @@ FER__AVX512 static void fer__corr2d_dw3_avx512(float *dw, const float *d, int oh
    stores (fer__mask256), so narrow planes (12 or 6 wide) stay in vectors. 3x3 taps
    as fer__corr2d3_avx512, four output rows at once (9 taps + 4 sums + 3 loads
    fill the 16 ymm). */
-FER__AVX2 static __m256 fer__ld256(const float *p, int full, __m256i m)
-{
-    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
-}
-FER__AVX2 static void fer__st256(float *p, int full, __m256i m, __m256 v)
-{
-    if (full) _mm256_storeu_ps(p, v);
-    else _mm256_maskstore_ps(p, m, v);
-}
 FER__AVX2 static void fer__corr2d3_avx2(float *out, int oh, int ow, int os, const float *in, int is,
                                         const float *w, int flip, int acc, float bias)
 {
@@ -4764,7 +4827,8 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     {   /* the weight gradient as Winograd, or as long dot products over the implicit im2col */
         int nw = g->oh * (g->w + 2 * g->pw);
         wdw = dw && fer__wino_use(isa, g, g->n);
-        idw = !wdw && isa == FER_ISA_AVX512 && g->sh == 1 && fer__conv_implicit(isa, g) && nw >= 64 && nw >= 4 * (og > K ? og : K);
+        idw = !wdw && (isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && g->sh == 1 && fer__conv_implicit(isa, g) &&
+              nw >= 64 && nw >= 4 * (og > K ? og : K);
     }
 #endif
     if (flip) {   /* the input gradient's conv, per sample (gt.n = 1) */
@@ -4830,7 +4894,7 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
                         memcpy(r, dg + (size_t)c * ohw + (size_t)y * g->ow, sizeof(float) * (size_t)g->ow);
                         for (i = g->ow; i < wp; i++) r[i] = 0.0f;
                     }
-                fer__gemm_abt_avx512(og, K, nw, dyw, nw, scratch, 0, koff, dw, K, 1);
+                fer__gemm_abt(isa, og, K, nw, dyw, nw, scratch, 0, koff, dw, K, 1);
             } else
 #endif
             if (dw && !wdw) {   /* dW[og][K] += dY[og][ohw] * col[K][ohw]^T */
