@@ -5676,6 +5676,46 @@ FER__AVX512 static void fer__maxpool_row_avx512(const float *xp, int w, int y0, 
 }
 #endif
 #if defined(FER__X86)
+/* fer__maxpool_row_avx512 in AVX2, 8 columns at a time: the stride-2 candidates
+   are the even lanes of two loads (fer__evod256); a partial last vector is
+   stored through a small array (AMD's masked store is microcoded). 3x3 stride-2
+   pools at batch 32: 16x48x48 2.41 -> 1.08 ms, 32x24x24 1.34 -> 0.72 ms. */
+FER__AVX2 static void fer__maxpool_row_avx2(const float *xp, int w, int y0, int y1, int k, int s, int p, int ox0,
+                                           int ox1, float *yp, int32_t *am)
+{
+    const __m256i step = s == 2 ? _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14) : _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int ox, y, kx, i;
+    for (ox = ox0; ox < ox1; ox += 8) {
+        int cnt = ox1 - ox < 8 ? ox1 - ox : 8, need = (cnt - 1) * s + 1, first = 1;
+        __m256i m0 = fer__mask256(need), m1 = fer__mask256(need - 8), bi = _mm256_setzero_si256();
+        __m256 best = _mm256_setzero_ps();
+        for (y = y0; y < y1; y++)
+            for (kx = 0; kx < k; kx++) {
+                int at = y * w + ox * s - p + kx;
+                __m256 v = fer__ld256(xp + at, need >= 8, m0), od;
+                __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(at), step);
+                if (s == 2) fer__evod256(v, fer__ld256(xp + at + 8, need >= 16, m1), &v, &od);
+                if (first) { best = v; bi = idx; first = 0; }
+                else {
+                    __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+                    best = _mm256_blendv_ps(best, v, gt);
+                    bi = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(bi), _mm256_castsi256_ps(idx), gt));
+                }
+            }
+        if (cnt == 8) {
+            _mm256_storeu_ps(yp + ox, best);
+            _mm256_storeu_si256((__m256i *)(void *)(am + ox), bi);
+        } else {
+            float tb[8];
+            int32_t ti[8];
+            _mm256_storeu_ps(tb, best);
+            _mm256_storeu_si256((__m256i *)(void *)ti, bi);
+            for (i = 0; i < cnt; i++) { yp[ox + i] = tb[i]; am[ox + i] = ti[i]; }
+        }
+    }
+}
+#endif
+#if defined(FER__X86)
 /* Max pooling without argmax (inference), stride 1 or 2: per output row, the
    vertical max of its window rows into a -inf padded row t, then the horizontal
    max of k shifted (stride 1) or even-lane (stride 2) loads of t. The maximum
@@ -5818,9 +5858,12 @@ static void fer__maxpool_forward(fer_isa isa, float *out, int32_t *argmax, const
             int y0, y1;
             fer__window(oy, k, s, p, h, &y0, &y1);
 #if defined(FER__X86)
-            if (isa == FER_ISA_AVX512 && (s == 1 || s == 2) && hi > lo) {
+            if ((isa == FER_ISA_AVX512 || (isa == FER_ISA_AVX2 && hi - lo >= 4)) && (s == 1 || s == 2) && hi > lo) {
+                /* (on AVX2 from 4 columns: 128 planes of 6x6 at batch 32, 2 interior
+                   columns, 0.30 ms scalar, 0.46 ms in vectors) */
                 fer__maxpool_row(xp, w, y0, y1, k, s, p, 0, lo, yp + oy * ow, am + oy * ow);
-                fer__maxpool_row_avx512(xp, w, y0, y1, k, s, p, lo, hi, yp + oy * ow, am + oy * ow);
+                (isa == FER_ISA_AVX512 ? fer__maxpool_row_avx512 : fer__maxpool_row_avx2)(
+                    xp, w, y0, y1, k, s, p, lo, hi, yp + oy * ow, am + oy * ow);
                 fer__maxpool_row(xp, w, y0, y1, k, s, p, hi, ow, yp + oy * ow, am + oy * ow);
                 continue;
             }
