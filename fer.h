@@ -3094,9 +3094,10 @@ FER__AVX512 static void fer__dw_s2_dw_avx512(float *dw, const float *d, int oh, 
    below. Two output rows a pass share their middle input rows, and the nine taps
    stay in registers: 12 loads for 18 FMAs, where a row at a time with the taps
    broadcast from memory took 18 loads for 9 (192 planes of 12x12 at batch 1
-   36 -> 22.4 us, 384 of 6x6 17.6 -> 13.0, 32 of 24x24 17.8 -> 10.4). On AVX2 it
-   takes every 3x3 "same" depthwise conv (16 planes of 48x48: 22 us, as fast as
-   a padded copy per plane) and, flipped, their input gradient. */
+   36 -> 22.4 us, 384 of 6x6 17.6 -> 13.0, 32 of 24x24 17.8 -> 10.4); the blocks
+   inside the row without tests (16 planes of 48x48 at batch 32 0.73 -> 0.51 ms).
+   On AVX2 it takes every 3x3 "same" depthwise conv, flipped their input
+   gradient, and the one-channel 3x3 stems (cout planes on one input plane). */
 FER__AVX2_INLINE static inline void fer__dw3_row_avx2(const float *row, int x, int fl, int fc, int fr, __m256i ml,
                                                       __m256i mc, __m256i mr, __m256 *l, __m256 *m, __m256 *r)
 {
@@ -3106,60 +3107,84 @@ FER__AVX2_INLINE static inline void fer__dw3_row_avx2(const float *row, int x, i
                                  _mm256_setzero_ps(), 0x01);
     *r = fer__ld256(row + x + 1, fr, mr);
 }
+/* One column block x of a plane (ip in, op out): its rows two at a time. Inlined
+   with constant flags for the blocks inside the row (x > 0, x + 9 <= w: plain
+   loads and stores, no tests), and with run-time ones for the edges. k: the nine
+   taps, then the epilogue's scale, shift, low and high; room: floats from op to
+   the end of the output (a partial vector is stored whole where it stays inside
+   and acc is 0: see below). */
+FER__AVX2_INLINE static inline void fer__dw3_block_avx2(const float *ip, float *op, int h, int w, int x, int fl,
+                                                        int fc, int fr, const __m256 *k, int acc, size_t room)
+{
+    __m256i ml = fer__mask256(w - x + 1), mc = fer__mask256(w - x), mr = fer__mask256(w - x - 1);
+    int y, j;
+    for (y = 0; y < h; y += 2) {   /* output rows y and y + 1 from input rows y - 1 .. y + 2 */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, l, m, r;
+        int two = y + 1 < h;
+        /* each row's three taps one short chain, the rows' sums added (one chain
+           of nine FMAs a row was latency-bound) */
+#define FER__DW3TAP(t) _mm256_fmadd_ps(k[t], l, _mm256_fmadd_ps(k[t + 1], m, _mm256_mul_ps(k[t + 2], r)))
+        if (y > 0) {
+            fer__dw3_row_avx2(ip + (size_t)(y - 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+            a0 = FER__DW3TAP(0);
+        }
+        fer__dw3_row_avx2(ip + (size_t)y * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+        a0 = _mm256_add_ps(a0, FER__DW3TAP(3));
+        a1 = FER__DW3TAP(0);
+        if (two) {
+            fer__dw3_row_avx2(ip + (size_t)(y + 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+            a0 = _mm256_add_ps(a0, FER__DW3TAP(6));
+            a1 = _mm256_add_ps(a1, FER__DW3TAP(3));
+            if (y + 2 < h) {
+                fer__dw3_row_avx2(ip + (size_t)(y + 2) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+                a1 = _mm256_add_ps(a1, FER__DW3TAP(6));
+            }
+        }
+#undef FER__DW3TAP
+        for (j = 0; j <= two; j++) {
+            size_t at = (size_t)(y + j) * w + x;
+            __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(j ? a1 : a0, k[9], k[10]), k[11]), k[12]);
+            if (acc) v = _mm256_add_ps(v, fer__ld256(op + at, fc, mc));
+            /* a partial vector: a full store, its last lanes over the next row's
+               first ones, which the blocks to its left (or the next plane) write
+               after it (AMD's masked store is microcoded: 192 planes of 12x12,
+               44 -> 36 us); masked where it would leave the buffer, or where those
+               lanes hold sums to add to */
+            fer__st256(op + at, fc || (!acc && at + 8 <= room), mc, v);
+        }
+    }
+}
+/* Plane pl reads input plane pl / share (share 1: a depthwise conv; cout: a
+   one-channel stem, whose cout output planes share the sample's input plane)
+   into channel pl % cin. */
+FER__AVX2 static void fer__dw3_same_share_avx2(int planes, int cin, int share, int h, int w, float *out,
+                                               const float *in, const float *wt, int flip, const fer__epi *e, int acc)
+{
+    int pl, x, t, hw = h * w;
+    for (pl = 0; pl < planes; pl++) {
+        int c = pl - pl / cin * cin;
+        const float *ip = in + (size_t)(pl / share) * hw, *kc = wt + (size_t)c * 9;
+        float *op = out + (size_t)pl * hw;
+        size_t room = (size_t)(planes - pl) * hw;
+        __m256 k[13];
+        for (t = 0; t < 9; t++) k[t] = _mm256_set1_ps(kc[flip ? 8 - t : t]);   /* flipped: the input gradient */
+        k[9] = _mm256_set1_ps(e && e->scale ? e->scale[c] : 1.0f);
+        k[10] = _mm256_set1_ps(e && e->shift ? e->shift[c] : 0.0f);
+        k[11] = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY);
+        k[12] = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+        /* right to left: see the store */
+        x = (w - 1) / 8 * 8;
+        for (; x > 0 && x + 9 > w; x -= 8) fer__dw3_block_avx2(ip, op, h, w, x, x + 7 <= w, x + 8 <= w, 0, k, acc, room);
+        for (; x > 0; x -= 8) fer__dw3_block_avx2(ip, op, h, w, x, 1, 1, 1, k, acc, room);
+        if (w >= 9) fer__dw3_block_avx2(ip, op, h, w, 0, 1, 1, 1, k, acc, room);
+        else fer__dw3_block_avx2(ip, op, h, w, 0, w >= 7, w >= 8, 0, k, acc, room);
+    }
+}
+/* the depthwise conv (the arguments of fer__dw3_same_avx512) */
 FER__AVX2 static void fer__dw3_same_avx2(int planes, int cin, int h, int w, float *out, const float *in,
                                          const float *wt, int flip, const fer__epi *e, int acc)
 {
-    int pl, y, x, hw = h * w, f = flip ? 8 : 0;
-    for (pl = 0; pl < planes; pl++) {
-        int c = pl - pl / cin * cin;
-        const float *ip = in + (size_t)pl * hw, *k = wt + (size_t)c * 9;
-        float *op = out + (size_t)pl * hw;
-        /* tap t, or 8 - t flipped (the input gradient) */
-        __m256 k0 = _mm256_set1_ps(k[f]), k1 = _mm256_set1_ps(k[f ? 7 : 1]), k2 = _mm256_set1_ps(k[f ? 6 : 2]);
-        __m256 k3 = _mm256_set1_ps(k[f ? 5 : 3]), k4 = _mm256_set1_ps(k[4]), k5 = _mm256_set1_ps(k[f ? 3 : 5]);
-        __m256 k6 = _mm256_set1_ps(k[f ? 2 : 6]), k7 = _mm256_set1_ps(k[f ? 1 : 7]), k8 = _mm256_set1_ps(k[8 - f]);
-        __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[c] : 1.0f), vb = _mm256_set1_ps(e && e->shift ? e->shift[c] : 0.0f);
-        __m256 lo = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY), hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
-        for (x = (w - 1) / 8 * 8; x >= 0; x -= 8) {   /* right to left: see the store */
-            int fl = x + 7 <= w, fc = x + 8 <= w, fr = x + 9 <= w;
-            __m256i ml = fer__mask256(w - x + 1), mc = fer__mask256(w - x), mr = fer__mask256(w - x - 1);
-            for (y = 0; y < h; y += 2) {   /* output rows y and y + 1 from input rows y - 1 .. y + 2 */
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, l, m, r;
-                int two = y + 1 < h, j;
-                /* each row's three taps one short chain, the rows' sums added (one
-                   chain of nine FMAs a row was latency-bound) */
-#define FER__DW3TAP(ka, kb, kc) _mm256_fmadd_ps(ka, l, _mm256_fmadd_ps(kb, m, _mm256_mul_ps(kc, r)))
-                if (y > 0) {
-                    fer__dw3_row_avx2(ip + (size_t)(y - 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                    a0 = FER__DW3TAP(k0, k1, k2);
-                }
-                fer__dw3_row_avx2(ip + (size_t)y * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                a0 = _mm256_add_ps(a0, FER__DW3TAP(k3, k4, k5));
-                a1 = FER__DW3TAP(k0, k1, k2);
-                if (two) {
-                    fer__dw3_row_avx2(ip + (size_t)(y + 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                    a0 = _mm256_add_ps(a0, FER__DW3TAP(k6, k7, k8));
-                    a1 = _mm256_add_ps(a1, FER__DW3TAP(k3, k4, k5));
-                    if (y + 2 < h) {
-                        fer__dw3_row_avx2(ip + (size_t)(y + 2) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                        a1 = _mm256_add_ps(a1, FER__DW3TAP(k6, k7, k8));
-                    }
-                }
-#undef FER__DW3TAP
-                for (j = 0; j <= two; j++) {
-                    size_t at = (size_t)(y + j) * w + x;
-                    __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(j ? a1 : a0, vs, vb), lo), hi);
-                    if (acc) v = _mm256_add_ps(v, fer__ld256(op + at, fc, mc));
-                    /* a partial vector: a full store, its last lanes over the next
-                       row's first ones, which the blocks to its left (or the next
-                       plane) write after it (AMD's masked store is microcoded: 192
-                       planes of 12x12, 44 -> 36 us); masked where it would leave the
-                       buffer, or where those lanes hold sums to add to */
-                    fer__st256(op + at, fc || (!acc && (size_t)pl * hw + at + 8 <= (size_t)planes * hw), mc, v);
-                }
-            }
-        }
-    }
+    fer__dw3_same_share_avx2(planes, cin, 1, h, w, out, in, wt, flip, e, acc);
 }
 /* The AVX2 twin of fer__dw3_same_dw_avx512 (same arguments): nine sums of dy
    times the input rows' three column-shifted loads of fer__dw3_same_avx2, dy's
@@ -4778,6 +4803,10 @@ static void fer__conv_forward(fer_isa isa, const fer_conv_geom *g, float *out, c
     if (fer__conv_is_dw(g)) { fer__dw_forward(isa, g, out, in, w, e, scratch); return; }
 #if defined(FER__X86)
     if (isa == FER_ISA_AVX512 && fer__conv3_c1(g)) { fer__conv3_c1_avx512(g, out, in, w, e); return; }
+    if (isa == FER_ISA_AVX2 && fer__conv3_c1(g)) {   /* a grey-image stem: cout planes on one input plane */
+        fer__dw3_same_share_avx2(g->n * g->cout, g->cout, g->cout, g->h, g->w, out, in, w, 0, e, 0);
+        return;
+    }
     if (wu || fer__wino_use(isa, g, g->n)) {
         fer__conv_wino_forward(isa, fer__wino4(isa, g) ? 4 : 2, g, out, in, w, wu, e, scratch, 0);
         return;
@@ -4906,8 +4935,10 @@ static void fer__conv_backward(fer_isa isa, const fer_conv_geom *g, float *din, 
     fer_conv_geom gt;
     if (fer__conv_is_dw(g)) { fer__dw_backward(isa, g, din, dw, db, dout, in, w, scratch, assign); return; }
 #if defined(FER__X86)
-    if (isa == FER_ISA_AVX512 && !din && fer__conv3_c1(g)) {   /* a grey-image stem: dW (and db) only */
-        if (dw) fer__dw3_same_dw_avx512(g->n * g->cout, g->cout, g->cout, g->h, g->w, dw, dout, in);
+    if ((isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && !din && fer__conv3_c1(g)) {   /* a grey-image stem: dW (and db) only */
+        if (dw)
+            (isa == FER_ISA_AVX512 ? fer__dw3_same_dw_avx512 : fer__dw3_same_dw_avx2)(g->n * g->cout, g->cout, g->cout, g->h,
+                                                                                  g->w, dw, dout, in);
         if (db)
             for (s = 0; s < g->n * g->cout; s++)
                 db[s % g->cout] += fer__vsum(isa, ohw, dout + (size_t)s * ohw, 0.0f, 0);
