@@ -2277,25 +2277,29 @@ static int fer__wino_use(fer_isa isa, const fer_conv_geom *g, int n)
     return (isa == FER_ISA_AVX512 || isa == FER_ISA_AVX2) && fer__wino_enough(g, n);
 }
 #endif
-/* Whether a Winograd forward of g runs as F(4x4, 3x3) (AVX-512): planes of 32x32
-   and more, where it takes 0.72-0.78 of F(2x2, 3x3)'s time (64->64 on 44x44 and
-   48x48, batch 1 and 8); on 22x22 and 24x24 it is even or up to 1.13x slower, on
-   12x12 1.04-1.25x slower (its U, 36 cin cout floats, is read once per block of
-   48 tiles). */
+/* Whether a Winograd forward of g may run as F(4x4, 3x3) (its scratch): planes
+   of 20x20 and more. On AVX-512 from 32x32, where it takes 0.72-0.78 of F(2x2,
+   3x3)'s time (64->64 on 44x44 and 48x48, batch 1 and 8); on 22x22 and 24x24 it
+   is even or up to 1.13x slower there, on 12x12 1.04-1.25x slower (its U, 36 cin
+   cout floats, is read once per block of 48 tiles). On AVX2 (a Zen 3, best of 4
+   alternating runs) it takes 0.74-0.85 of the time from 44x44 to 48x48 and
+   0.82-0.84 on 22x22 and 24x24 (128->128 at batch 1, 64->128 at batch 4), but on
+   12x12 0.87-1.20. */
 static int fer__wino4_shape(const fer_conv_geom *g)
 {
-    return fer__wino_shape(g) && g->oh >= 32 && g->ow >= 32;
+    return fer__wino_shape(g) && g->oh >= 20 && g->ow >= 20;
 }
 #if defined(FER__X86)
 static int fer__wino4(fer_isa isa, const fer_conv_geom *g)
 {
-    return isa == FER_ISA_AVX512 && fer__wino4_shape(g);
+    return fer__wino4_shape(g) && (isa == FER_ISA_AVX2 || (isa == FER_ISA_AVX512 && g->oh >= 32 && g->ow >= 32));
 }
 #endif
-/* The AVX2 input transform's four zero-padded rows (fer__wino_in_avx2). */
+/* The AVX2 input transforms' zero-padded rows (fer__wino_in_avx2, fer__wino4_in_avx2). */
 static size_t fer__wino_rows(const fer_conv_geom *g)
 {
-    return fer__mul(4, fer__add(fer__mul(2, (size_t)((g->ow + 1) / 2)), 32));
+    /* F(2x2, 3x3): 4 rows of 2 tw + 32 floats; F(4x4, 3x3): 6 of 4 tw + 40 */
+    return fer__mul(6, fer__add(fer__mul(4, (size_t)((g->ow + 3) / 4)), 40));
 }
 /* Scratch of F(m x m, 3x3): U, V, M, the B row offsets and the AVX2 rows. */
 static size_t fer__wino_floats_m(const fer_conv_geom *g, int m)
@@ -4440,6 +4444,198 @@ FER__AVX512 static void fer__wino4_out_avx512(const fer_conv_geom *g, int tw, in
         }
     }
 }
+/* F(4x4, 3x3) on AVX2 (and the weights' transform in plain C elsewhere), the
+   transforms of the AVX-512 kernels above over 8 tiles a vector. */
+/* y = G x (six out of three), one (co, ci) pair's column or row of taps */
+static void fer__wino4_g_scalar(const float *x, float *y)
+{
+    float p = x[0] + x[2];
+    y[0] = x[0];
+    y[1] = (1.0f / 3.0f) * (p + x[1]);
+    y[2] = (1.0f / 3.0f) * (x[1] - p);
+    y[3] = (-4.0f / 15.0f) * (4.0f * x[0] + (2.0f * x[1] + x[2]));
+    y[4] = (1.0f / 15.0f) * (4.0f * x[2] + (x[0] - 2.0f * x[1]));
+    y[5] = x[2];
+}
+static void fer__wino4_weights_scalar(const float *w, size_t p0, size_t plane, float *u, size_t us)
+{
+    size_t p;
+    for (p = p0; p < plane; p++) {
+        const float *k = w + p * 9;
+        float a[6][3], t[3], r[6];
+        int i, s;
+        for (s = 0; s < 3; s++) {   /* G g: column s of the taps */
+            t[0] = k[s]; t[1] = k[3 + s]; t[2] = k[6 + s];
+            fer__wino4_g_scalar(t, r);
+            for (i = 0; i < 6; i++) a[i][s] = r[i];
+        }
+        for (i = 0; i < 6; i++) {   /* (G g) G^T: row i */
+            fer__wino4_g_scalar(a[i], r);
+            for (s = 0; s < 6; s++) u[(size_t)(i * 6 + s) * us + p] = r[s];
+        }
+    }
+}
+FER__AVX2_INLINE static inline void fer__wino4_bt_avx2(const __m256 *x, __m256 *y)
+{
+    const __m256 half = _mm256_set1_ps(0.5f), c15 = _mm256_set1_ps(1.5f), two = _mm256_set1_ps(2.0f);
+    const __m256 c25 = _mm256_set1_ps(2.5f);
+    __m256 t2 = _mm256_sub_ps(x[4], x[2]), u = _mm256_sub_ps(x[3], x[1]);
+    y[0] = _mm256_fmadd_ps(c15, u, _mm256_fnmadd_ps(two, x[2], _mm256_add_ps(x[0], x[4])));
+    y[1] = _mm256_fmadd_ps(c25, x[3], _mm256_fmadd_ps(half, x[2], _mm256_sub_ps(x[4], x[1])));
+    y[2] = _mm256_fmadd_ps(half, x[3], _mm256_fnmadd_ps(c25, x[2], _mm256_add_ps(x[4], x[1])));
+    y[3] = _mm256_fmadd_ps(two, u, t2);
+    y[4] = _mm256_fnmadd_ps(half, u, t2);
+    y[5] = _mm256_fmadd_ps(c15, t2, _mm256_fnmadd_ps(two, x[3], _mm256_add_ps(x[1], x[5])));
+}
+FER__AVX2_INLINE static inline void fer__wino4_at_avx2(const __m256 *x, __m256 *y)
+{
+    __m256 p = _mm256_add_ps(x[1], x[2]), q = _mm256_sub_ps(x[1], x[2]);
+    y[0] = _mm256_add_ps(_mm256_add_ps(x[0], p), _mm256_add_ps(x[3], x[4]));
+    y[1] = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), x[4], _mm256_fmadd_ps(_mm256_set1_ps(0.5f), x[3], q));
+    y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), x[4], _mm256_fmadd_ps(_mm256_set1_ps(0.25f), x[3], p));
+    y[3] = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), x[4],
+                            _mm256_fmadd_ps(_mm256_set1_ps(0.125f), x[3], _mm256_add_ps(q, x[5])));
+}
+/* y = G x over three vectors (six out) */
+FER__AVX2_INLINE static inline void fer__wino4_g_avx2(const __m256 *x, __m256 *y)
+{
+    const __m256 third = _mm256_set1_ps(1.0f / 3.0f), fifteenth = _mm256_set1_ps(1.0f / 15.0f);
+    __m256 p = _mm256_add_ps(x[0], x[2]);
+    y[0] = x[0];
+    y[1] = _mm256_mul_ps(third, _mm256_add_ps(p, x[1]));
+    y[2] = _mm256_mul_ps(third, _mm256_sub_ps(x[1], p));
+    y[3] = _mm256_mul_ps(_mm256_set1_ps(-4.0f / 15.0f),
+                         _mm256_fmadd_ps(_mm256_set1_ps(4.0f), x[0], _mm256_fmadd_ps(_mm256_set1_ps(2.0f), x[1], x[2])));
+    y[4] = _mm256_mul_ps(fifteenth,
+                         _mm256_fmadd_ps(_mm256_set1_ps(4.0f), x[2], _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), x[1], x[0])));
+    y[5] = x[2];
+}
+/* fer__wino4_weights_avx512 in AVX2: 8 (co, ci) pairs at a time, their taps
+   gathered; the last pairs in plain C (inference transforms the weights every
+   forward: 64 -> 64 in plain C was 18% of the conv's time at batch 1). */
+FER__AVX2 static void fer__wino4_weights_avx2(const float *w, int cout, int cin, float *u, size_t us)
+{
+    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+    size_t plane = (size_t)cout * cin, p;
+    for (p = 0; p + 8 <= plane; p += 8) {
+        const float *k = w + p * 9;
+        __m256 t[3], a[6][3], c[3], r[6];
+        int i, s;
+        for (s = 0; s < 3; s++) {   /* G g: column s of the taps */
+            for (i = 0; i < 3; i++) t[i] = _mm256_i32gather_ps(k + 3 * i + s, nine, 4);
+            fer__wino4_g_avx2(t, r);
+            for (i = 0; i < 6; i++) a[i][s] = r[i];
+        }
+        for (i = 0; i < 6; i++) {   /* (G g) G^T: row i */
+            for (s = 0; s < 3; s++) c[s] = a[i][s];
+            fer__wino4_g_avx2(c, r);
+            for (s = 0; s < 6; s++) _mm256_storeu_ps(u + (size_t)(i * 6 + s) * us + p, r[s]);
+        }
+    }
+    fer__wino4_weights_scalar(w, p, plane, u, us);
+}
+/* V[c][e][t] for tile rows [ty0, ty1) of one sample (fer__wino4_in_avx512 in
+   AVX2): patch row i of 8 neighbouring tiles is 34 floats of a zero-padded copy
+   of its input row (buf: 6 rows of 4 tw + 40 floats, made at tx = 0); patch
+   columns 0..3 are a 4x4 transpose in 128-bit lanes of four loads, columns 4 and
+   5 columns 0 and 1 moved down a tile, the ninth tile's on top. A partial vector
+   of tiles is stored whole where its extra lanes fall on tiles of the block
+   written after it (as fer__wino_in_avx2). */
+FER__AVX2 static void fer__wino4_in_avx2(const fer_conv_geom *g, const float *in, int tw, int ty0, int ty1,
+                                         float *v, int tb, float *buf)
+{
+    const __m256i rot = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    size_t es = (size_t)tb;
+    int c, ty, tx, i, j, len = 4 * tw + 40, n = g->w < len - g->pw ? g->w : len - g->pw;
+    for (c = 0; c < g->cin; c++)
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *plane = in + (size_t)c * g->h * g->w;
+            float *vt = v + (size_t)c * 36 * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 8) {
+                int full = (ty - ty0) * tw + tx + 8 <= (ty1 - ty0) * tw;
+                __m256i m = fer__mask256(tw - tx);
+                __m256 w[6][6], d[6], col[6];
+                for (i = 0; i < 6; i++) {   /* d B, row i of the patches */
+                    int y = 4 * ty + i - g->ph;
+                    float *pr = buf + (size_t)i * len;
+                    const float *q = pr + 4 * tx;
+                    __m256 a, b, c2, d2, p0, p1, p2, p3, u0, u1, u2, u3;
+                    if (y < 0 || y >= g->h) {
+                        for (j = 0; j < 6; j++) w[i][j] = _mm256_setzero_ps();
+                        continue;
+                    }
+                    if (tx == 0) {   /* the row, column -pw first, zeros around it */
+                        memset(pr, 0, sizeof(float) * (size_t)len);
+                        memcpy(pr + g->pw, plane + (size_t)y * g->w, sizeof(float) * (size_t)n);
+                    }
+                    a = _mm256_loadu_ps(q); b = _mm256_loadu_ps(q + 8);
+                    c2 = _mm256_loadu_ps(q + 16); d2 = _mm256_loadu_ps(q + 24);
+                    p0 = _mm256_permute2f128_ps(a, c2, 0x20);   /* tiles 0 | 4 */
+                    p1 = _mm256_permute2f128_ps(a, c2, 0x31);   /* 1 | 5 */
+                    p2 = _mm256_permute2f128_ps(b, d2, 0x20);   /* 2 | 6 */
+                    p3 = _mm256_permute2f128_ps(b, d2, 0x31);   /* 3 | 7 */
+                    u0 = _mm256_unpacklo_ps(p0, p1); u1 = _mm256_unpackhi_ps(p0, p1);
+                    u2 = _mm256_unpacklo_ps(p2, p3); u3 = _mm256_unpackhi_ps(p2, p3);
+                    d[0] = _mm256_shuffle_ps(u0, u2, 0x44); d[1] = _mm256_shuffle_ps(u0, u2, 0xEE);
+                    d[2] = _mm256_shuffle_ps(u1, u3, 0x44); d[3] = _mm256_shuffle_ps(u1, u3, 0xEE);
+                    d[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(d[0], rot), _mm256_broadcast_ss(q + 32), 0x80);
+                    d[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(d[1], rot), _mm256_broadcast_ss(q + 33), 0x80);
+                    fer__wino4_bt_avx2(d, w[i]);
+                }
+                for (j = 0; j < 6; j++) {   /* B^T (d B), column j */
+                    for (i = 0; i < 6; i++) col[i] = w[i][j];
+                    fer__wino4_bt_avx2(col, d);
+                    for (i = 0; i < 6; i++) fer__st256(vt + tx + (size_t)(i * 6 + j) * es, full, m, d[i]);
+                }
+            }
+        }
+}
+/* The output rows of tile rows [ty0, ty1) from M[co][e][t], through the epilogue
+   (fer__wino4_out_avx512 in AVX2): a tile row's four values of 8 tiles become 32
+   output floats by a 4x4 transpose in 128-bit lanes and a lane exchange. */
+FER__AVX2 static void fer__wino4_out_avx2(const fer_conv_geom *g, int tw, int ty0, int ty1, const float *mm,
+                                          int tb, float *out, const fer__epi *e)
+{
+    size_t es = (size_t)tb;
+    int co, ty, tx, a, j, k;
+    for (co = 0; co < g->cout; co++) {
+        __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[co] : 1.0f);
+        __m256 vb = _mm256_set1_ps(e && e->shift ? e->shift[co] : 0.0f);
+        __m256 lo = _mm256_set1_ps(e && e->act ? 0.0f : -INFINITY);
+        __m256 hi = _mm256_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+        for (ty = ty0; ty < ty1; ty++) {
+            const float *mt = mm + (size_t)co * 36 * tb + (size_t)(ty - ty0) * tw;
+            for (tx = 0; tx < tw; tx += 8) {
+                int full = tw - tx >= 8, nc = g->ow - 4 * tx > 32 ? 32 : g->ow - 4 * tx;
+                __m256i m = fer__mask256(tw - tx);
+                __m256 s[4][6], x[6], y[4][4];
+                for (j = 0; j < 6; j++) {   /* A^T M: column j */
+                    __m256 t[4];
+                    for (a = 0; a < 6; a++) x[a] = fer__ld256(mt + tx + (size_t)(a * 6 + j) * es, full, m);
+                    fer__wino4_at_avx2(x, t);
+                    for (a = 0; a < 4; a++) s[a][j] = t[a];
+                }
+                for (a = 0; a < 4; a++) fer__wino4_at_avx2(s[a], y[a]);   /* (A^T M) A: row a */
+                for (a = 0; a < 4 && 4 * ty + a < g->oh; a++) {
+                    float *o = out + ((size_t)co * g->oh + 4 * ty + a) * g->ow + 4 * tx;
+                    __m256 u0 = _mm256_unpacklo_ps(y[a][0], y[a][1]), u1 = _mm256_unpackhi_ps(y[a][0], y[a][1]);
+                    __m256 u2 = _mm256_unpacklo_ps(y[a][2], y[a][3]), u3 = _mm256_unpackhi_ps(y[a][2], y[a][3]);
+                    __m256 q0 = _mm256_shuffle_ps(u0, u2, 0x44), q1 = _mm256_shuffle_ps(u0, u2, 0xEE);   /* tiles 0|4, 1|5 */
+                    __m256 q2 = _mm256_shuffle_ps(u1, u3, 0x44), q3 = _mm256_shuffle_ps(u1, u3, 0xEE);   /* 2|6, 3|7 */
+                    __m256 r[4];
+                    r[0] = _mm256_permute2f128_ps(q0, q1, 0x20);
+                    r[1] = _mm256_permute2f128_ps(q2, q3, 0x20);
+                    r[2] = _mm256_permute2f128_ps(q0, q1, 0x31);
+                    r[3] = _mm256_permute2f128_ps(q2, q3, 0x31);
+                    for (k = 0; k < 4 && 8 * k < nc; k++) {   /* masked only at the row's end */
+                        __m256 z = _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(r[k], vs, vb), lo), hi);
+                        fer__st256(o + 8 * k, nc - 8 * k >= 8, fer__mask256(nc - 8 * k), z);
+                    }
+                }
+            }
+        }
+    }
+}
 /* The Winograd transforms in AVX2 (8 tiles a vector) and plain C (the weights'
    and the weight gradient's, once per forward or step): the same arithmetic as
    the AVX-512 ones above. A patch row is read from a zero-padded copy of its input
@@ -4569,8 +4765,8 @@ FER__AVX2 static void fer__wino_out_avx2(const fer_conv_geom *g, int tw, int ty0
                     __m256 r0, r1;
                     fer__interleave256(y[a][0], y[a][1], &r0, &r1);
                     if (accumulate) {
-                        r0 = _mm256_add_ps(r0, _mm256_maskload_ps(o, m0));
-                        r1 = _mm256_add_ps(r1, _mm256_maskload_ps(o + 8, m1));
+                        r0 = _mm256_add_ps(r0, fer__ld256(o, nc >= 8, m0));
+                        r1 = _mm256_add_ps(r1, fer__ld256(o + 8, nc >= 16, m1));
                     } else {
                         r0 = _mm256_fmadd_ps(r0, vs, vb);
                         r1 = _mm256_fmadd_ps(r1, vs, vb);
@@ -4579,8 +4775,9 @@ FER__AVX2 static void fer__wino_out_avx2(const fer_conv_geom *g, int tw, int ty0
                             r1 = _mm256_min_ps(_mm256_max_ps(r1, z), v6);
                         }
                     }
-                    _mm256_maskstore_ps(o, m0, r0);
-                    _mm256_maskstore_ps(o + 8, m1, r1);
+                    /* masked only at a row's end (AMD's masked store is microcoded) */
+                    fer__st256(o, nc >= 8, m0, r0);
+                    if (nc > 8) fer__st256(o + 8, nc >= 16, m1, r1);
                 }
             }
         }
@@ -4617,14 +4814,16 @@ FER__AVX2 static void fer__wino_dy_avx2(const fer_conv_geom *g, int tw, int ty0,
             }
         }
 }
-/* The weights' transform of F(m x m, 3x3), m = 2 or 4 (4: AVX-512 only). */
+/* The weights' transform of F(m x m, 3x3), m = 2 or 4. */
 static void fer__wino_weights(fer_isa isa, int m, const float *w, int cout, int cin, float *u, size_t us)
 {
-    if (m == 4) { fer__wino4_weights_avx512(w, cout, cin, u, us); return; }
+    if (m == 4 && isa == FER_ISA_AVX512) { fer__wino4_weights_avx512(w, cout, cin, u, us); return; }
+    if (m == 4 && isa == FER_ISA_AVX2) { fer__wino4_weights_avx2(w, cout, cin, u, us); return; }
+    if (m == 4) { fer__wino4_weights_scalar(w, 0, (size_t)cout * cin, u, us); return; }
     if (isa == FER_ISA_AVX512) fer__wino_weights_avx512(w, cout, cin, u, us);
     else fer__wino_weights_scalar(w, cout, cin, u, us);
 }
-/* F(m x m, 3x3) (m = 4: AVX-512, forward only, no accumulate). wu: the
+/* F(m x m, 3x3) (m = 4: forward only, no accumulate). wu: the
    transformed weights (fer__wino_weights), or NULL to transform w here; wu may be
    scratch itself (the transform is the scratch's first part). */
 static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, float *out, const float *in,
@@ -4637,7 +4836,7 @@ static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, f
     size_t us = FER__WINO_ES(g->cout, g->cin), vs, ms, vst, mst;
     float *u = scratch, *v, *mm;
     int *koff;
-    FER_ASSERT(m == 2 || (m == 4 && a512 && !accumulate));
+    FER_ASSERT(m == 2 || (m == 4 && !accumulate));
     fer__wino_dims_m(g, m, &th, &tw, &rb, &sb, &tb);
     vs = FER__WINO_ES(g->cin, tb);
     ms = FER__WINO_ES(g->cout, tb);
@@ -4658,7 +4857,8 @@ static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, f
             int ty1 = ty + rb < th ? ty + rb : th, nt = (ty1 - ty) * tw;
             for (j = 0; j < k; j++) {
                 const float *x = in + (size_t)(s + j) * chw;
-                if (m == 4) { fer__wino4_in_avx512(g, x, tw, ty, ty1, v + (size_t)j * nt, tb); continue; }
+                if (m == 4 && a512) { fer__wino4_in_avx512(g, x, tw, ty, ty1, v + (size_t)j * nt, tb); continue; }
+                if (m == 4) { fer__wino4_in_avx2(g, x, tw, ty, ty1, v + (size_t)j * nt, tb, buf); continue; }
                 if (a512) fer__wino_in_avx512(g, x, tw, ty, ty1, v + (size_t)j * nt, tb);
                 else fer__wino_in_avx2(g, x, tw, ty, ty1, v + (size_t)j * nt, tb, buf);
             }
@@ -4667,7 +4867,10 @@ static void fer__conv_wino_forward(fer_isa isa, int m, const fer_conv_geom *g, f
                               ld, FER__KC);
             for (j = 0; j < k; j++) {
                 float *y = out + (size_t)(s + j) * g->cout * ohw;
-                if (m == 4) { fer__wino4_out_avx512(g, tw, ty, ty1, mm + (size_t)j * nt, tb, y, e); continue; }
+                if (m == 4) {
+                    (a512 ? fer__wino4_out_avx512 : fer__wino4_out_avx2)(g, tw, ty, ty1, mm + (size_t)j * nt, tb, y, e);
+                    continue;
+                }
                 (a512 ? fer__wino_out_avx512 : fer__wino_out_avx2)(g, tw, ty, ty1, mm + (size_t)j * nt, tb, y, e,
                                                                    accumulate);
             }

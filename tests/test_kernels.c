@@ -304,16 +304,18 @@ static void test_conv(void)
         { 16, 43, 25, 23, 1, 1, 0, 1 },
         /* a grey-image stem: one input channel, 3x3 same, taps shared by the outputs */
         { 1, 16, 48, 47, 3, 1, 1, 1 },
-        /* Winograd F(4x4, 3x3) forward (AVX-512): partial tiles at the right and
+        /* Winograd F(4x4, 3x3) forward (AVX-512 from 32x32, AVX2 from 20x20): partial tiles at the right and
            bottom, pads 1, 0 and 2, rows of more than 16 tiles, blocks of tile rows
            ending mid-plane, two samples */
         { 32, 64, 33, 35, 3, 1, 1, 1 }, { 33, 64, 36, 38, 3, 1, 0, 1 }, { 32, 64, 32, 70, 3, 1, 2, 1 },
         /* one sample's plane of at most 16 outputs as dot products over rows (im2row),
            from planes of at most 32 floats: 3x3 to 3x3, 4x3 to 4x3, 5x5 to 3x3 at stride 2 */
-        { 128, 7, 3, 3, 3, 1, 1, 1 }, { 24, 5, 4, 3, 3, 1, 1, 1 }, { 16, 8, 5, 5, 3, 2, 1, 1 }
+        { 128, 7, 3, 3, 3, 1, 1, 1 }, { 24, 5, 4, 3, 3, 1, 1, 1 }, { 16, 8, 5, 5, 3, 2, 1, 1 },
+        /* F(4x4, 3x3) on AVX2 only (planes of 20..31): partial tiles, two samples */
+        { 32, 64, 22, 21, 3, 1, 1, 1 }
     };
     /* samples of the configs from 39 on */
-    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3, 1, 2, 1, 1, 1, 1 };
+    static const int tail_n[] = { 19, 6, 13, 37, 1, 1, 1, 2, 1, 2, 1, 3, 2, 2, 1, 2, 3, 1, 2, 1, 1, 1, 1, 2 };
     size_t ci;
     int ii;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
@@ -338,6 +340,9 @@ static void test_conv(void)
             else
                 CHECK(fer__wino_use(FER_ISA_AVX512, &gt, g.n),
                       "conv config %zu: the input gradient does not run as Winograd", ci);
+        } else if (ci == 62) {
+            CHECK(fer__wino4(FER_ISA_AVX2, &g) && !fer__wino4(FER_ISA_AVX512, &g) && fer__wino_use(FER_ISA_AVX2, &g, g.n),
+                  "conv config %zu does not run as Winograd F(4x4, 3x3) on AVX2 only", ci);
         } else if (ci >= 59) {
             int K = c[0] * 9, ohw = g.oh * g.ow;
             CHECK(!fer__conv_implicit(FER_ISA_AVX512, &g) && !fer__wino_use(FER_ISA_AVX512, &g, 1) && ohw <= 16 &&
