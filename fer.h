@@ -3194,34 +3194,44 @@ FER__AVX2 static void fer__dw3_same_avx2(int planes, int cin, int h, int w, floa
    times the input rows' three column-shifted loads of fer__dw3_same_avx2, dy's
    lanes past a row's end loaded as zeros (the 16 planes of 48x48 of a batch of
    32 took 1.9 ms padding each plane, then correlating it). */
+/* One column block of fer__dw3_same_dw_avx2, inlined with constant flags for
+   the blocks inside the row (as fer__dw3_block_avx2); a[9]: the sums. */
+FER__AVX2_INLINE static inline void fer__dw3_dw_block_avx2(const float *ip, const float *dp, int h, int w, int x,
+                                                           int fl, int fc, int fr, __m256 *a)
+{
+    __m256i ml = fer__mask256(w - x + 1), mc = fer__mask256(w - x), mr = fer__mask256(w - x - 1);
+    int y;
+    for (y = 0; y < h; y++) {
+        __m256 d = fer__ld256(dp + (size_t)y * w + x, fc, mc), l, m, r;
+        if (y > 0) {
+            fer__dw3_row_avx2(ip + (size_t)(y - 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+            a[0] = _mm256_fmadd_ps(d, l, a[0]); a[1] = _mm256_fmadd_ps(d, m, a[1]); a[2] = _mm256_fmadd_ps(d, r, a[2]);
+        }
+        fer__dw3_row_avx2(ip + (size_t)y * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+        a[3] = _mm256_fmadd_ps(d, l, a[3]); a[4] = _mm256_fmadd_ps(d, m, a[4]); a[5] = _mm256_fmadd_ps(d, r, a[5]);
+        if (y + 1 < h) {
+            fer__dw3_row_avx2(ip + (size_t)(y + 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
+            a[6] = _mm256_fmadd_ps(d, l, a[6]); a[7] = _mm256_fmadd_ps(d, m, a[7]); a[8] = _mm256_fmadd_ps(d, r, a[8]);
+        }
+    }
+}
 FER__AVX2 static void fer__dw3_same_dw_avx2(int planes, int cin, int share, int h, int w, float *dw,
                                             const float *dy, const float *in)
 {
-    int hw = h * w, pl, c, y, x;
+    int hw = h * w, pl, c, x, t;
     for (pl = c = 0; pl < planes; pl++, c = c + 1 == cin ? 0 : c + 1) {
         const float *ip = in + (size_t)(pl / share) * hw, *dp = dy + (size_t)pl * hw;
-        float *dwc = dw + (size_t)c * 9;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;
-        for (x = 0; x < w; x += 8) {
-            int fl = x + 7 <= w, fc = x + 8 <= w, fr = x + 9 <= w;
-            __m256i ml = fer__mask256(w - x + 1), mc = fer__mask256(w - x), mr = fer__mask256(w - x - 1);
-            for (y = 0; y < h; y++) {
-                __m256 d = fer__ld256(dp + (size_t)y * w + x, fc, mc), l, m, r;
-                if (y > 0) {
-                    fer__dw3_row_avx2(ip + (size_t)(y - 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                    a0 = _mm256_fmadd_ps(d, l, a0); a1 = _mm256_fmadd_ps(d, m, a1); a2 = _mm256_fmadd_ps(d, r, a2);
-                }
-                fer__dw3_row_avx2(ip + (size_t)y * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                a3 = _mm256_fmadd_ps(d, l, a3); a4 = _mm256_fmadd_ps(d, m, a4); a5 = _mm256_fmadd_ps(d, r, a5);
-                if (y + 1 < h) {
-                    fer__dw3_row_avx2(ip + (size_t)(y + 1) * w, x, fl, fc, fr, ml, mc, mr, &l, &m, &r);
-                    a6 = _mm256_fmadd_ps(d, l, a6); a7 = _mm256_fmadd_ps(d, m, a7); a8 = _mm256_fmadd_ps(d, r, a8);
-                }
-            }
-        }
-        dwc[0] += fer__hsum256(a0); dwc[1] += fer__hsum256(a1); dwc[2] += fer__hsum256(a2);
-        dwc[3] += fer__hsum256(a3); dwc[4] += fer__hsum256(a4); dwc[5] += fer__hsum256(a5);
-        dwc[6] += fer__hsum256(a6); dwc[7] += fer__hsum256(a7); dwc[8] += fer__hsum256(a8);
+        float *dwc = dw + (size_t)c * 9, s[8];
+        __m256 a[9];
+        for (t = 0; t < 9; t++) a[t] = _mm256_setzero_ps();
+        if (w >= 9) fer__dw3_dw_block_avx2(ip, dp, h, w, 0, 1, 1, 1, a);
+        else fer__dw3_dw_block_avx2(ip, dp, h, w, 0, w >= 7, w >= 8, 0, a);
+        for (x = 8; x + 9 <= w; x += 8) fer__dw3_dw_block_avx2(ip, dp, h, w, x, 1, 1, 1, a);
+        for (; x < w; x += 8) fer__dw3_dw_block_avx2(ip, dp, h, w, x, x + 7 <= w, x + 8 <= w, 0, a);
+        _mm_storeu_ps(s, fer__hsum4x256(a[0], a[1], a[2], a[3]));
+        _mm_storeu_ps(s + 4, fer__hsum4x256(a[4], a[5], a[6], a[7]));
+        for (t = 0; t < 8; t++) dwc[t] += s[t];
+        dwc[8] += fer__hsum256(a[8]);
     }
 }
 /* fer__dw3_s2_avx512 in AVX2: for 8 output columns from ox, input columns c0 =
