@@ -1421,7 +1421,9 @@ FER__AVX2 static void fer__st256(float *p, int full, __m256i m, __m256 v)
 }
 /* The AVX2 twin of fer__kernel_avx512_off (same arguments): a 6 x 16 tile, 12
    accumulators + 2 B vectors + 1 broadcast of the 16 ymm, named (not an array)
-   for the same reason. Narrow strips (cols <= 8) run the 1-vector loop. */
+   for the same reason. Narrow strips (cols <= 8) run the 1-vector loop, tiles of
+   at most 2 or 4 rows loops of those rows only (they ran all six: a conv of 8
+   output channels did 12 rows of FMAs for 8). */
 FER__AVX2 static void fer__kernel_avx2_off(int kc, const float *pa, int lda, const float *pb, int ldb,
                                            const int *koff, float *C, int ldc, int rows, int cols,
                                            int acc, const fer__epi *e)
@@ -1438,20 +1440,24 @@ FER__AVX2 static void fer__kernel_avx2_off(int kc, const float *pa, int lda, con
 #define FER__ROW256(r, x0, x1, NV) \
     a = _mm256_broadcast_ss(q##r + off); x0 = _mm256_fmadd_ps(a, b0, x0); \
     if (NV > 1) x1 = _mm256_fmadd_ps(a, b1, x1)
-#define FER__LOOP256(NV, ROW) \
+#define FER__LOOP256(NV, NR, ROW) \
     for (p = 0, off = 0; p < kc; p++, off += (size_t)sa) { \
         const float *bp = ROW; \
         __m256 b0 = _mm256_loadu_ps(bp), a, b1 = NV > 1 ? _mm256_loadu_ps(bp + 8) : b0; \
-        FER__ROW256(0, c00, c01, NV); FER__ROW256(1, c10, c11, NV); FER__ROW256(2, c20, c21, NV); \
-        FER__ROW256(3, c30, c31, NV); FER__ROW256(4, c40, c41, NV); FER__ROW256(5, c50, c51, NV); \
+        FER__ROW256(0, c00, c01, NV); FER__ROW256(1, c10, c11, NV); \
+        if (NR > 2) { FER__ROW256(2, c20, c21, NV); FER__ROW256(3, c30, c31, NV); } \
+        if (NR > 4) { FER__ROW256(4, c40, c41, NV); FER__ROW256(5, c50, c51, NV); } \
     }
-    if (koff) {
-        if (nv == 2) FER__LOOP256(2, pb + koff[p])
-        else FER__LOOP256(1, pb + koff[p])
-    } else {
-        if (nv == 2) FER__LOOP256(2, pb + (size_t)p * ldb)
-        else FER__LOOP256(1, pb + (size_t)p * ldb)
-    }
+#define FER__LOOPS256(ROW) \
+    if (nv == 2 && rows > 4) FER__LOOP256(2, 6, ROW) \
+    else if (nv == 2 && rows > 2) FER__LOOP256(2, 4, ROW) \
+    else if (nv == 2) FER__LOOP256(2, 2, ROW) \
+    else if (rows > 4) FER__LOOP256(1, 6, ROW) \
+    else if (rows > 2) FER__LOOP256(1, 4, ROW) \
+    else FER__LOOP256(1, 2, ROW)
+    if (koff) { FER__LOOPS256(pb + koff[p]) }
+    else { FER__LOOPS256(pb + (size_t)p * ldb) }
+#undef FER__LOOPS256
 #undef FER__LOOP256
 #undef FER__ROW256
     lo = e && e->act ? z : _mm256_set1_ps(-INFINITY);
