@@ -2483,6 +2483,69 @@ FER__AVX512 static void fer__im2col_small_avx512(const fer_conv_geom *g, int cg,
     }
 }
 #endif
+#if defined(FER__X86)
+/* Lanes l < n (of 8) of tab[l * stride], the rest -1; in *m the lanes >= 0 (taps
+   inside the plane). */
+FER__AVX2 static __m256i fer__tab_vec256(const int *tab, int n, int stride, __m256i *m)
+{
+    int t[8], l;
+    __m256i v;
+    for (l = 0; l < 8; l++) t[l] = l < n ? tab[l * stride] : -1;
+    v = _mm256_loadu_si256((const __m256i *)(const void *)t);
+    *m = _mm256_cmpgt_epi32(v, _mm256_set1_epi32(-1));
+    return v;
+}
+/* The plane of hw <= 32 floats as nv = ceil(hw / 8) vectors (zeros past it). */
+FER__AVX2_INLINE static inline int fer__plane256(const float *x, int hw, __m256 *pv)
+{
+    int j;
+    for (j = 0; 8 * j < hw; j++) pv[j] = fer__ld256(x + 8 * j, hw - 8 * j >= 8, fer__mask256(hw - 8 * j));
+    return j;
+}
+/* dst[l] = plane[tab[l * stride]] (0 where it is -1) for l < n <= 16, the plane
+   in pv (fer__plane256); lanes 8 j.. from idx[j], msk[j] (fer__tab_vec256):
+   a permute of each of the plane's vectors, blended by the index's high bits
+   (gathers, at about 15 cycles each on a Zen 3, took 2/3 of the 128 -> 7 conv on
+   3x3 planes); a last tap or two by plain loads; a partial vector stored whole
+   where `whole` (what follows is written later), else masked. */
+FER__AVX2_INLINE static inline void fer__select_run_avx2(float *dst, const float *plane, const __m256 *pv, int nv,
+                                                         const int *tab, int n, int stride, const __m256i *idx,
+                                                         const __m256i *msk, int whole)
+{
+    int j, l, q;
+    for (j = 0; 8 * j < n; j++) {
+        __m256i lo = _mm256_and_si256(idx[j], _mm256_set1_epi32(7));
+        __m256 v = _mm256_permutevar8x32_ps(pv[0], lo);
+        if (n - 8 * j <= 2) {
+            for (l = 8 * j; l < n; l++) dst[l] = tab[l * stride] < 0 ? 0.0f : plane[tab[l * stride]];
+            continue;
+        }
+        for (q = 1; q < nv; q++)
+            v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(pv[q], lo),
+                                 _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[j], _mm256_set1_epi32(8 * q - 1))));
+        v = _mm256_and_ps(v, _mm256_castsi256_ps(msk[j]));
+        fer__st256(dst + 8 * j, n - 8 * j >= 8 || whole, fer__mask256(n - 8 * j), v);
+    }
+}
+/* fer__im2col_small_avx512 in AVX2: each tap's row of at most 16 positions
+   selected from the plane's vectors (fer__select_run_avx2; partial vectors
+   masked: the rows of several samples sit side by side). */
+FER__AVX2 static void fer__im2col_small_avx2(const fer_conv_geom *g, int cg, const float *in, float *col, size_t ld,
+                                             const int *tab)
+{
+    int kk = g->kh * g->kw, ohw = g->oh * g->ow, hw = g->h * g->w, t, c, j;
+    __m256i idx[25][2], msk[25][2];
+    for (t = 0; t < kk; t++)
+        for (j = 0; j < 2; j++) idx[t][j] = fer__tab_vec256(tab + t * ohw + 8 * j, ohw - 8 * j, 1, &msk[t][j]);
+    for (c = 0; c < cg; c++) {
+        __m256 pv[4];
+        int nv = fer__plane256(in + (size_t)c * hw, hw, pv);
+        for (t = 0; t < kk; t++)
+            fer__select_run_avx2(col + (size_t)(c * kk + t) * ld, in + (size_t)c * hw, pv, nv, tab + t * ohw, ohw, 1,
+                                 idx[t], msk[t], 0);
+    }
+}
+#endif
 /* col[(c*kh+ky)*kw+kx][oy*ow+ox] = in[c][oy*sh-ph+ky][ox*sw-pw+kx], zero outside
    (rows ld floats apart: several samples' columns can sit side by side).
    The valid column range of each tap is computed once, so the inner loop is a
@@ -2494,6 +2557,7 @@ static void fer__im2col(fer_isa isa, const fer_conv_geom *g, int cg, const float
         int kk = g->kh * g->kw, ohw = g->oh * g->ow, t, p;
 #if defined(FER__X86)
         if (isa == FER_ISA_AVX512 && FER__IM2COL_SMALL(g)) { fer__im2col_small_avx512(g, cg, in, col, ld, tab); return; }
+        if (isa == FER_ISA_AVX2 && FER__IM2COL_SMALL(g)) { fer__im2col_small_avx2(g, cg, in, col, ld, tab); return; }
 #else
         (void)isa;
 #endif
@@ -2570,36 +2634,22 @@ FER__AVX512 static void fer__im2row_small_avx512(const fer_conv_geom *g, int cg,
 #endif
 #if defined(FER__X86)
 /* fer__im2row_small_avx512 in AVX2, up to 16 taps: position p's taps of channel
-   c gathered from the plane by their offsets (lanes of taps in the padding
-   masked off, left zero), 8 at a time; a partial last vector stored whole over
-   the next channel's taps, written after it, but at the very end (AMD's masked
-   store is microcoded). mini_xception's 128->7 conv on 3x3 planes spent 67% of
-   its time in the scalar im2row. */
+   c selected from the plane's vectors (fer__select_run_avx2); a partial last vector
+   stored whole over the next channel's taps, written after it, but at the very
+   end. mini_xception's 128->7 conv on 3x3 planes spent 67% of its time in the
+   scalar im2row. */
 FER__AVX2 static void fer__im2row_small_avx2(const fer_conv_geom *g, int cg, const float *in, float *rows,
                                              const int *tab)
 {
-    int kk = g->kh * g->kw, ohw = g->oh * g->ow, hw = g->h * g->w, K = cg * kk, p, c, j, l;
+    int kk = g->kh * g->kw, ohw = g->oh * g->ow, hw = g->h * g->w, K = cg * kk, p, c, j;
     for (p = 0; p < ohw; p++) {
         __m256i idx[2], msk[2];
-        for (j = 0; j < 2; j++) {   /* lane l: tap 8 j + l of position p */
-            int t[8];
-            for (l = 0; l < 8; l++) t[l] = 8 * j + l < kk ? tab[(8 * j + l) * ohw + p] : -1;
-            idx[j] = _mm256_loadu_si256((const __m256i *)(const void *)t);
-            msk[j] = _mm256_cmpgt_epi32(idx[j], _mm256_set1_epi32(-1));
-        }
+        for (j = 0; j < 2; j++) idx[j] = fer__tab_vec256(tab + (size_t)8 * j * ohw + p, kk - 8 * j, ohw, &msk[j]);
         for (c = 0; c < cg; c++) {
-            const float *plane = in + (size_t)c * hw;
-            float *r = rows + (size_t)p * K + (size_t)c * kk;
-            int last = p == ohw - 1 && c == cg - 1;
-            for (j = 0; 8 * j < kk; j++) {
-                __m256 v;
-                if (kk - 8 * j <= 2) {   /* a tap or two: loads (a gather costs about 15 cycles here) */
-                    for (l = 8 * j; l < kk; l++) r[l] = tab[l * ohw + p] < 0 ? 0.0f : plane[tab[l * ohw + p]];
-                    continue;
-                }
-                v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), plane, idx[j], _mm256_castsi256_ps(msk[j]), 4);
-                fer__st256(r + 8 * j, kk - 8 * j >= 8 || !last, fer__mask256(kk - 8 * j), v);
-            }
+            __m256 pv[4];
+            int nv = fer__plane256(in + (size_t)c * hw, hw, pv);
+            fer__select_run_avx2(rows + (size_t)p * K + (size_t)c * kk, in + (size_t)c * hw, pv, nv, tab + p, kk, ohw,
+                                 idx, msk, p < ohw - 1 || c < cg - 1);
         }
     }
 }
