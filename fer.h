@@ -1,4 +1,4 @@
-/* fer.h - v0.2.0 - facial expression recognition in one C header - MIT or public domain
+/* fer.h - v0.8.3 - facial expression recognition in one C header - MIT or public domain
 
    Train, evaluate and run the CNNs of the facial-expression literature on a CPU,
    from raw pixels to "happy 0.91": no framework, no Python, no GPU.
@@ -85,6 +85,15 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.8.3 (2026-12-07)  speed on AVX2 (a Zen 3 without AVX-512): Winograd
+                           F(4x4, 3x3) forward on planes of 20x20 and more; the
+                           3x3 depthwise convs (stride 1 and 2, forward, input
+                           and weight gradients) and the one-channel 3x3 stems
+                           straight from the planes; weight gradients as dot
+                           products; max pooling with argmax in vectors; small
+                           planes' im2col and im2row by permutes; GEMM tiles of
+                           2 or 4 rows compute only those; no microcoded masked
+                           stores in the hot loops. No API change.
        0.8.2 (2026-12-02)  speed: 3x3 convs on planes of 32x32 and more run their
                            forward as Winograd F(4x4, 3x3) on AVX-512 (points 0,
                            +-1, 1/2, -2: rounding 2e-6..4e-6 of the output's
@@ -141,7 +150,7 @@
 
 #define FER_VERSION_MAJOR 0
 #define FER_VERSION_MINOR 8
-#define FER_VERSION_PATCH 2
+#define FER_VERSION_PATCH 3
 
 /* ==========================================================================
    1. Configuration and platform
@@ -507,9 +516,10 @@ typedef struct fer_workspace {
    chain's last output; run fer_forward(..., 0) in a training workspace to see
    every node's own output. Results equal the unfused ones to float rounding.
    It also keeps, for each 3x3 conv that can run as Winograd at max_batch
-   (AVX-512, 32+ input and 64+ output channels, 128+ output tiles of 2x2 over
-   the batch), its weights' transform (16/9 of the weights), made afresh by
-   every fer_forward, so changed weights are always seen. */
+   (AVX-512 or AVX2, 32+ input and 64+ output channels, enough output tiles over
+   the batch), its weights' transform (16/9 of the weights, 4 times them for
+   F(4x4, 3x3)), made afresh by every fer_forward, so changed weights are always
+   seen. */
 FERDEF fer_result   fer_workspace_init(fer_workspace *ws, const fer_model *m, int max_batch,
                                        int training);
 FERDEF void         fer_workspace_free(fer_workspace *ws);
@@ -2203,7 +2213,7 @@ static size_t fer__implicit_floats(const fer_conv_geom *g)
                              fer__mul((size_t)g->cin, (size_t)g->kh * g->kw)));
 }
 
-/* Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels (AVX-512).
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels (AVX-512, AVX2).
    Each 2x2 output tile is A^T [(G g G^T) .* (B^T d B)] A over its 4x4 input
    patch d, 16 products per (cin, cout) pair where the direct conv does 36:
      B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
@@ -7384,7 +7394,7 @@ static size_t fer__wino_aux(const fer_model *m, const fer_node *nd, int nb)
     return (fer__wino4_shape(&g) ? 36 : 16) * FER__WINO_ES(g.cout, g.cin);
 #else
     (void)m; (void)nd; (void)nb;
-    return 0;   /* Winograd is AVX-512's */
+    return 0;   /* Winograd is x86's (AVX-512, AVX2) */
 #endif
 }
 
