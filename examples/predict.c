@@ -46,8 +46,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "fer-predict: %s\n", m.error);
         return 1;
     }
-    if (fer_workspace_init(&ws, &m, 1, 0) != FER_OK) {
+    /* frozen: the model's weights stay as loaded, so their transforms are made once */
+    if (fer_workspace_init(&ws, &m, 1, 0) != FER_OK || fer_workspace_freeze(&ws, &m) != FER_OK) {
         fprintf(stderr, "fer-predict: %s\n", ws.error);
+        fer_workspace_free(&ws);
         fer_model_free(&m);
         return 1;
     }

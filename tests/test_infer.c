@@ -155,6 +155,107 @@ static void test_weights_change(void)
     fer_model_free(&m);
 }
 
+/* Largest |a - b| over n logits, relative to the largest |b|. */
+static double logit_diff(const float *a, const float *b, int n)
+{
+    double d = 0.0, s = 1e-30;
+    int k;
+    for (k = 0; k < n; k++) {
+        if (fabs((double)a[k] - b[k]) > d) d = fabs((double)a[k] - b[k]);
+        if (fabs((double)b[k]) > s) s = fabs((double)b[k]);
+    }
+    return d / s;
+}
+
+/* One forward of n samples in a fresh, unfrozen workspace running isa. */
+static void forward_fresh(const fer_model *m, fer_isa isa, const float *x, int n, float *out)
+{
+    fer_workspace ws;
+    fer_workspace_init(&ws, m, n, 0);
+    ws.isa = isa;
+    fer_forward(m, &ws, x, n, 0);
+    memcpy(out, fer_output(m, &ws), sizeof(float) * (size_t)n * m->n_classes);
+    fer_workspace_free(&ws);
+}
+
+/* fer_workspace_freeze: the conv weights' transforms made once give the unfrozen
+   logits (baseline_cnn's 12x12 convs then run as Winograd at batch 1 too), the
+   frozen copies are what those convs read (changed weights are seen only after
+   freezing again), a changed ws->isa falls back to the model's weights, and bad
+   calls are refused with a reason. */
+static void test_freeze(void)
+{
+    fer_model m, other;
+    fer_workspace ws, wt;
+    enum { N = 3, K = 7 };
+    float *x = (float *)malloc(sizeof(float) * N * 48 * 48), ref[N * K], got[N * K], old1[K];
+    fer_isa best = fer_cpu_best_isa();
+    int k, n, i, big = -1, x86 = best == FER_ISA_AVX512 || best == FER_ISA_AVX2;
+    fer_zoo_build(&m, "baseline_cnn", 1, 48, 48, K, 5, NULL);
+    test_fill(x, (size_t)N * 48 * 48, 21, 1.0f);
+    for (i = 0; i < m.n_nodes; i++)   /* the 256 -> 256 conv on 12x12 */
+        if (m.nodes[i].op == FER_OP_CONV && m.nodes[i].out.c == 256 && m.nodes[m.nodes[i].in[0]].out.c == 256) big = i;
+    CHECK(big > 0, "baseline_cnn has its 256 -> 256 conv");
+    CHECK(fer_workspace_init(&ws, &m, N, 0) == FER_OK, "workspace: %s", ws.error);
+    CHECK(fer_workspace_freeze(&ws, &m) == FER_OK, "freeze: %s", ws.error);
+    CHECK(fer_workspace_freeze(&ws, &m) == FER_OK, "freeze again: %s", ws.error);
+    if (x86) CHECK(ws.frozen_off && ws.frozen_off[big] != SIZE_MAX, "%s: the 12x12 conv's transform is frozen",
+                   fer_isa_name(best));
+    for (n = 1; n <= N; n += N - 1) {   /* batch 1 (36 tiles: Winograd only when frozen) and 3 */
+        forward_fresh(&m, best, x, n, ref);
+        CHECK(fer_forward(&m, &ws, x, n, 0) == FER_OK, "frozen forward of %d: %s", n, ws.error);
+        CHECK(logit_diff(fer_output(&m, &ws), ref, n * K) < 1e-4, "frozen batch %d: logits as unfrozen (rel %.3g)", n,
+              logit_diff(fer_output(&m, &ws), ref, n * K));
+    }
+    fer_forward(&m, &ws, x, 1, 0);
+    memcpy(old1, fer_output(&m, &ws), sizeof old1);
+    for (k = 0; k < (int)m.n_params; k++) m.params[k] *= -1.5f;
+    forward_fresh(&m, best, x, 1, ref);
+    fer_forward(&m, &ws, x, 1, 0);
+    if (x86) CHECK(logit_diff(fer_output(&m, &ws), ref, K) > 1e-2, "%s: frozen convs read their copies, not "
+                   "the changed weights (rel diff to the new logits %.3g)", fer_isa_name(best),
+                   logit_diff(fer_output(&m, &ws), ref, K));
+    else CHECK(logit_diff(fer_output(&m, &ws), ref, K) < 1e-5, "nothing to freeze here: the new weights are read");
+    CHECK(fer_workspace_freeze(&ws, &m) == FER_OK, "freeze after the change: %s", ws.error);
+    fer_forward(&m, &ws, x, 1, 0);
+    CHECK(logit_diff(fer_output(&m, &ws), ref, K) < 1e-4 && logit_diff(old1, ref, K) > 1e-2,
+          "frozen again: the new weights' logits (rel %.3g)", logit_diff(fer_output(&m, &ws), ref, K));
+    if (best == FER_ISA_AVX512) {   /* frozen for AVX-512, run as AVX2: the model's weights, as unfrozen */
+        for (k = 0; k < (int)m.n_params; k++) m.params[k] *= 0.5f;
+        ws.isa = FER_ISA_AVX2;
+        forward_fresh(&m, FER_ISA_AVX2, x, 1, ref);
+        fer_forward(&m, &ws, x, 1, 0);
+        CHECK(logit_diff(fer_output(&m, &ws), ref, K) < 1e-5, "another isa than the frozen one reads the weights "
+              "(rel %.3g)", logit_diff(fer_output(&m, &ws), ref, K));
+    }
+    if (best == FER_ISA_AVX512 || best == FER_ISA_AVX2) {   /* frozen for AVX2 */
+        ws.isa = FER_ISA_AVX2;
+        CHECK(fer_workspace_freeze(&ws, &m) == FER_OK, "freeze for avx2: %s", ws.error);
+        CHECK(ws.frozen_off && ws.frozen_off[big] != SIZE_MAX && ws.frozen_isa == FER_ISA_AVX2, "avx2 copies made");
+        for (n = 1; n <= N; n += N - 1) {
+            forward_fresh(&m, FER_ISA_AVX2, x, n, ref);
+            fer_forward(&m, &ws, x, n, 0);
+            memcpy(got, fer_output(&m, &ws), sizeof(float) * (size_t)n * K);
+            CHECK(logit_diff(got, ref, n * K) < 1e-4, "avx2 frozen batch %d: logits as unfrozen (rel %.3g)", n,
+                  logit_diff(got, ref, n * K));
+        }
+    }
+    /* refused: a training workspace, a workspace made for another model */
+    CHECK(fer_workspace_init(&wt, &m, 2, 1) == FER_OK, "training workspace: %s", wt.error);
+    CHECK(fer_workspace_freeze(&wt, &m) == FER_ERR_ARG && strstr(wt.error, "training"), "training workspace "
+          "refused: %s", wt.error);
+    fer_zoo_build(&other, "mini_xception", 1, 48, 48, K, 5, NULL);
+    CHECK(fer_workspace_freeze(&ws, &other) == FER_ERR_ARG && strstr(ws.error, "not made for"),
+          "another model's workspace refused: %s", ws.error);
+    fer_forward(&m, &ws, x, 1, 0);
+    forward_fresh(&m, ws.isa, x, 1, ref);
+    CHECK(logit_diff(fer_output(&m, &ws), ref, K) < 1e-4, "still serves its model after a refused freeze");
+    fer_workspace_free(&wt); fer_workspace_free(&ws);
+    CHECK(ws.frozen == NULL && ws.frozen_off == NULL, "free clears the frozen copies");
+    fer_model_free(&other); fer_model_free(&m);
+    free(x);
+}
+
 /* Where a conv's weights outweigh a sample's activations (baseline_cnn's 256->256
    3x3 on 12x12: 8 times), the early layers run chunks of that many samples, and a
    batch that is not a multiple of the chunk still gives each sample's own logits. */
@@ -310,6 +411,7 @@ int main(void)
     test_weights_change();
     test_keep();
     test_weight_chunk();
+    test_freeze();
     test_add_act_fused();
     return test_done("test_infer");
 }

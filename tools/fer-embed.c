@@ -51,7 +51,11 @@ static void *run_job(void *p)
     int b, i, k, K = j->m->n_classes;
     j->ok = 0;
     if (!in) { snprintf(j->error, sizeof j->error, "out of memory"); return NULL; }
-    if (fer_workspace_init(&ws, j->m, batch, 0) != FER_OK) { memcpy(j->error, ws.error, sizeof ws.error); free(in); return NULL; }
+    if (fer_workspace_init(&ws, j->m, batch, 0) != FER_OK || fer_workspace_freeze(&ws, j->m) != FER_OK) {
+        memcpy(j->error, ws.error, sizeof ws.error);
+        fer_workspace_free(&ws); free(in);
+        return NULL;
+    }
     if (fer_workspace_keep(&ws, j->m, j->node) != FER_OK) {   /* an inner node's batch is not kept by default */
         memcpy(j->error, ws.error, sizeof ws.error);
         fer_workspace_free(&ws); free(in);
