@@ -1,4 +1,4 @@
-/* fer.h - v0.8.3 - facial expression recognition in one C header - MIT or public domain
+/* fer.h - v0.9.0 - facial expression recognition in one C header - MIT or public domain
 
    Train, evaluate and run the CNNs of the facial-expression literature on a CPU,
    from raw pixels to "happy 0.91": no framework, no Python, no GPU.
@@ -86,6 +86,12 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.9.0 (2026-12-07)  fer_workspace_freeze (new): an inference workspace
+                           makes its convs' Winograd weight transforms once,
+                           not in every fer_forward, and runs 3x3 convs from
+                           32 output tiles as Winograd (12x12 planes at batch
+                           1); fer_predict_dataset, fer-predict, fer-embed and
+                           fer-bench freeze their workspaces.
        0.8.3 (2026-12-07)  speed on AVX2 (a Zen 3 without AVX-512): Winograd
                            F(4x4, 3x3) forward on planes of 20x20 and more; the
                            3x3 depthwise convs (stride 1 and 2, forward, input
@@ -150,8 +156,8 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 8
-#define FER_VERSION_PATCH 3
+#define FER_VERSION_MINOR 9
+#define FER_VERSION_PATCH 0
 
 /* ==========================================================================
    1. Configuration and platform
