@@ -91,7 +91,9 @@
                            not in every fer_forward, and runs 3x3 convs from
                            32 output tiles as Winograd (12x12 planes at batch
                            1); fer_predict_dataset, fer-predict, fer-embed and
-                           fer-bench freeze their workspaces.
+                           fer-bench freeze their workspaces. AVX-512: 3x3
+                           depthwise convs by rows where rows are 12+ floats,
+                           the stride-2 one without microcoded expanding loads.
        0.8.3 (2026-12-07)  speed on AVX2 (a Zen 3 without AVX-512): Winograd
                            F(4x4, 3x3) forward on planes of 20x20 and more; the
                            3x3 depthwise convs (stride 1 and 2, forward, input
