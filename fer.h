@@ -3693,6 +3693,7 @@ FER__AVX512 static __m512 fer__dw3_edge_avx512(const float *ip, int hw, int p, c
    15.4 -> 17.5 (a row's masked load reads the 64 bytes the last masked store
    wrote part of, which stalls it), so those stay flattened. */
 #define FER__DW3_ROWS_W 16
+#define FER__DW3_ROWS_W_ASSIGN 12
 FER__AVX512_INLINE static inline void fer__dw3_row512(const float *row, int x, __mmask16 ml, __mmask16 mc,
                                                       __mmask16 mr, __m512 *l, __m512 *m, __m512 *r)
 {
@@ -3706,7 +3707,7 @@ FER__AVX512_INLINE static inline void fer__dw3_row512(const float *row, int x, _
 FER__AVX512_INLINE static inline void fer__dw3_block512(const float *ip, float *op, int h, int w, int x,
                                                         const __m512 *k, int acc)
 {
-    __mmask16 ml = fer__row_mask(w, x - 1 < 0 ? 0 : x - 1), mc = fer__row_mask(w, x), mr = fer__row_mask(w, x + 1);
+    __mmask16 ml = fer__row_mask(w, x - 1), mc = fer__row_mask(w, x), mr = fer__row_mask(w, x + 1);
     int y, j;
     for (y = 0; y < h; y += 2) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, l, m, r;
@@ -3764,7 +3765,7 @@ FER__AVX512 static void fer__dw3_same_avx512(int planes, int cin, int h, int w, 
 {
     __mmask16 mk[FER__DW3_BLOCK][9];
     int hw = h * w, nv = (hw + 15) / 16, b0, nb, pl, c, j, off[9];
-    if (w >= FER__DW3_ROWS_W || (w >= 12 && !accumulate)) {
+    if (w >= FER__DW3_ROWS_W || (w >= FER__DW3_ROWS_W_ASSIGN && !accumulate)) {
         fer__dw3_rows_avx512(planes, cin, h, w, out, in, wt, flip, e, accumulate);
         return;
     }
