@@ -256,6 +256,119 @@ static void test_freeze(void)
     free(x);
 }
 
+/* fer_workspace_quantize, one conv at a time (conv [-> BN] [-> ReLU/ReLU6] -> GAP,
+   the conv's output kept): the AVX-512 VNNI kernel gives the plain-C reference's
+   floats to the bit, and both stay within int8 rounding of the float conv. The
+   geometries cover channels that are no multiple of 4 or 8, strides 1 and 2 on
+   odd and even sizes, 1x1 to 7x7 kernels, an input of both signs (a zero point
+   inside the range) and one that is never negative. */
+static void test_quantize_convs(void)
+{
+    static const int cases[][9] = {   /* cin h w cout k stride bn act signed */
+        { 5, 13, 11, 13, 3, 1, 1, 1, 1 }, { 8, 12, 12, 16, 3, 2, 1, 2, 0 }, { 32, 11, 11, 24, 1, 2, 0, 0, 1 },
+        { 32, 6, 6, 8, 1, 1, 1, 1, 0 }, { 6, 9, 10, 7, 5, 1, 0, 1, 1 }, { 4, 15, 9, 9, 7, 1, 1, 0, 1 },
+        { 64, 7, 7, 40, 3, 1, 1, 1, 0 }, { 12, 20, 3, 10, 3, 2, 0, 1, 1 }, { 40, 3, 3, 7, 3, 1, 1, 0, 1 } };
+    enum { N = 2, CAL = 6 };
+    size_t c;
+    for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int *p = cases[c];
+        int cin = p[0], h = p[1], w = p[2], cout = p[3], k = p[4], s = p[5], x, conv, i, n, nout;
+        fer_model m;
+        fer_workspace ws, wf;
+        size_t in = (size_t)cin * h * w, len;
+        float *cal = (float *)malloc(sizeof(float) * in * CAL), *vnni, *ref, *flt;
+        double err = 0.0, mag = 1e-30;
+        fer_model_init(&m, cin, h, w, cout, NULL);
+        conv = x = fer_conv(&m, FER_INPUT, cout, k, k, s, k / 2, 1, !p[6]);
+        if (p[6]) x = fer_bn(&m, x);
+        if (p[7]) x = fer_act(&m, x, p[7] == 2 ? FER_OP_RELU6 : FER_OP_RELU);
+        fer_gap(&m, x);
+        CHECK(fer_model_finalize(&m, 11 + c) == FER_OK, "case %zu: %s", c, m.error);
+        for (i = 0; i < (int)m.n_buffers; i++) m.buffers[i] = 0.2f + 0.1f * (float)(i % 7);   /* running mean, var */
+        for (i = 0; i < (int)m.n_params; i++) m.params[i] += 0.05f * (float)(i % 5);        /* BN gamma, beta, bias */
+        test_fill(cal, in * CAL, 100 + c, 2.0f);
+        if (!p[8]) for (len = 0; len < in * CAL; len++) cal[len] = fabsf(cal[len]);
+        CHECK(fer_workspace_init(&ws, &m, N, 0) == FER_OK && fer_workspace_keep(&ws, &m, conv) == FER_OK &&
+              fer_workspace_init(&wf, &m, N, 0) == FER_OK && fer_workspace_keep(&wf, &m, conv) == FER_OK,
+              "case %zu: workspaces", c);
+        CHECK(fer_workspace_quantize(&ws, &m, cal, CAL - N) == FER_OK, "case %zu: quantize: %s", c, ws.error);
+        CHECK(ws.q8_off && ws.q8_off[conv] != SIZE_MAX, "case %zu: the conv is quantized", c);
+        nout = (int)(m.nodes[x].out.c * m.nodes[x].out.h * m.nodes[x].out.w);
+        len = (size_t)N * nout;
+        vnni = (float *)malloc(sizeof(float) * len * 3); ref = vnni + len; flt = ref + len;
+        fer_forward(&m, &wf, cal + (CAL - N) * in, N, 0);   /* samples the calibration did not see */
+        memcpy(flt, fer_node_output(&wf, conv), sizeof(float) * len);
+        fer_forward(&m, &ws, cal + (CAL - N) * in, N, 0);
+        memcpy(vnni, fer_node_output(&ws, conv), sizeof(float) * len);
+        ws.isa = FER_ISA_SCALAR;
+        fer_forward(&m, &ws, cal + (CAL - N) * in, N, 0);
+        memcpy(ref, fer_node_output(&ws, conv), sizeof(float) * len);
+        if (ws.q8_vnni) CHECK(memcmp(vnni, ref, sizeof(float) * len) == 0, "case %zu: VNNI equals the reference to "
+                              "the bit", c);
+        for (n = 0; n < (int)len; n++) {
+            if (fabs((double)ref[n] - flt[n]) > err) err = fabs((double)ref[n] - flt[n]);
+            if (fabs((double)flt[n]) > mag) mag = fabs((double)flt[n]);
+        }
+        CHECK(err < 0.03 * mag, "case %zu (%d->%d k%d s%d on %dx%d): int8 within 3%% of float's range "
+              "(max diff %.4g of %.4g)", c, cin, cout, k, s, h, w, err, mag);
+        free(vnni); free(cal);
+        fer_workspace_free(&ws); fer_workspace_free(&wf); fer_model_free(&m);
+    }
+}
+
+/* fer_workspace_quantize on a zoo model: logits near the float ones, a batch's
+   samples as each alone, freezing again gives back the float convs, refusals. */
+static void test_quantize(void)
+{
+    fer_model m;
+    fer_workspace ws, wf, wt;
+    enum { N = 3, K = 7, CAL = 16, S = 16 };   /* 16x16: the plain-C reference under qemu stays quick */
+    float *cal = (float *)malloc(sizeof(float) * (CAL + N) * S * S), *x, ref[N * K], got[N * K], one[K];
+    int n, i, q = 0;
+    fer_zoo_build(&m, "resnet_lite", 1, S, S, K, 9, NULL);
+    for (i = 0; i < (CAL + N) * S * S; i++) cal[i] = 0.5f + 0.5f * sinf(0.37f * (float)i) * cosf(0.011f * (float)i);
+    x = cal + CAL * S * S;
+    CHECK(fer_workspace_init(&ws, &m, N, 0) == FER_OK && fer_workspace_init(&wf, &m, N, 0) == FER_OK, "workspaces");
+    CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_OK, "quantize: %s", ws.error);
+    for (i = 0; i < m.n_nodes; i++) q += ws.q8_off[i] != SIZE_MAX;
+    CHECK(q == 6, "resnet_lite: its 6 convs of 32+ channels quantized, the stem not (%d)", q);
+    fer_workspace_freeze(&wf, &m);
+    fer_forward(&m, &wf, x, N, 0);
+    memcpy(ref, fer_output(&m, &wf), sizeof ref);
+    CHECK(fer_forward(&m, &ws, x, N, 0) == FER_OK, "int8 forward: %s", ws.error);
+    memcpy(got, fer_output(&m, &ws), sizeof got);
+    CHECK(logit_diff(got, ref, N * K) < 0.05, "int8 logits near float (rel %.3g)", logit_diff(got, ref, N * K));
+    CHECK(logit_diff(got, ref, N * K) > 0.0, "and not the float ones: the convs ran in int8");
+    for (n = 0; n < N; n++) {
+        fer_forward(&m, &ws, x + (size_t)n * S * S, 1, 0);
+        memcpy(one, fer_output(&m, &ws), sizeof one);
+        CHECK(logit_diff(one, got + n * K, K) < 1e-5, "sample %d alone as in the batch", n);
+    }
+    CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_OK, "quantize again: %s", ws.error);
+    fer_forward(&m, &ws, x, N, 0);
+    CHECK(logit_diff(fer_output(&m, &ws), got, N * K) < 1e-6, "quantized again: the same logits");
+    CHECK(fer_workspace_freeze(&ws, &m) == FER_OK && ws.q8_off == NULL, "a freeze drops the int8 convs");
+    fer_forward(&m, &ws, x, N, 0);
+    CHECK(logit_diff(fer_output(&m, &ws), ref, N * K) < 1e-5, "and gives the float logits back");
+    /* refused: no calibration, a training workspace, a NaN in the calibration */
+    CHECK(fer_workspace_quantize(&ws, &m, NULL, 4) == FER_ERR_ARG && strstr(ws.error, "calibration"), "no "
+          "calibration samples refused: %s", ws.error);
+    CHECK(fer_workspace_quantize(&ws, &m, cal, 0) == FER_ERR_ARG, "0 calibration samples refused");
+    CHECK(fer_workspace_init(&wt, &m, 2, 1) == FER_OK, "training workspace: %s", wt.error);
+    CHECK(fer_workspace_quantize(&wt, &m, cal, CAL) == FER_ERR_ARG && strstr(wt.error, "training"), "training "
+          "workspace refused: %s", wt.error);
+    cal[5 * S * S + 5] = NAN;
+    CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_ERR_NUMERIC && strstr(ws.error, "sample 5"), "a NaN in "
+          "the calibration refused: %s", ws.error);
+    CHECK(ws.q8_off == NULL, "the refused quantization left float convs");
+    fer_forward(&m, &ws, x, N, 0);
+    CHECK(logit_diff(fer_output(&m, &ws), ref, N * K) < 1e-5, "which still give the float logits");
+    fer_workspace_free(&wt); fer_workspace_free(&wf); fer_workspace_free(&ws);
+    CHECK(ws.q8 == NULL && ws.q8_off == NULL, "free clears the int8 convs");
+    fer_model_free(&m);
+    free(cal);
+}
+
 /* Where a conv's weights outweigh a sample's activations (baseline_cnn's 256->256
    3x3 on 12x12: 8 times), the early layers run chunks of that many samples, and a
    batch that is not a multiple of the chunk still gives each sample's own logits. */
@@ -412,6 +525,8 @@ int main(void)
     test_keep();
     test_weight_chunk();
     test_freeze();
+    test_quantize_convs();
+    test_quantize();
     test_add_act_fused();
     return test_done("test_infer");
 }

@@ -8,6 +8,11 @@
    1x48x48 and resnet18 at 1x44x44; --all adds vgg16_bn, vgg19_bn, dcm_net and
    vgg16_dsc_cbam at 1x48x48; --size forces one input size), 7 classes, random input:
      lat1      batch-1 inference latency on 1 thread, median ms
+     int8      the same with the convs in int8 (fer_workspace_quantize, calibrated
+               on 16 of the random inputs; AVX-512 VNNI where the CPU has it, else
+               the plain-C reference: "ref" follows the time). The JSON has its
+               logits' largest difference to the float ones, relative to the
+               largest float logit (q8_rel_diff): a report, not a check.
      infer 1t  batch-64 inference on 1 thread (fer_forward), images/s
      infer Nt  batch-64 inference on N threads (fer_forward_threads, one inference
                workspace per thread), images/s
@@ -189,7 +194,9 @@ typedef struct {
     int c, h, w;
     size_t params;
     double macs, max_rel_diff;
-    timing lat;
+    timing lat, lat8;
+    double q8_diff;
+    int q8_vnni;
     rate inf1, infn, tr1, trn;
     char error[256];
 } result;
@@ -308,6 +315,17 @@ static void bench_model(result *res, const char *name, int h, int w, int threads
     b.ws = ws; b.n = 1;
     if (measure(run_forward, &b, lat_plan, &res->lat) != FER_OK) { free_ws(ws, 1); goto done; }
     memcpy(out1, fer_output(&m, &ws[0]), sizeof(float) * K);
+    free_ws(ws, 1);
+
+    /* the same, convs in int8 */
+    if (fer_workspace_init(&ws[0], &m, 1, 0) != FER_OK || fer_workspace_quantize(&ws[0], &m, x + in, 16) != FER_OK) {
+        snprintf(res->error, sizeof res->error, "int8 workspace: %.200s", ws[0].error);
+        free_ws(ws, 1);
+        goto done;
+    }
+    res->q8_vnni = ws[0].q8_vnni;
+    if (measure(run_forward, &b, lat_plan, &res->lat8) != FER_OK) { free_ws(ws, 1); goto done; }
+    res->q8_diff = rel_diff(fer_output(&m, &ws[0]), out1, K);
     free_ws(ws, 1);
 
     /* batch-64 inference, 1 thread */
@@ -586,15 +604,15 @@ int main(int argc, char **argv)
         printf(" GFLOP/s\n");
     }
     if (!json && n_names) {
-        printf("lat1: batch-1 latency, 1 thread, median. Others: batch-%d images/s, GFLOP/s "
+        printf("lat1: batch-1 latency, 1 thread, median; int8: the same with int8 convs. Others: batch-%d images/s, GFLOP/s "
                "(training counts 3x the forward) and %% of the %s peak of the cores used.\n\n",
                BATCH, fer_isa_name(isa));
-        printf("%-17s %-8s %8s %9s |%-22s|%-22s|%-22s|%-22s|\n", "", "", "", "",
+        printf("%-17s %-8s %8s %9s %13s |%-22s|%-22s|%-22s|%-22s|\n", "", "", "", "", "",
                "  infer, 1 thread", "  infer, N threads", "  train, 1 thread", "  train, N threads");
-        printf("%-17s %-8s %8s %9s |", "model", "input", "MMAC", "lat1 ms");
+        printf("%-17s %-8s %8s %9s %13s |", "model", "input", "MMAC", "lat1 ms", "int8 ms");
         for (i = 0; i < 4; i++) printf(" %8s %6s %5s |", "img/s", "GF/s", "peak");
         printf("\n");
-        for (i = 0; i < 17 + 1 + 8 + 1 + 8 + 1 + 9 + 2 + 4 * 23; i++) putchar('-');
+        for (i = 0; i < 17 + 1 + 8 + 1 + 8 + 1 + 9 + 1 + 13 + 2 + 4 * 23; i++) putchar('-');
         printf("\n");
         fflush(stdout);
     }
@@ -613,8 +631,11 @@ int main(int argc, char **argv)
                 continue;
             }
             printf(", \"input\": [%d, %d, %d], \"classes\": %d, \"params\": %zu, \"macs\": %.0f, "
-                   "\"latency_ms\": {\"median\": %.4f, \"min\": %.4f, \"runs\": %d}",
-                   r.c, r.h, r.w, CLASSES, r.params, r.macs, r.lat.median * 1e3, r.lat.min * 1e3, r.lat.runs);
+                   "\"latency_ms\": {\"median\": %.4f, \"min\": %.4f, \"runs\": %d}, "
+                   "\"latency_int8_ms\": {\"median\": %.4f, \"min\": %.4f, \"runs\": %d, \"vnni\": %s, "
+                   "\"q8_rel_diff\": %.4g}",
+                   r.c, r.h, r.w, CLASSES, r.params, r.macs, r.lat.median * 1e3, r.lat.min * 1e3, r.lat.runs,
+                   r.lat8.median * 1e3, r.lat8.min * 1e3, r.lat8.runs, r.q8_vnni ? "true" : "false", r.q8_diff);
             print_rate_json("infer_1t", r.inf1);
             print_rate_json("infer_nt", r.infn);
             print_rate_json("train_1t", r.tr1);
@@ -627,7 +648,7 @@ int main(int argc, char **argv)
             snprintf(input, sizeof input, "%dx%dx%d", r.c, r.h, r.w);
             printf("%-17s %-8s ", r.name, input);
             if (!r.macs) { printf("error: %s\n", r.error); continue; }
-            printf("%8.1f %9.3f |", r.macs / 1e6, r.lat.median * 1e3);
+            printf("%8.1f %9.3f %9.3f%s |", r.macs / 1e6, r.lat.median * 1e3, r.lat8.median * 1e3, r.q8_vnni ? "    " : " ref");
             print_rate_cell(r.inf1);
             print_rate_cell(r.infn);
             print_rate_cell(r.tr1);

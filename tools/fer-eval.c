@@ -4,6 +4,7 @@
 
    usage: fer-eval --model M.fer --data DIR_OR_CSV [--split NAME] [--tta none|flip|tencrop] [--json]
                    [--threshold X] [--threads N] [--calibrate OUT.fer]
+                   [--int8 CALIB_DIR [--int8-n N]]
    DIR holds one folder per class, DIR/<class>/<image> (--split NAME reads DIR/NAME
    instead, e.g. --split val). Any file that is not a folder is read as FER2013's
    CSV (fer2013.csv), and --split picks its rows by Usage: Training, PublicTest
@@ -21,7 +22,10 @@
    --threshold X (0.5): report the share of predictions with confidence under X.
    --calibrate OUT.fer: fit a temperature on these images (least NLL), write the
    model with it to OUT.fer, and report NLL and ECE before and after. Fit it on
-   validation data, never on a test split. */
+   validation data, never on a test split.
+   --int8 CALIB_DIR: run the convs in int8 (fer_workspace_quantize), calibrated
+   on N images (default 512) spread evenly over CALIB_DIR/<class>/<image>: the
+   training images (fer2013/train), never the ones evaluated. */
 #define _POSIX_C_SOURCE 200809L
 #define FER_IMPLEMENTATION
 #include "fer.h"
@@ -31,7 +35,7 @@ static int usage(const char *why)
 {
     if (why) fprintf(stderr, "fer-eval: %s\n", why);
     fprintf(stderr, "usage: fer-eval --model M.fer --data DIR_OR_CSV [--split NAME] [--tta none|flip|tencrop] [--json]\n"
-                    "                [--threshold X] [--threads N] [--calibrate OUT.fer]\n"
+                    "                [--threshold X] [--threads N] [--calibrate OUT.fer] [--int8 CALIB_DIR [--int8-n N]]\n"
                     "  DIR: DIR/<class>/<image>, or DIR/NAME/<class>/<image> with --split NAME\n"
                     "  CSV: FER2013's fer2013.csv; --split Training|PublicTest|PrivateTest (or train|val|test),\n"
                     "       all for every row; PublicTest without --split\n");
@@ -86,10 +90,36 @@ static void print_report(const fer_metrics *mt, char names[][FER_NAME_LEN])
     printf("\n");
 }
 
+/* n images spread evenly over dir/<class>/, preprocessed for m (*n lowered to
+   the images there are). */
+static float *load_calibration(const fer_model *m, const char *dir, int *n, int threads)
+{
+    fer_dataset c;
+    size_t in = (size_t)m->input.c * m->input.h * m->input.w;
+    float *x;
+    int i, sh = m->pre.store_h > 0 ? m->pre.store_h : m->input.h, sw = m->pre.store_w > 0 ? m->pre.store_w : m->input.w;
+    if (fer_dataset_load_folder(&c, dir, sh, sw, threads, NULL) != FER_OK) {
+        fprintf(stderr, "fer-eval: --int8 %s: %s\n", dir, c.error);
+        return NULL;
+    }
+    if (*n > c.n) *n = c.n;
+    if (!(x = (float *)malloc(sizeof(float) * in * (size_t)*n))) {
+        fprintf(stderr, "fer-eval: --int8: out of memory for %d calibration images\n", *n);
+        fer_dataset_free(&c);
+        return NULL;
+    }
+    for (i = 0; i < *n; i++)
+        fer_preprocess(m, c.pixels + (size_t)((long long)i * c.n / *n) * sw * sh, sw, sh, sw, x + (size_t)i * in);
+    fer_dataset_free(&c);
+    return x;
+}
+
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL, *split = NULL, *tta_name = "none", *calibrate = NULL;
-    int json = 0, threads = 2, i, h, w, K, *labels, rc = 1;
+    const char *int8_dir = NULL;
+    int json = 0, threads = 2, i, h, w, K, *labels, rc = 1, int8_n = 512;
+    float *calib = NULL;
     float threshold = 0.5f;
     fer_tta tta;
     fer_model m;
@@ -106,7 +136,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--json")) { json = 1; continue; }
         if (strncmp(a, "--", 2) || !(!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--split") ||
                                      !strcmp(a, "--tta") || !strcmp(a, "--threshold") || !strcmp(a, "--threads") ||
-                                     !strcmp(a, "--calibrate"))) {
+                                     !strcmp(a, "--calibrate") || !strcmp(a, "--int8") || !strcmp(a, "--int8-n"))) {
             fprintf(stderr, "fer-eval: unknown option '%s'\n", a);
             return usage(NULL);
         }
@@ -117,6 +147,12 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--split")) split = v;
         else if (!strcmp(a, "--tta")) tta_name = v;
         else if (!strcmp(a, "--calibrate")) calibrate = v;
+        else if (!strcmp(a, "--int8")) int8_dir = v;
+        else if (!strcmp(a, "--int8-n")) {
+            long t = strtol(v, &end, 10);
+            if (*end || t < 1 || t > 100000) return usage("--int8-n takes a number from 1 to 100000");
+            int8_n = (int)t;
+        }
         else if (!strcmp(a, "--threshold")) {
             threshold = strtof(v, &end);
             if (*end || !(threshold >= 0.0f && threshold <= 1.0f)) return usage("--threshold takes a number from 0 to 1");
@@ -146,7 +182,12 @@ int main(int argc, char **argv)
     probs = (float *)malloc(sizeof(float) * (size_t)d.n * K);
     logits = (float *)malloc(sizeof(float) * (size_t)d.n * K);
     if (!probs || !logits) { fprintf(stderr, "fer-eval: out of memory for %d images\n", d.n); goto out; }
-    if (fer_predict_dataset(&m, &d, tta, threads, probs, logits, err) != FER_OK) { fprintf(stderr, "fer-eval: %s\n", err); goto out; }
+    if (int8_dir && !(calib = load_calibration(&m, int8_dir, &int8_n, threads))) goto out;
+    if ((calib ? fer_predict_dataset_int8(&m, &d, tta, threads, calib, int8_n, probs, logits, err)
+               : fer_predict_dataset(&m, &d, tta, threads, probs, logits, err)) != FER_OK) {
+        fprintf(stderr, "fer-eval: %s\n", err);
+        goto out;
+    }
     if (fer_metrics_compute(&mt, probs, labels, d.n, K, threshold, NULL) != FER_OK) { fprintf(stderr, "fer-eval: %s\n", mt.error); goto out; }
     if (calibrate) {
         float T;
@@ -163,9 +204,11 @@ int main(int argc, char **argv)
     if (json) {
         rep_write_eval_json(stdout, &mt, m.class_names, model_path, data_desc, tta_name, T0, calibrate ? &cal : NULL);
     } else {
-        printf("model %s (%s, %d classes, input %dx%dx%d, temperature %g), data %s: %d images, tta %s%s\n\n", model_path,
+        printf("model %s (%s, %d classes, input %dx%dx%d, temperature %g), data %s: %d images, tta %s%s\n", model_path,
                m.arch, K, m.input.c, m.input.h, m.input.w, T0, data_desc, d.n, tta_name,
                tta == FER_TTA_TENCROP && (h != m.pre.store_h || w != m.pre.store_w) ? " (crops of the image resized to input + 4)" : "");
+        if (calib) printf("convs in int8, calibrated on %d images of %s\n", int8_n, int8_dir);
+        printf("\n");
         print_report(&mt, m.class_names);
     }
     if (calibrate)
@@ -175,7 +218,7 @@ int main(int argc, char **argv)
     if (fflush(stdout) != 0 || ferror(stdout)) { fprintf(stderr, "fer-eval: writing the report failed\n"); goto out; }
     rc = 0;
 out:
-    free(probs); free(logits);
+    free(probs); free(logits); free(calib);
     fer_dataset_free(&d);
     fer_model_free(&m);
     return rc;
