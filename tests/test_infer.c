@@ -344,6 +344,25 @@ static void test_quantize(void)
         memcpy(one, fer_output(&m, &ws), sizeof one);
         CHECK(logit_diff(one, got + n * K, K) < 1e-5, "sample %d alone as in the batch", n);
     }
+    {   /* fer_predict_dataset_int8: each image's probabilities as fer_predict's in ws */
+        unsigned char img[2 * S * S];
+        float probs[2 * K], p[K];
+        char err[256];
+        fer_dataset d;
+        double worst = 0.0;
+        int k;
+        for (i = 0; i < 2 * S * S; i++) img[i] = (unsigned char)(i * 37 % 251);
+        memset(&d, 0, sizeof d);
+        d.pixels = img; d.n = 2; d.h = S; d.w = S; d.n_classes = K;
+        CHECK(fer_predict_dataset_int8(&m, &d, FER_TTA_NONE, 2, cal, CAL, probs, NULL, err) == FER_OK, "%s", err);
+        for (n = 0; n < 2; n++) {
+            fer_predict(&m, &ws, img + n * S * S, S, S, S, p);
+            for (k = 0; k < K; k++) worst = fabs(p[k] - probs[n * K + k]) > worst ? fabs(p[k] - probs[n * K + k]) : worst;
+        }
+        CHECK(worst < 2e-5, "predict_dataset_int8 as fer_predict in a quantized workspace (%.3g)", worst);
+        CHECK(fer_predict_dataset_int8(&m, &d, FER_TTA_NONE, 1, NULL, 0, probs, NULL, err) == FER_ERR_ARG &&
+              strstr(err, "calibration"), "predict_dataset_int8 without calibration refused: %s", err);
+    }
     CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_OK, "quantize again: %s", ws.error);
     fer_forward(&m, &ws, x, N, 0);
     CHECK(logit_diff(fer_output(&m, &ws), got, N * K) < 1e-6, "quantized again: the same logits");
