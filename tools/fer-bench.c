@@ -49,8 +49,10 @@
    core. --convs prints only that table, --no-convs skips it.
 
    --json prints one object: {"tool", "fer_version", "isa", "threads", "batch", "quick",
-   "peak_gflops_core": {isa: GFLOP/s}, "peak_isa", "models": [{"name", "input": [c,h,w],
-   "classes", "params", "macs", "latency_ms": {"median", "min", "runs"}, "infer_1t",
+   "peak_gflops_core": {isa: GFLOP/s}, "peak_int8_gops_core" (null without VNNI),
+   "peak_isa", "models": [{"name", "input": [c,h,w], "classes", "params", "macs",
+   "latency_ms": {"median", "min", "runs"}, "latency_int8_ms": {"median", "min",
+   "runs", "vnni", "q8_rel_diff"}, "infer_1t",
    "infer_nt", "train_1t", "train_nt": {"images_per_s", "gflops", "peak_frac",
    "ms_median", "ms_min", "runs"}, "max_rel_diff", "error" (null or why)}], "convs":
    [{"cin", "cout", "h", "w", "batch", "fwd", "dx", "dw": {"ms_median", "gflops",
@@ -529,7 +531,7 @@ int main(int argc, char **argv)
     const char *names[64];
     char list[1024];
     int n_names = 0, all = 0, json = 0, quick = 0, threads, h = 0, w = 0, i, n_bad = 0, convs = 0, conv_bad = 0;
-    double peaks[4], peak, seconds = 1.5;
+    double peaks[4], peak, peak8, seconds = 1.5;
     fer_isa isa = fer_cpu_best_isa();
     plan lat_plan, big_plan;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -585,6 +587,7 @@ int main(int argc, char **argv)
         peaks[i] = peak_gflops(isas[i], quick ? 0.2 : 0.5);
         if (isas[i] == isa) peak = peaks[i];
     }
+    peak8 = peak_int8_gops(quick ? 0.2 : 0.5);   /* 0 without AVX-512 VNNI */
 
     if (json) {
         int first = 1;
@@ -594,14 +597,18 @@ int main(int argc, char **argv)
                BATCH, quick ? "true" : "false", fer_isa_name(isa));
         for (i = 0; i < 4; i++)
             if (peaks[i] > 0) { printf("%s\"%s\": %.2f", first ? "" : ", ", fer_isa_name(isas[i]), peaks[i]); first = 0; }
-        printf("}, \"models\": [");
+        printf("}, \"peak_int8_gops_core\": ");
+        if (peak8 > 0) printf("%.2f", peak8); else printf("null");
+        printf(", \"models\": [");
     } else {
         printf("fer-bench: fer.h %d.%d.%d, kernels %s, %d threads, batch %d, %d classes%s\n",
                FER_VERSION_MAJOR, FER_VERSION_MINOR, FER_VERSION_PATCH, fer_isa_name(isa), threads,
                BATCH, CLASSES, quick ? ", --quick (few runs: rough numbers)" : "");
         printf("peak FP32 FMA throughput of one core, measured now:");
         for (i = 0; i < 4; i++) if (peaks[i] > 0) printf(" %s %.1f", fer_isa_name(isas[i]), peaks[i]);
-        printf(" GFLOP/s\n");
+        printf(" GFLOP/s");
+        if (peak8 > 0) printf("; int8 (AVX-512 VNNI) %.1f GOP/s", peak8);
+        printf("\n");
     }
     if (!json && n_names) {
         printf("lat1: batch-1 latency, 1 thread, median; int8: the same with int8 convs. Others: batch-%d images/s, GFLOP/s "

@@ -1,11 +1,12 @@
 /* fer-peak: peak FP32 multiply-add throughput of one core, for each instruction set
-   this CPU has (the ceiling fer-bench's GFLOP/s are a fraction of).
+   this CPU has (the ceiling fer-bench's GFLOP/s are a fraction of), and the int8
+   multiply-adds of AVX-512 VNNI where it has them (fer_workspace_quantize's).
 
    cc -O2 -I. -I/usr/include/stb tools/fer-peak.c -lm -o build/fer-peak
    usage: fer-peak [--seconds S] [--json]
 
-   Runs one thread; GFLOP/s counts 2 flops per lane of a multiply-add. The kernels
-   are in tools/peak.h. */
+   Runs one thread; GFLOP/s counts 2 flops per lane of a multiply-add, GOP/s 2 ops
+   per byte product. The kernels are in tools/peak.h. */
 #define _POSIX_C_SOURCE 200809L
 #define FER_IMPLEMENTATION
 #include "fer.h"
@@ -41,6 +42,12 @@ int main(int argc, char **argv)
         fflush(stdout);
         first = 0;
     }
-    if (json) printf("}}\n");
+    {
+        double q = peak_int8_gops(seconds);
+        if (json && q > 0) printf("}, \"int8_gops_per_core\": %.2f}\n", q);
+        else if (json) printf("}, \"int8_gops_per_core\": null}\n");
+        else if (q > 0) printf("%-8s %6d %14.1f   (GOP/s: int8 products, AVX-512 VNNI)\n", "int8", 64, q);
+        else printf("int8: no AVX-512 VNNI on this CPU (or build)\n");
+    }
     return 0;
 }

@@ -13,7 +13,9 @@
 
    peak_gflops(isa, seconds) returns the best GFLOP/s of many short timed trials
    filling `seconds`, after a calibration run that also lets the core reach its
-   clock. */
+   clock. peak_int8_gops(seconds) does the same for the int8 multiply-adds of
+   AVX-512 VNNI (vpdpbusd: 64 byte products summed into 16 int32 lanes, 2 ops
+   each), 0 where the CPU lacks it: the ceiling of fer_workspace_quantize's convs. */
 #ifndef FER_TOOLS_PEAK_H
 #define FER_TOOLS_PEAK_H
 
@@ -125,6 +127,29 @@ __attribute__((target("avx512f"))) static double peak_avx512(long iters, float b
 #undef PEAK_Z_FMA
 #undef PEAK_Z_SUM
 }
+
+/* 16 chains of vpdpbusd (as fer.h writes it: gcc 12 does not tie the intrinsic's
+   accumulator to its result); the bytes stay small, the sums cannot overflow in
+   any run this short */
+#define PEAK_DP(x) (__extension__({ __m512i y_ = (x); __asm__("vpdpbusd %[w], %[v], %[acc]" : [acc] "+v"(y_) : [v] "v"(vb), [w] "v"(vc)); y_; }))
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni(long iters, int b, int c)
+{
+    __m512i vb = _mm512_set1_epi32(b), vc = _mm512_set1_epi32(c);
+#define PEAK_Q_INIT(k) _mm512_set1_epi32(k)
+#define PEAK_Q_SUM(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15)  \
+    {                                                                                \
+        __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), \
+                                     _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7))); \
+        s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)), \
+                                                 _mm512_add_epi32(_mm512_add_epi32(a12, a13), _mm512_add_epi32(a14, a15)))); \
+        peak_sink = (float)_mm512_reduce_add_epi32(s);                              \
+    }
+    PEAK_CHAINS_16(__m512i, PEAK_DP, PEAK_Q_INIT, PEAK_Q_SUM);
+    return 2.0 * 64 * 16 * (double)iters;
+#undef PEAK_Q_INIT
+#undef PEAK_Q_SUM
+}
+#undef PEAK_DP
 #endif
 
 #if defined(FER__NEON) && !defined(FER_NO_SIMD)
@@ -147,6 +172,7 @@ static double peak_neon(long iters, float b, float c)
 #undef PEAK_N_FMA
 #undef PEAK_N_SUM
 }
+
 #endif
 
 /* Runs `iters` rounds of isa's kernel; 0 flops when this build or CPU lacks it. */
@@ -167,17 +193,28 @@ static double peak_run(fer_isa isa, long iters)
     }
 }
 
+/* The int8 kernel as another "isa" of peak_best: -1. */
+#define PEAK_INT8 ((fer_isa)-1)
+static double peak_run_any(fer_isa isa, long iters)
+{
+#if defined(FER__X86) && !defined(FER_NO_SIMD)
+    volatile int b = 0x01020304, c = 0x01010101;
+    if (isa == PEAK_INT8) return fer__cpu_vnni() ? peak_vnni(iters, b, c) : 0.0;
+#endif
+    return isa == PEAK_INT8 ? 0.0 : peak_run(isa, iters);
+}
+
 /* Best GFLOP/s of one core over trials of about 1 ms filling `seconds`: on a
    shared machine the best short trial is the one no other process interrupted. */
-static double peak_gflops(fer_isa isa, double seconds)
+static double peak_best(fer_isa isa, double seconds)
 {
     long iters = 1000;
     double best = 0.0, t0, t_end, dt, flops, trial = 0.001;
-    if (peak_run(isa, 1) == 0.0) return 0.0;
+    if (peak_run_any(isa, 1) == 0.0) return 0.0;
     if (trial > seconds / 5) trial = seconds / 5;
     for (;;) {                   /* calibrate iters to one trial; also a warm-up */
         t0 = peak_now();
-        peak_run(isa, iters);
+        peak_run_any(isa, iters);
         dt = peak_now() - t0;
         if (dt >= trial || iters > (1L << 40)) break;
         iters = dt > 1e-4 ? (long)(iters * trial / dt) + 1 : iters * 16;
@@ -185,11 +222,14 @@ static double peak_gflops(fer_isa isa, double seconds)
     t_end = peak_now() + seconds;
     do {
         t0 = peak_now();
-        flops = peak_run(isa, iters);
+        flops = peak_run_any(isa, iters);
         dt = peak_now() - t0;
         if (dt > 0 && flops / dt / 1e9 > best) best = flops / dt / 1e9;
     } while (t0 + dt < t_end);
     return best;
 }
+
+static double peak_gflops(fer_isa isa, double seconds) { return peak_best(isa, seconds); }
+static double peak_int8_gops(double seconds) { return peak_best(PEAK_INT8, seconds); }
 
 #endif
