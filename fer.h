@@ -97,8 +97,10 @@
                            (8 channels x 48 positions a tile, the input as
                            planes of 4 channels' bytes), a plain-C reference
                            with the same results to the bit elsewhere.
-                           fer_predict_dataset_int8, fer-eval --int8, an int8
-                           latency column in fer-bench and bench-peers.
+                           Dense layers of 64+ inputs too (4 rows x 4 samples
+                           a step). fer_predict_dataset_int8, fer-eval --int8,
+                           an int8 latency column in fer-bench and bench-peers,
+                           the VNNI peak in fer-peak.
        0.9.0 (2026-12-07)  fer_workspace_freeze (new): an inference workspace
                            makes its convs' Winograd weight transforms once,
                            not in every fer_forward, and runs 3x3 convs from
@@ -564,14 +566,15 @@ FERDEF void         fer_workspace_free(fer_workspace *ws);
    before, or the frozen copies are not used. FER_ERR_ARG for a training workspace
    or one not made for m, FER_ERR_NOMEM. */
 FERDEF fer_result   fer_workspace_freeze(fer_workspace *ws, const fer_model *m);
-/* Quantizes ws's convs to int8 (after freezing it: fer_workspace_freeze). The
-   float model runs on calib (n samples, n x C x H x W floats as fer_forward
-   takes: a few hundred training images) and each conv's input range over them
-   sets its scale; weights get one scale per output channel. From then on those
-   convs (not grouped, 4+ input channels, stride 1 or 2) take bytes in and give
-   floats out, the batch norm and activation after them folded in, on AVX-512
-   VNNI 4x the multiply-adds per instruction of float; the depthwise convs, a
-   one-channel stem and every other layer stay float. Elsewhere they run the
+/* Quantizes ws's convs and dense layers to int8 (after freezing it:
+   fer_workspace_freeze). The float model runs on calib (n samples, n x C x H x W
+   floats as fer_forward takes: a few hundred training images) and each such
+   layer's input range over them sets its scale; weights get one scale per output
+   channel. From then on those layers (convs not grouped, with 4+ input channels
+   and 32+ multiply-adds per output, stride 1 or 2; dense layers of 64+ inputs)
+   take bytes in and give floats out, the batch norm and activation after a conv
+   folded in, on AVX-512 VNNI 4x the multiply-adds per instruction of float; the
+   depthwise convs, a one-channel stem and every other layer stay float. Elsewhere they run the
    plain-C reference (the same results, for testing; slow). Like a freeze they
    read the weights now; fer_workspace_freeze drops them. FER_ERR_ARG as for a
    freeze or without calibration samples, FER_ERR_NUMERIC when an activation is
@@ -5578,6 +5581,7 @@ typedef struct fer__q8 {
     int cg, ksteps;        /* groups of 4 input channels; cg * kh * kw         */
     int hg, wg;            /* a plane's grid: padded input or one of its phases */
     int phases;            /* 1 (stride 1) or 4                                 */
+    int dense;             /* a dense layer: cin inputs, cout outputs           */
     size_t plane;          /* bytes of one group's plane (grid and slack)      */
     size_t w_off, pk_off, a_off, b_off, k_off;   /* from the struct, bytes: qw
                               [cout][cin][kh][kw] (int8), packed weights
@@ -5790,6 +5794,104 @@ static void fer__q8_conv_forward(fer_isa isa, int vnni, const fer__q8 *q, const 
     (void)isa; (void)vnni;
 #endif
     fer__q8_conv_ref(q, g, out, in, buf);
+}
+
+/* A quantized dense layer: out[s][o] = act(A[o] * sum_k q(x[s][k]) qw[o][k] + B[o]),
+   the plain-C reference. buf: cin bytes. */
+static void fer__q8_dense_ref(const fer__q8 *q, int n, float *out, const float *in, unsigned char *buf)
+{
+    const signed char *w = fer__q8_w(q);
+    const float *A = fer__q8_a(q), *B = fer__q8_b(q);
+    int s, o, k;
+    for (s = 0; s < n; s++) {
+        const float *x = in + (size_t)s * q->cin;
+        for (k = 0; k < q->cin; k++) buf[k] = fer__q8_byte(x[k], q->inv_sx, q->zx);
+        for (o = 0; o < q->cout; o++) {
+            const signed char *wo = w + (size_t)o * q->cin;
+            int32_t acc = 0;
+            for (k = 0; k < q->cin; k++) acc += buf[k] * wo[k];
+            out[(size_t)s * q->cout + o] = fer__q8_out(acc, A[o], B[o], q->act);
+        }
+    }
+}
+
+#if defined(FER__X86)
+/* The same on VNNI: 4 rows of weights times the bytes of up to 4 samples, 64 inputs
+   an instruction, so that a batch reads the weights once per 4 samples (at batch 1
+   the layer streams them: 4x fewer bytes than float). buf: 4 rows of cin bytes
+   rounded up to 64. */
+FER__VNNI static void fer__q8_dense_vnni(const fer__q8 *q, int n, float *out, const float *in, unsigned char *buf)
+{
+    const signed char *w = fer__q8_w(q);
+    const float *A = fer__q8_a(q), *B = fer__q8_b(q);
+    const __m512 inv = _mm512_set1_ps(q->inv_sx), z = _mm512_set1_ps(q->zx);
+    size_t ld = (size_t)(q->cin + 63) / 64 * 64;
+    int s0, s, o, r, k, ns, tail = q->cin % 64;
+    __mmask64 mt = tail ? (((__mmask64)1 << tail) - 1) : ~(__mmask64)0;
+    for (s0 = 0; s0 < n; s0 += 4) {
+        const unsigned char *x0 = buf, *x1, *x2, *x3;
+        ns = n - s0 < 4 ? n - s0 : 4;
+        for (s = 0; s < ns; s++) {   /* the samples' bytes, 16 at a time; 0 up to ld */
+            unsigned char *row = buf + (size_t)s * ld;
+            for (k = 0; k < q->cin; k += 16) {
+                int c = q->cin - k < 16 ? q->cin - k : 16;
+                __m512i b = fer__q8_quant16(in + (size_t)(s0 + s) * q->cin + k, (__mmask16)((1u << c) - 1u), inv, z);
+                _mm_storeu_si128((__m128i *)(row + k), _mm512_cvtepi32_epi8(b));
+            }
+            memset(row + (q->cin + 15) / 16 * 16, 0, ld - (size_t)(q->cin + 15) / 16 * 16);
+        }
+        x1 = ns > 1 ? buf + ld : x0; x2 = ns > 2 ? buf + 2 * ld : x0; x3 = ns > 3 ? buf + 3 * ld : x0;
+        for (o = 0; o < q->cout; o += 4) {
+            int rows = q->cout - o < 4 ? q->cout - o : 4;
+            const signed char *w0 = w + (size_t)o * q->cin, *w1 = rows > 1 ? w0 + q->cin : w0;
+            const signed char *w2 = rows > 2 ? w0 + 2 * (size_t)q->cin : w0, *w3 = rows > 3 ? w0 + 3 * (size_t)q->cin : w0;
+            __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00;
+            __m512i a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+            int32_t acc[4][4];
+#define FER__Q8DP(x, b, wv) __asm__("vpdpbusd %[w], %[v], %[acc]" : [acc] "+v"(x) : [v] "v"(b), [w] "v"(wv))
+#define FER__Q8DROW(wr, c0, c1, c2, c3, NS) { \
+                __m512i wv = m == ~(__mmask64)0 ? _mm512_loadu_si512(wr + k) : _mm512_maskz_loadu_epi8(m, wr + k); \
+                FER__Q8DP(c0, b0, wv); \
+                if (NS > 1) { FER__Q8DP(c1, b1, wv); FER__Q8DP(c2, b2, wv); FER__Q8DP(c3, b3, wv); } }
+#define FER__Q8DLOOP(NS) \
+            for (k = 0; k < q->cin; k += 64) { \
+                __mmask64 m = k + 64 <= q->cin ? ~(__mmask64)0 : mt; \
+                __m512i b0 = _mm512_loadu_si512(x0 + k), b1 = b0, b2 = b0, b3 = b0; \
+                if (NS > 1) { b1 = _mm512_loadu_si512(x1 + k); b2 = _mm512_loadu_si512(x2 + k); \
+                              b3 = _mm512_loadu_si512(x3 + k); } \
+                FER__Q8DROW(w0, a00, a01, a02, a03, NS) FER__Q8DROW(w1, a10, a11, a12, a13, NS) \
+                FER__Q8DROW(w2, a20, a21, a22, a23, NS) FER__Q8DROW(w3, a30, a31, a32, a33, NS) \
+            }
+            if (ns == 1) FER__Q8DLOOP(1)
+            else FER__Q8DLOOP(4)
+#undef FER__Q8DLOOP
+#undef FER__Q8DROW
+#undef FER__Q8DP
+            acc[0][0] = _mm512_reduce_add_epi32(a00); acc[0][1] = _mm512_reduce_add_epi32(a01);
+            acc[0][2] = _mm512_reduce_add_epi32(a02); acc[0][3] = _mm512_reduce_add_epi32(a03);
+            acc[1][0] = _mm512_reduce_add_epi32(a10); acc[1][1] = _mm512_reduce_add_epi32(a11);
+            acc[1][2] = _mm512_reduce_add_epi32(a12); acc[1][3] = _mm512_reduce_add_epi32(a13);
+            acc[2][0] = _mm512_reduce_add_epi32(a20); acc[2][1] = _mm512_reduce_add_epi32(a21);
+            acc[2][2] = _mm512_reduce_add_epi32(a22); acc[2][3] = _mm512_reduce_add_epi32(a23);
+            acc[3][0] = _mm512_reduce_add_epi32(a30); acc[3][1] = _mm512_reduce_add_epi32(a31);
+            acc[3][2] = _mm512_reduce_add_epi32(a32); acc[3][3] = _mm512_reduce_add_epi32(a33);
+            for (r = 0; r < rows; r++)
+                for (s = 0; s < ns; s++)
+                    out[(size_t)(s0 + s) * q->cout + o + r] = fer__q8_out(acc[r][s], A[o + r], B[o + r], q->act);
+        }
+    }
+}
+#endif /* FER__X86 */
+
+static void fer__q8_dense_forward(fer_isa isa, int vnni, const fer__q8 *q, int n, float *out, const float *in,
+                                  unsigned char *buf)
+{
+#if defined(FER__X86)
+    if (isa == FER_ISA_AVX512 && vnni) { fer__q8_dense_vnni(q, n, out, in, buf); return; }
+#else
+    (void)isa; (void)vnni;
+#endif
+    fer__q8_dense_ref(q, n, out, in, buf);
 }
 
 /* Row helpers for batch norm and friends, per ISA: sum, centred sum of squares,
@@ -8155,21 +8257,95 @@ static void fer__conv_epi(const fer_model *m, const fer_workspace *ws, int i, fl
     }
 }
 
-/* Convs that run in int8 once quantized: not grouped, 4+ input channels, stride
-   1 or 2 both ways, kernels up to 7 x 7 (a one-channel stem and the depthwise
-   convs stay float). */
+/* Layers that run in int8 once quantized: convs not grouped, with 4+ input
+   channels and 32+ multiply-adds per output, stride 1 or 2 both ways, kernels up
+   to 7 x 7 (a one-channel stem and the depthwise convs stay float), and dense
+   layers of 64+ inputs. */
 static int fer__q8_eligible(const fer_model *m, const fer_node *nd)
 {
     fer_shape in = m->nodes[nd->in[0]].out;
+    if (nd->op == FER_OP_DENSE)
+        return fer__shape_size(in) >= 64 && fer__shape_size(in) <= 65536;   /* int32 sums cannot overflow */
     return nd->op == FER_OP_CONV && nd->groups == 1 && in.c >= 4 && in.c * nd->kh * nd->kw >= 32 && nd->sh == nd->sw &&
            (nd->sh == 1 || nd->sh == 2) && nd->kh * nd->kw <= FER__Q8_TAPS &&
-           (double)in.c * nd->kh * nd->kw <= 65536.0 &&              /* int32 sums cannot overflow */
+           (double)in.c * nd->kh * nd->kw <= 65536.0 &&
            (double)(in.c + 3) * (in.h + 2 * nd->ph + 64) * (in.w + 2 * nd->pw + 64) * 4 < 2147483647.0;
 }
 static size_t fer__q8_align(size_t x) { return (x + 63) & ~(size_t)63; }
+static size_t fer__q8_dense_bytes(int cin) { return 4 * ((size_t)(cin + 63) / 64 * 64); }
 
-/* Conv node i's int8 block for inputs in [lo, hi] (bytes; made at dst unless
-   NULL); *buf: the bytes its input needs in ws->q8_buf. */
+/* The input's scale and zero point for values in [lo, hi] (widened to hold 0,
+   the padding, exactly); returns the scale. */
+static double fer__q8_input_scale(fer__q8 *q, float lo, float hi)
+{
+    double sx;
+    if (lo > 0.0f) lo = 0.0f;
+    if (hi < 0.0f) hi = 0.0f;
+    sx = ((double)hi - lo) / 255.0;
+    if (!(sx > 1e-30)) sx = 1.0;   /* a constant zero input */
+    q->izx = (int)floor(-lo / sx + 0.5);
+    q->izx = q->izx < 0 ? 0 : q->izx > 255 ? 255 : q->izx;
+    q->zx = (float)q->izx;
+    q->inv_sx = (float)(1.0 / sx);
+    return sx;
+}
+
+/* Output o's len weights to bytes qw (scale max |w| / 127), and its A[o], B[o]:
+   sx * sw times scale, shift (either NULL for 1, 0) less zx * sum(qw) * A[o]. */
+static void fer__q8_row(const fer__q8 *q, double sx, const float *wo, size_t len, signed char *qw, float scale,
+                        float shift, float *A, float *B)
+{
+    float amax = 0.0f;
+    double sw, a;
+    long wsum = 0;
+    size_t j;
+    for (j = 0; j < len; j++) amax = fabsf(wo[j]) > amax ? fabsf(wo[j]) : amax;
+    sw = amax > 0.0f ? amax / 127.0 : 1.0;
+    for (j = 0; j < len; j++) {
+        double v = wo[j] / sw;
+        int r = (int)(v < 0 ? v - 0.5 : v + 0.5);
+        r = r > 127 ? 127 : r < -127 ? -127 : r;
+        qw[j] = (signed char)r;
+        wsum += r;
+    }
+    a = sx * sw * scale;
+    *A = (float)a;
+    *B = (float)(shift - (double)q->izx * wsum * a);
+}
+
+/* Dense node i's int8 block (as fer__q8_make). */
+static size_t fer__q8_make_dense(const fer_model *m, int i, float lo, float hi, fer__q8 *dst, size_t *buf)
+{
+    const fer_node *nd = &m->nodes[i];
+    fer__q8 q;
+    size_t off;
+    int o;
+    memset(&q, 0, sizeof q);
+    q.dense = 1;
+    q.cin = (int)fer__shape_size(m->nodes[nd->in[0]].out);
+    q.cout = q.ocp = nd->out.c;
+    q.kh = q.kw = q.s = 1;
+    off = fer__q8_align(sizeof q);
+    q.w_off = off; off += fer__q8_align((size_t)q.cout * q.cin);
+    q.a_off = off; off += fer__q8_align((size_t)q.cout * sizeof(float));
+    q.b_off = off; off += fer__q8_align((size_t)q.cout * sizeof(float));
+    q.pk_off = q.k_off = off;
+    q.bytes = off;
+    *buf = fer__q8_dense_bytes(q.cin);
+    if (dst) {
+        const float *W = fer__p(m, nd), *bias = nd->bias ? W + (size_t)q.cin * q.cout : NULL;
+        double sx = fer__q8_input_scale(&q, lo, hi);
+        for (o = 0; o < q.cout; o++)
+            fer__q8_row(&q, sx, W + (size_t)o * q.cin, (size_t)q.cin, (signed char *)dst + q.w_off + (size_t)o * q.cin,
+                        1.0f, bias ? bias[o] : 0.0f, (float *)((char *)dst + q.a_off) + o,
+                        (float *)((char *)dst + q.b_off) + o);
+        memcpy(dst, &q, sizeof q);
+    }
+    return q.bytes;
+}
+
+/* Node i's int8 block for inputs in [lo, hi] (bytes; made at dst unless NULL);
+   *buf: the bytes its input needs in ws->q8_buf. */
 static size_t fer__q8_make(const fer_model *m, const fer_workspace *ws, int i, float lo, float hi, fer__q8 *dst,
                            size_t *buf)
 {
@@ -8178,6 +8354,7 @@ static size_t fer__q8_make(const fer_model *m, const fer_workspace *ws, int i, f
     fer__q8 q;
     int hp, wp, npos, tapmax, o, ci, t, k, ntaps;
     size_t pos, off, nw;
+    if (nd->op == FER_OP_DENSE) return fer__q8_make_dense(m, i, lo, hi, dst, buf);
     fer__geom(m, nd, 1, &g);
     memset(&q, 0, sizeof q);
     q.cin = g.cin; q.cout = g.cout; q.ocp = (g.cout + FER__Q8_NO - 1) / FER__Q8_NO * FER__Q8_NO;
@@ -8211,38 +8388,15 @@ static size_t fer__q8_make(const fer_model *m, const fer_workspace *ws, int i, f
         float *A = (float *)((char *)dst + q.a_off), *B = (float *)((char *)dst + q.b_off);
         int *koff = (int *)((char *)dst + q.k_off);
         float *sc = ws->aux + ws->aux_off[ws->fuse[i] > 0 ? ws->fuse[i] : i];
-        double sx;
+        double sx = fer__q8_input_scale(&q, lo, hi);
+        size_t len = (size_t)g.cin * ntaps;
         fer__epi e;
-        if (lo > 0.0f) lo = 0.0f;   /* 0 (the padding) exactly representable */
-        if (hi < 0.0f) hi = 0.0f;
-        sx = ((double)hi - lo) / 255.0;
-        if (!(sx > 1e-30)) sx = 1.0;   /* a constant zero input */
-        q.izx = (int)floor(-lo / sx + 0.5);
-        q.izx = q.izx < 0 ? 0 : q.izx > 255 ? 255 : q.izx;
-        q.zx = (float)q.izx;
-        q.inv_sx = (float)(1.0 / sx);
         fer__conv_epi(m, ws, i, sc, &e);
         q.act = e.act;
         memset((char *)dst + q.w_off, 0, off - q.w_off);
-        for (o = 0; o < g.cout; o++) {
-            const float *wo = W + (size_t)o * g.cin * ntaps;
-            float amax = 0.0f;
-            double sw, a;
-            long wsum = 0;
-            size_t j, len = (size_t)g.cin * ntaps;
-            for (j = 0; j < len; j++) amax = fabsf(wo[j]) > amax ? fabsf(wo[j]) : amax;
-            sw = amax > 0.0f ? amax / 127.0 : 1.0;
-            for (j = 0; j < len; j++) {
-                double v = wo[j] / sw;
-                int r = (int)(v < 0 ? v - 0.5 : v + 0.5);
-                r = r > 127 ? 127 : r < -127 ? -127 : r;
-                qw[(size_t)o * len + j] = (signed char)r;
-                wsum += r;
-            }
-            a = sx * sw * (e.scale ? e.scale[o] : 1.0f);
-            A[o] = (float)a;
-            B[o] = (float)((e.shift ? e.shift[o] : 0.0f) - (double)q.izx * wsum * a);
-        }
+        for (o = 0; o < g.cout; o++)
+            fer__q8_row(&q, sx, W + (size_t)o * len, len, qw + (size_t)o * len, e.scale ? e.scale[o] : 1.0f,
+                        e.shift ? e.shift[o] : 0.0f, A + o, B + o);
         for (ci = 0; ci < q.cg; ci++)   /* k-step ci * ntaps + t: 4 channels at tap t */
             for (t = 0; t < ntaps; t++) {
                 int ky = t / g.kw, kx = t % g.kw, phase = q.s == 1 ? 0 : (ky & 1) * 2 + (kx & 1);
@@ -8402,6 +8556,11 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
     case FER_OP_GMP: fer_gmp_forward(Y, I, X, n, in.c, hw); break;
     case FER_OP_DENSE: {
         int nin = (int)fer__shape_size(in);
+        if (!training && ws->q8_off && ws->q8_off[i] != SIZE_MAX) {   /* made by fer_workspace_quantize */
+            fer__q8_dense_forward(isa, ws->q8_vnni, (const fer__q8 *)(ws->q8 + ws->q8_off[i]), n, Y, X, ws->q8_buf);
+            break;
+        }
+        if (ws->q8_range) fer__range(X, (size_t)n * nin, ws->q8_range + 2 * i);
         fer_dense_forward(isa, Y, X, P, nd->bias ? P + (size_t)nin * o.c : NULL, n, nin, o.c, ws->scratch);
         break;
     }

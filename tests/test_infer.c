@@ -316,6 +316,50 @@ static void test_quantize_convs(void)
     }
 }
 
+/* fer_workspace_quantize of a dense layer (its inputs a tensor of c x h x w, cout
+   outputs), as for the convs: VNNI and the reference to the bit, both near float.
+   Batches of 1 and 5 (the VNNI kernel takes 4 samples at a time), inputs that are
+   no multiple of 64 (or of 16), outputs that are no multiple of 4. */
+static void test_quantize_dense(void)
+{
+    static const int cases[][5] = { { 5, 7, 7, 13, 5 }, { 64, 1, 1, 4, 1 }, { 3, 10, 10, 7, 5 }, { 16, 2, 2, 9, 3 } };
+    size_t c;
+    for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int *p = cases[c];
+        int cout = p[3], n = p[4], k;
+        size_t in = (size_t)p[0] * p[1] * p[2];
+        fer_model m;
+        fer_workspace ws, wf;
+        float *cal = (float *)malloc(sizeof(float) * in * 12), vnni[5 * 13], ref[5 * 13], flt[5 * 13];
+        double err = 0.0, mag = 1e-30;
+        fer_model_init(&m, p[0], p[1], p[2], cout, NULL);
+        fer_dense(&m, FER_INPUT, cout, 1);
+        CHECK(fer_model_finalize(&m, 40 + c) == FER_OK, "dense case %zu: %s", c, m.error);
+        for (k = 0; k < (int)m.n_params; k++) m.params[k] += 0.01f * (float)(k % 3);   /* and a bias */
+        test_fill(cal, in * 12, 300 + c, 1.5f);
+        CHECK(fer_workspace_init(&ws, &m, 5, 0) == FER_OK && fer_workspace_init(&wf, &m, 5, 0) == FER_OK, "workspaces");
+        CHECK(fer_workspace_quantize(&ws, &m, cal, 7) == FER_OK && ws.q8_off[1] != SIZE_MAX, "dense case %zu "
+              "quantized: %s", c, ws.error);
+        fer_forward(&m, &wf, cal + 7 * in, n, 0);
+        memcpy(flt, fer_output(&m, &wf), sizeof(float) * (size_t)n * cout);
+        fer_forward(&m, &ws, cal + 7 * in, n, 0);
+        memcpy(vnni, fer_output(&m, &ws), sizeof(float) * (size_t)n * cout);
+        ws.isa = FER_ISA_SCALAR;
+        fer_forward(&m, &ws, cal + 7 * in, n, 0);
+        memcpy(ref, fer_output(&m, &ws), sizeof(float) * (size_t)n * cout);
+        if (ws.q8_vnni) CHECK(memcmp(vnni, ref, sizeof(float) * (size_t)n * cout) == 0, "dense case %zu: VNNI equals "
+                              "the reference to the bit", c);
+        for (k = 0; k < n * cout; k++) {
+            if (fabs((double)ref[k] - flt[k]) > err) err = fabs((double)ref[k] - flt[k]);
+            if (fabs((double)flt[k]) > mag) mag = fabs((double)flt[k]);
+        }
+        CHECK(err < 0.03 * mag, "dense case %zu (%zu -> %d, batch %d): int8 within 3%% of float's range (max diff "
+              "%.4g of %.4g)", c, in, cout, n, err, mag);
+        fer_workspace_free(&ws); fer_workspace_free(&wf); fer_model_free(&m);
+        free(cal);
+    }
+}
+
 /* fer_workspace_quantize on a zoo model: logits near the float ones, a batch's
    samples as each alone, freezing again gives back the float convs, refusals. */
 static void test_quantize(void)
@@ -331,7 +375,7 @@ static void test_quantize(void)
     CHECK(fer_workspace_init(&ws, &m, N, 0) == FER_OK && fer_workspace_init(&wf, &m, N, 0) == FER_OK, "workspaces");
     CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_OK, "quantize: %s", ws.error);
     for (i = 0; i < m.n_nodes; i++) q += ws.q8_off[i] != SIZE_MAX;
-    CHECK(q == 6, "resnet_lite: its 6 convs of 32+ channels quantized, the stem not (%d)", q);
+    CHECK(q == 7, "resnet_lite: its 6 convs of 32+ channels and its dense layer quantized, the stem not (%d)", q);
     fer_workspace_freeze(&wf, &m);
     fer_forward(&m, &wf, x, N, 0);
     memcpy(ref, fer_output(&m, &wf), sizeof ref);
@@ -545,6 +589,7 @@ int main(void)
     test_weight_chunk();
     test_freeze();
     test_quantize_convs();
+    test_quantize_dense();
     test_quantize();
     test_add_act_fused();
     return test_done("test_infer");
