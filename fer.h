@@ -530,9 +530,9 @@ typedef struct fer_workspace {
     float *frozen;               /* fer_workspace_freeze: the weights' transforms  */
     size_t *frozen_off;          /* node i's at frozen + frozen_off[i], or SIZE_MAX */
     fer_isa frozen_isa;          /* the kernels they were made for                 */
-    unsigned char *q8;           /* fer_workspace_quantize: the int8 convs          */
+    unsigned char *q8;           /* fer_workspace_quantize: the int8 layers         */
     size_t *q8_off;              /* node i's at q8 + q8_off[i], or SIZE_MAX         */
-    unsigned char *q8_buf;       /* a quantized conv's input bytes, one sample      */
+    unsigned char *q8_buf;       /* a quantized layer's input bytes                 */
     float *q8_range;             /* while calibrating: node i's input min, max      */
     int q8_vnni;                 /* they run on AVX-512 VNNI (else plain C)         */
     void *mem;                   /* the one allocation behind all of the above     */
@@ -8188,7 +8188,7 @@ FERDEF fer_result fer_workspace_freeze(fer_workspace *ws, const fer_model *m)
     if (ws->frozen_off) FER_FREE(ws->frozen_off, ws->alloc_ctx);   /* made again from the weights of now */
     ws->frozen_off = NULL;
     ws->frozen = NULL;
-    if (ws->q8_off) FER_FREE(ws->q8_off, ws->alloc_ctx);   /* and back to float convs */
+    if (ws->q8_off) FER_FREE(ws->q8_off, ws->alloc_ctx);   /* and back to float layers */
     ws->q8_off = NULL;
     ws->q8 = ws->q8_buf = NULL;
     isa = fer__isa_clamp(ws->isa, ws->isa_max);
@@ -8431,14 +8431,14 @@ FERDEF fer_result fer_workspace_quantize(fer_workspace *ws, const fer_model *m, 
             fer__err(ws->error, "quantize: calibration sample %d has a value that is not finite", (int)(b / in));
             return FER_ERR_NUMERIC;
         }
-    if ((r = fer_workspace_freeze(ws, m)) != FER_OK) return r;   /* drops the int8 convs made before */
+    if ((r = fer_workspace_freeze(ws, m)) != FER_OK) return r;   /* drops the int8 layers made before */
     range = (float *)FER_MALLOC(sizeof(float) * 2 * (size_t)m->n_nodes, ws->alloc_ctx);
     if (!range) {
         fer__err(ws->error, "quantize: cannot allocate the calibration ranges");
         return FER_ERR_NOMEM;
     }
     for (i = 0; i < m->n_nodes; i++) { range[2 * i] = INFINITY; range[2 * i + 1] = -INFINITY; }
-    ws->q8_range = range;   /* fer__node_forward widens them: each quantized conv's input */
+    ws->q8_range = range;   /* fer__node_forward widens them: each conv's and dense layer's input */
     for (s = 0; s < n; s += ws->max_batch) {
         int k = n - s < ws->max_batch ? n - s : ws->max_batch;
         fer_forward(m, ws, calib + (size_t)s * in, k, 0);
@@ -8458,7 +8458,7 @@ FERDEF fer_result fer_workspace_quantize(fer_workspace *ws, const fer_model *m, 
     }
     bytes = fer__add(total, buf);
     if (bytes == SIZE_MAX || !(ws->q8_off = (size_t *)FER_MALLOC(bytes, ws->alloc_ctx))) {
-        fer__err(ws->error, "quantize: cannot allocate %zu bytes for the int8 convs", bytes);
+        fer__err(ws->error, "quantize: cannot allocate %zu bytes for the int8 layers", bytes);
         FER_FREE(range, ws->alloc_ctx);
         return FER_ERR_NOMEM;
     }

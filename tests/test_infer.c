@@ -361,7 +361,7 @@ static void test_quantize_dense(void)
 }
 
 /* fer_workspace_quantize on a zoo model: logits near the float ones, a batch's
-   samples as each alone, freezing again gives back the float convs, refusals. */
+   samples as each alone, freezing again gives back the float layers, refusals. */
 static void test_quantize(void)
 {
     fer_model m;
@@ -410,7 +410,7 @@ static void test_quantize(void)
     CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_OK, "quantize again: %s", ws.error);
     fer_forward(&m, &ws, x, N, 0);
     CHECK(logit_diff(fer_output(&m, &ws), got, N * K) < 1e-6, "quantized again: the same logits");
-    CHECK(fer_workspace_freeze(&ws, &m) == FER_OK && ws.q8_off == NULL, "a freeze drops the int8 convs");
+    CHECK(fer_workspace_freeze(&ws, &m) == FER_OK && ws.q8_off == NULL, "a freeze drops the int8 layers");
     fer_forward(&m, &ws, x, N, 0);
     CHECK(logit_diff(fer_output(&m, &ws), ref, N * K) < 1e-5, "and gives the float logits back");
     /* refused: no calibration, a training workspace, a NaN in the calibration */
@@ -423,11 +423,11 @@ static void test_quantize(void)
     cal[5 * S * S + 5] = NAN;
     CHECK(fer_workspace_quantize(&ws, &m, cal, CAL) == FER_ERR_NUMERIC && strstr(ws.error, "sample 5"), "a NaN in "
           "the calibration refused: %s", ws.error);
-    CHECK(ws.q8_off == NULL, "the refused quantization left float convs");
+    CHECK(ws.q8_off == NULL, "the refused quantization left float layers");
     fer_forward(&m, &ws, x, N, 0);
     CHECK(logit_diff(fer_output(&m, &ws), ref, N * K) < 1e-5, "which still give the float logits");
     fer_workspace_free(&wt); fer_workspace_free(&wf); fer_workspace_free(&ws);
-    CHECK(ws.q8 == NULL && ws.q8_off == NULL, "free clears the int8 convs");
+    CHECK(ws.q8 == NULL && ws.q8_off == NULL, "free clears the int8 layers");
     fer_model_free(&m);
     free(cal);
 }
