@@ -22,8 +22,8 @@
        fer_workspace_init(&ws, &m, 1, 0);              // batch 1, inference only
        fer_workspace_freeze(&ws, &m);                  // weights fixed: prepared once
        // or fer_workspace_quantize(&ws, &m, calib, n): convs in int8, calibrated
-       // on n preprocessed training images (AVX-512 VNNI: the large zoo models
-       // 2-3x faster at batch 1)
+       // on n preprocessed training images (AVX-512 VNNI: resnet_lite,
+       // baseline_cnn, resnet18 1.8-3.1x faster at batch 1)
        fer_forward(&m, &ws, pixels, 1, 0);             // pixels: 1 x C x H x W floats
        const float *logits = fer_output(&m, &ws);      // n_classes floats
        ...
@@ -5575,19 +5575,20 @@ FERDEF void fer_conv2d_backward(fer_isa isa, const fer_conv_geom *g, float *din,
 typedef struct fer__q8 {
     float inv_sx, zx;      /* 1 / input scale, the zero point (an integer)    */
     int izx;
-    int cin, cout, ocp;    /* ocp: cout rounded up to FER__Q8_NO               */
+    int cin, cout;
     int kh, kw, s, ph, pw;
     int act;               /* 0, 1 ReLU, 2 ReLU6                                */
     int cg, ksteps;        /* groups of 4 input channels; cg * kh * kw         */
-    int hg, wg;            /* a plane's grid: padded input or one of its phases */
+    int wg;                /* the width of a plane's grid: the padded input or
+                              one of its phases                                 */
     int phases;            /* 1 (stride 1) or 4                                 */
     int dense;             /* a dense layer: cin inputs, cout outputs           */
     size_t plane;          /* bytes of one group's plane (grid and slack)      */
     size_t w_off, pk_off, a_off, b_off, k_off;   /* from the struct, bytes: qw
                               [cout][cin][kh][kw] (int8), packed weights
-                              [ocp / NO][ksteps][NO] (int32 of 4 int8), A[ocp],
-                              B[ocp] (floats), koff[ksteps] (ints: plane and tap
-                              byte offsets of each k-step) */
+                              [cout / NO, rounded up][ksteps][NO] (int32 of 4
+                              int8), A and B (floats, as many), koff[ksteps]
+                              (ints: plane and tap byte offsets of a k-step) */
     size_t bytes;          /* the whole block                                  */
 } fer__q8;
 
@@ -5645,6 +5646,12 @@ static void fer__q8_conv_ref(const fer__q8 *q, const fer_conv_geom *g, float *ou
 }
 
 #if defined(FER__X86)
+/* x += the products of b's bytes (unsigned) and wv's (signed), 4 per int32 lane.
+   gcc 12 does not tie _mm512_dpbusd_epi32's accumulator to its result: a copy
+   per instruction, and a kernel's 24 accumulators spilled to the stack (280
+   GMAC/s against 384-399 this way). So the instruction is written out. */
+#define FER__Q8DP(x, b, wv) __asm__("vpdpbusd %[w], %[v], %[acc]" : [acc] "+v"(x) : [v] "v"(b), [w] "v"(wv))
+
 /* x = 16 floats (those of mask m) of a plane row: their bytes in int32 lanes */
 FER__VNNI_INLINE static inline __m512i fer__q8_quant16(const float *x, __mmask16 m, __m512 inv, __m512 z)
 {
@@ -5723,12 +5730,10 @@ FER__VNNI static void fer__q8_tile_vnni(const fer__q8 *q, const int32_t *pw, con
     __m512 t[3][FER__Q8_NO], lo = _mm512_set1_ps(q->act ? 0.0f : -INFINITY);
     __m512 hi = _mm512_set1_ps(q->act == 2 ? 6.0f : INFINITY);
     int k, j, v, n = q->ksteps;
-    /* Accumulators as named variables, as in fer__kernel_avx512_off. gcc 12 does
-       not tie _mm512_dpbusd_epi32's accumulator to its result: a copy per
-       instruction, and spills of the 24 to the stack. The instruction is written
-       out instead. (Broadcasting from memory in each would load every weight
-       three times: 27 loads per 24, where 11 leave the loads no bottleneck.) */
-#define FER__Q8DP(x, b, wv) __asm__("vpdpbusd %[w], %[v], %[acc]" : [acc] "+v"(x) : [v] "v"(b), [w] "v"(wv))
+    /* Accumulators as named variables, as in fer__kernel_avx512_off. The weights
+       are broadcast once into a register (broadcasting from memory in each
+       vpdpbusd would load every weight three times: 27 loads per 24, where 11
+       leave the loads no bottleneck). */
 #define FER__Q8ROW(r, x0, x1, x2, NV) \
     a = _mm512_set1_epi32(pw[r]); \
     FER__Q8DP(x0, b0, a); \
@@ -5749,7 +5754,6 @@ FER__VNNI static void fer__q8_tile_vnni(const fer__q8 *q, const int32_t *pw, con
     else FER__Q8LOOP(1)
 #undef FER__Q8LOOP
 #undef FER__Q8ROW
-#undef FER__Q8DP
 #define FER__Q8EPI(r, x0, x1, x2) \
     t[0][r] = _mm512_cvtepi32_ps(x0); t[1][r] = _mm512_cvtepi32_ps(x1); t[2][r] = _mm512_cvtepi32_ps(x2);
     FER__Q8EPI(0, c00, c01, c02) FER__Q8EPI(1, c10, c11, c12) FER__Q8EPI(2, c20, c21, c22)
@@ -5848,7 +5852,6 @@ FER__VNNI static void fer__q8_dense_vnni(const fer__q8 *q, int n, float *out, co
             __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00;
             __m512i a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
             int32_t acc[4][4];
-#define FER__Q8DP(x, b, wv) __asm__("vpdpbusd %[w], %[v], %[acc]" : [acc] "+v"(x) : [v] "v"(b), [w] "v"(wv))
 #define FER__Q8DROW(wr, c0, c1, c2, c3, NS) { \
                 __m512i wv = m == ~(__mmask64)0 ? _mm512_loadu_si512(wr + k) : _mm512_maskz_loadu_epi8(m, wr + k); \
                 FER__Q8DP(c0, b0, wv); \
@@ -5866,7 +5869,6 @@ FER__VNNI static void fer__q8_dense_vnni(const fer__q8 *q, int n, float *out, co
             else FER__Q8DLOOP(4)
 #undef FER__Q8DLOOP
 #undef FER__Q8DROW
-#undef FER__Q8DP
             acc[0][0] = _mm512_reduce_add_epi32(a00); acc[0][1] = _mm512_reduce_add_epi32(a01);
             acc[0][2] = _mm512_reduce_add_epi32(a02); acc[0][3] = _mm512_reduce_add_epi32(a03);
             acc[1][0] = _mm512_reduce_add_epi32(a10); acc[1][1] = _mm512_reduce_add_epi32(a11);
@@ -8323,7 +8325,7 @@ static size_t fer__q8_make_dense(const fer_model *m, int i, float lo, float hi, 
     memset(&q, 0, sizeof q);
     q.dense = 1;
     q.cin = (int)fer__shape_size(m->nodes[nd->in[0]].out);
-    q.cout = q.ocp = nd->out.c;
+    q.cout = nd->out.c;
     q.kh = q.kw = q.s = 1;
     off = fer__q8_align(sizeof q);
     q.w_off = off; off += fer__q8_align((size_t)q.cout * q.cin);
@@ -8352,31 +8354,32 @@ static size_t fer__q8_make(const fer_model *m, const fer_workspace *ws, int i, f
     const fer_node *nd = &m->nodes[i];
     fer_conv_geom g;
     fer__q8 q;
-    int hp, wp, npos, tapmax, o, ci, t, k, ntaps;
+    int hp, wp, hg, ocp, npos, tapmax, o, ci, t, k, ntaps;
     size_t pos, off, nw;
     if (nd->op == FER_OP_DENSE) return fer__q8_make_dense(m, i, lo, hi, dst, buf);
     fer__geom(m, nd, 1, &g);
     memset(&q, 0, sizeof q);
-    q.cin = g.cin; q.cout = g.cout; q.ocp = (g.cout + FER__Q8_NO - 1) / FER__Q8_NO * FER__Q8_NO;
+    q.cin = g.cin; q.cout = g.cout;
+    ocp = (g.cout + FER__Q8_NO - 1) / FER__Q8_NO * FER__Q8_NO;   /* the packed weights' channels */
     q.kh = g.kh; q.kw = g.kw; q.s = g.sh; q.ph = g.ph; q.pw = g.pw;
     q.cg = (g.cin + 3) / 4;
     ntaps = g.kh * g.kw;
     q.ksteps = q.cg * ntaps;
     q.phases = q.s == 1 ? 1 : 4;
     hp = g.h + 2 * g.ph; wp = g.w + 2 * g.pw;
-    q.hg = (hp + q.s - 1) / q.s; q.wg = (wp + q.s - 1) / q.s;
+    hg = (hp + q.s - 1) / q.s; q.wg = (wp + q.s - 1) / q.s;
     npos = g.oh * q.wg;
     tapmax = (g.kh - 1) / q.s * q.wg + (g.kw - 1) / q.s;
     /* the last tile reads up to 15 positions past npos, at every tap */
-    pos = (size_t)q.hg * q.wg;
+    pos = (size_t)hg * q.wg;
     if ((size_t)(npos + 15) / 16 * 16 + tapmax > pos) pos = (size_t)(npos + 15) / 16 * 16 + tapmax;
     q.plane = (pos + 15) / 16 * 16 * 4;
     nw = (size_t)g.cout * g.cin * ntaps;
     off = fer__q8_align(sizeof q);
     q.w_off = off; off += fer__q8_align(nw);
-    q.pk_off = off; off += fer__q8_align((size_t)q.ocp * q.ksteps * 4);
-    q.a_off = off; off += fer__q8_align((size_t)q.ocp * sizeof(float));
-    q.b_off = off; off += fer__q8_align((size_t)q.ocp * sizeof(float));
+    q.pk_off = off; off += fer__q8_align((size_t)ocp * q.ksteps * 4);
+    q.a_off = off; off += fer__q8_align((size_t)ocp * sizeof(float));
+    q.b_off = off; off += fer__q8_align((size_t)ocp * sizeof(float));
     q.k_off = off; off += fer__q8_align((size_t)q.ksteps * sizeof(int));
     q.bytes = off;
     *buf = (size_t)q.phases * q.cg * q.plane;
