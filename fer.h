@@ -2406,6 +2406,45 @@ static int fer__wino4(fer_isa isa, const fer_conv_geom *g)
     return fer__wino4_shape(g) && (isa == FER_ISA_AVX2 || (isa == FER_ISA_AVX512 && g->oh >= 32 && g->ow >= 32));
 }
 #endif
+/* F(4x4, 3x3) channels-last (fer__wino4c_forward, AVX-512): a small plane at a
+   small batch, whose 36 to 144 tiles would leave most of the tile-vectorised
+   kernels' lanes and GEMM strips empty (36 tiles fill 3/4 of a 48-column strip,
+   9 a fifth). Its transforms run over 16 channels a vector and its GEMMs put the
+   tiles in rows (9 a kernel) and the output channels in the vectors. At most
+   FER__W4C_TILES tiles a group of samples (V and M then stay in L2), planes of
+   10x10 and more (a 9x9 one would waste 44% of its 12x12 tiles). */
+#define FER__W4C_TILES 36
+#ifndef FER__W4C_PF
+#define FER__W4C_PF 3072
+#endif
+static int fer__wino4c_tiles(const fer_conv_geom *g) { return ((g->oh + 3) / 4) * ((g->ow + 3) / 4); }
+static int fer__wino4c_shape(const fer_conv_geom *g)
+{
+    return fer__wino_shape(g) && g->oh >= 10 && g->ow >= 10 && fer__wino4c_tiles(g) <= FER__W4C_TILES;
+}
+/* Scratch: the zero-padded channels-last input of one sample, V and M of a group. */
+static size_t fer__wino4c_floats(const fer_conv_geom *g)
+{
+    size_t t, hp = (size_t)4 * ((g->oh + 3) / 4) + 2, wp = (size_t)4 * ((g->ow + 3) / 4) + 2;
+    if (!fer__wino4c_shape(g)) return 0;
+    t = (size_t)(FER__W4C_TILES / fer__wino4c_tiles(g) * fer__wino4c_tiles(g));
+    return fer__add(fer__mul(fer__mul(hp, wp), (size_t)g->cin),
+                    fer__mul(36 * t, fer__add((size_t)g->cin, (size_t)g->cout)));
+}
+#if defined(FER__X86)
+/* Its weights' transform (fer__wino4c_weights), cout rounded up to 16. */
+static size_t fer__wino4c_ufloats(const fer_conv_geom *g)
+{
+    return fer__mul(36, fer__mul((size_t)g->cin, (size_t)(g->cout + 15) / 16 * 16));
+}
+/* Whether a frozen inference workspace of batches up to nb runs g this way: when
+   its largest batch is one group (a latency workspace; larger batches share the
+   weights' transform over more tiles in the tile-vectorised path). */
+static int fer__wino4c_use(fer_isa isa, const fer_conv_geom *g, int nb)
+{
+    return isa == FER_ISA_AVX512 && fer__wino4c_shape(g) && (long)nb * fer__wino4c_tiles(g) <= FER__W4C_TILES;
+}
+#endif
 /* The AVX2 input transforms' zero-padded rows (fer__wino_in_avx2, fer__wino4_in_avx2). */
 static size_t fer__wino_rows(const fer_conv_geom *g)
 {
@@ -2499,6 +2538,7 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
                    (size_t)g->oh * g->ow);
     fwd = fer__add(col > fer__implicit_floats(g) ? col : fer__implicit_floats(g), pack);
     if (fer__wino_floats(g) > fwd) fwd = fer__wino_floats(g);
+    if (fer__wino4c_floats(g) > fwd) fwd = fer__wino4c_floats(g);
     if (fer__conv_batch_floats(g) > fwd) fwd = fer__conv_batch_floats(g);
     if (!fer__conv_is_pointwise(g) && g->sh == 1 && g->sw == 1) {
         /* backward: dY's im2col and the flipped, transposed weights of one group,
@@ -5107,6 +5147,195 @@ FER__AVX2 static void fer__wino_dy_avx2(const fer_conv_geom *g, int tw, int ty0,
                 }
             }
         }
+}
+/* F(4x4, 3x3) channels-last for small planes (fer__wino4c_shape), AVX-512. The
+   weights' transform ut holds, per matrix e, strips of 48 output channels (the
+   last one rounded up to 16 and zero-padded), each [cin][strip width]: the GEMM
+   reads it as one stream. */
+static fer_result fer__wino4c_weights(const float *w, int cout, int cin, float *ut, void *ctx)
+{
+    size_t ub = (size_t)cin * (size_t)((cout + 15) / 16 * 16), ci;
+    float *tmp = (float *)FER_MALLOC(sizeof(float) * 36 * (size_t)cin, ctx);
+    int co, i;
+    (void)ctx;
+    if (!tmp) return FER_ERR_NOMEM;
+    memset(ut, 0, sizeof(float) * 36 * ub);
+    for (co = 0; co < cout; co++) {
+        int c0 = co / 48 * 48, wd = ((cout - c0 < 48 ? cout - c0 : 48) + 15) / 16 * 16;
+        fer__wino4_weights_scalar(w + (size_t)co * cin * 9, 0, (size_t)cin, tmp, (size_t)cin);
+        for (i = 0; i < 36; i++)
+            for (ci = 0; ci < (size_t)cin; ci++)
+                ut[(size_t)i * ub + (size_t)c0 * cin + ci * wd + (size_t)(co - c0)] = tmp[(size_t)i * cin + ci];
+    }
+    FER_FREE(tmp, ctx);
+    return FER_OK;
+}
+/* C[r][0, cols) = sum over k < kc of a[r lda + k] b[k ldb + 0, cols) for the rows
+   r < rows <= 9, cols <= 48 (b's rows hold cols rounded up to 16 floats): 27
+   accumulators, 3 vectors of b and a broadcast of the 32 zmm, 12 loads per 27
+   FMAs; 9 rows, as 9 and 36 tiles (12x12, 11x11, 24x24 and 22x22 planes) divide
+   by 9. Rows past `rows` repeat row 0 (computed, not stored). */
+FER__AVX512 static void fer__kernel9_avx512(int kc, const float *a, int lda, const float *b, int ldb, float *c,
+                                            int ldc, int rows, int cols)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
+    __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    __m512 c80 = c00, c81 = c00, c82 = c00;
+    const float *q0 = a, *q1 = rows > 1 ? a + lda : a, *q2 = rows > 2 ? a + 2 * lda : a;
+    const float *q3 = rows > 3 ? a + 3 * lda : a, *q4 = rows > 4 ? a + 4 * lda : a;
+    const float *q5 = rows > 5 ? a + 5 * lda : a, *q6 = rows > 6 ? a + 6 * lda : a;
+    const float *q7 = rows > 7 ? a + 7 * lda : a, *q8 = rows > 8 ? a + 8 * lda : a;
+    __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
+    __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (1u << (cols - 16)) - 1u);
+    __mmask16 m2 = (__mmask16)(cols >= 48 ? 0xFFFF : cols <= 32 ? 0 : (1u << (cols - 32)) - 1u);
+    int p, nv = cols > 32 ? 3 : cols > 16 ? 2 : 1;
+#define FER__ROW9(r, NV) \
+    x = _mm512_set1_ps(q##r[p]); c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
+    if (NV > 1) c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
+    if (NV > 2) c##r##2 = _mm512_fmadd_ps(x, b2, c##r##2)
+#define FER__LOOP9(NV) \
+    for (p = 0; p < kc; p++) { \
+        const float *bp = b + (size_t)p * ldb; \
+        __m512 b0 = _mm512_loadu_ps(bp), x; \
+        __m512 b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : b0, b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : b0; \
+        _mm_prefetch((const char *)(bp + FER__W4C_PF), _MM_HINT_T1); \
+        if (NV > 1) _mm_prefetch((const char *)(bp + FER__W4C_PF + 16), _MM_HINT_T1); \
+        if (NV > 2) _mm_prefetch((const char *)(bp + FER__W4C_PF + 32), _MM_HINT_T1); \
+        FER__ROW9(0, NV); FER__ROW9(1, NV); FER__ROW9(2, NV); FER__ROW9(3, NV); FER__ROW9(4, NV); \
+        FER__ROW9(5, NV); FER__ROW9(6, NV); FER__ROW9(7, NV); FER__ROW9(8, NV); \
+    }
+    if (nv == 3) FER__LOOP9(3)
+    else if (nv == 2) FER__LOOP9(2)
+    else FER__LOOP9(1)
+#undef FER__LOOP9
+#undef FER__ROW9
+#define FER__STORE9(r) \
+    if (r < rows) { \
+        float *cp = c + (size_t)(r) * ldc; \
+        _mm512_mask_storeu_ps(cp, m0, c##r##0); \
+        if (nv > 1) _mm512_mask_storeu_ps(cp + 16, m1, c##r##1); \
+        if (nv > 2) _mm512_mask_storeu_ps(cp + 32, m2, c##r##2); \
+    }
+    FER__STORE9(0) FER__STORE9(1) FER__STORE9(2) FER__STORE9(3) FER__STORE9(4)
+    FER__STORE9(5) FER__STORE9(6) FER__STORE9(7) FER__STORE9(8)
+#undef FER__STORE9
+}
+/* One sample's input zero-padded and channels-last: xp[(yy wp + xx) cin + c] is
+   input (c, yy - ph, xx - pw), zero outside the plane (hp x wp covers the tiles). */
+FER__AVX512 static void fer__wino4c_pad_avx512(const fer_conv_geom *g, const float *in, int hp, int wp, float *xp)
+{
+    size_t hw = (size_t)g->h * g->w, row = (size_t)wp * g->cin;
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32((int)hw));
+    int yy, x, c;
+    for (yy = 0; yy < hp; yy++) {
+        float *d = xp + (size_t)yy * row;
+        int y = yy - g->ph;
+        if (y < 0 || y >= g->h) { memset(d, 0, sizeof(float) * row); continue; }
+        memset(d, 0, sizeof(float) * (size_t)g->pw * g->cin);
+        memset(d + (size_t)(g->w + g->pw) * g->cin, 0, sizeof(float) * (size_t)(wp - g->w - g->pw) * g->cin);
+        for (x = 0; x < g->w; x++) {
+            const float *src = in + (size_t)y * g->w + x;
+            float *o = d + (size_t)(x + g->pw) * g->cin;
+            for (c = 0; c < g->cin; c += 16) {
+                __mmask16 m = (__mmask16)(g->cin - c >= 16 ? 0xFFFF : (1u << (g->cin - c)) - 1u);
+                _mm512_mask_storeu_ps(o + c, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx,
+                                                                        src + (size_t)c * hw, 4));
+            }
+        }
+    }
+}
+/* V[e][t][c] = (B^T d B)[e / 6][e % 6] of tile t's 6x6 patch d of channel c
+   (matrix e at v + e vs), the tiles of one sample numbered from t0. */
+FER__AVX512 static void fer__wino4c_in_avx512(const fer_conv_geom *g, const float *xp, int wp, int th, int tw,
+                                              float *v, size_t vs, int t0)
+{
+    int cin = g->cin, ty, tx, c, i, j;
+    for (ty = 0; ty < th; ty++)
+        for (tx = 0; tx < tw; tx++) {
+            const float *p0 = xp + ((size_t)4 * ty * wp + 4 * (size_t)tx) * cin;
+            float *vt = v + (size_t)(t0 + ty * tw + tx) * cin;
+            for (c = 0; c < cin; c += 16) {
+                __mmask16 m = (__mmask16)(cin - c >= 16 ? 0xFFFF : (1u << (cin - c)) - 1u);
+                __m512 w[6][6], d[6], col[6];
+                for (i = 0; i < 6; i++) {   /* d B, row i of the patch */
+                    for (j = 0; j < 6; j++) d[j] = _mm512_maskz_loadu_ps(m, p0 + ((size_t)i * wp + j) * cin + c);
+                    fer__wino4_bt_avx512(d, w[i]);
+                }
+                for (j = 0; j < 6; j++) {   /* B^T (d B), column j */
+                    for (i = 0; i < 6; i++) col[i] = w[i][j];
+                    fer__wino4_bt_avx512(col, d);
+                    for (i = 0; i < 6; i++) _mm512_mask_storeu_ps(vt + (size_t)(i * 6 + j) * vs + c, m, d[i]);
+                }
+            }
+        }
+}
+/* One sample's output from M[e][t][co] (tiles from t0), through the epilogue,
+   16 channels a vector scattered into their planes. */
+FER__AVX512 static void fer__wino4c_out_avx512(const fer_conv_geom *g, int th, int tw, const float *mm, size_t ms,
+                                               int t0, float *out, const fer__epi *e)
+{
+    int ohw = g->oh * g->ow, co, ty, tx, a, b, j, act = e ? e->act : 0;
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32(ohw));
+    __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(act == 2 ? 6.0f : INFINITY);
+    for (co = 0; co < g->cout; co += 16) {
+        __mmask16 m = (__mmask16)(g->cout - co >= 16 ? 0xFFFF : (1u << (g->cout - co)) - 1u);
+        __m512 sc = e && e->scale ? _mm512_maskz_loadu_ps(m, e->scale + co) : _mm512_set1_ps(1.0f);
+        __m512 sh = e && e->shift ? _mm512_maskz_loadu_ps(m, e->shift + co) : z;
+        for (ty = 0; ty < th; ty++)
+            for (tx = 0; tx < tw; tx++) {
+                const float *mt = mm + (size_t)(t0 + ty * tw + tx) * g->cout + co;
+                __m512 s[4][6], x[6], t[4], y[4][4];
+                for (j = 0; j < 6; j++) {   /* A^T M: column j */
+                    for (a = 0; a < 6; a++) x[a] = _mm512_maskz_loadu_ps(m, mt + (size_t)(a * 6 + j) * ms);
+                    fer__wino4_at_avx512(x, t);
+                    for (a = 0; a < 4; a++) s[a][j] = t[a];
+                }
+                for (a = 0; a < 4 && 4 * ty + a < g->oh; a++) {   /* (A^T M) A: row a */
+                    fer__wino4_at_avx512(s[a], y[a]);
+                    for (b = 0; b < 4 && 4 * tx + b < g->ow; b++) {
+                        __m512 r = _mm512_fmadd_ps(y[a][b], sc, sh);
+                        if (act) r = _mm512_min_ps(_mm512_max_ps(r, z), hi);
+                        _mm512_mask_i32scatter_ps(out + (size_t)co * ohw + (size_t)(4 * ty + a) * g->ow + 4 * tx + b,
+                                                  m, idx, r, 4);
+                    }
+                }
+            }
+    }
+}
+/* The conv as F(4x4, 3x3) channels-last, groups of FER__W4C_TILES / tiles
+   samples: their padded inputs' transforms into V, 36 GEMMs M[e] = V[e] U[e]
+   (tiles x cin by cin x cout, 9 tiles by 48 channels a kernel, K whole), the
+   output transforms. ut: fer__wino4c_weights. */
+FER__AVX512 static void fer__wino4c_forward(const fer_conv_geom *g, float *out, const float *in, const float *ut,
+                                            const fer__epi *e, float *scratch)
+{
+    int th = (g->oh + 3) / 4, tw = (g->ow + 3) / 4, tiles = th * tw, k = FER__W4C_TILES / tiles;
+    int hp = 4 * th + 2, wp = 4 * tw + 2, cin = g->cin, cout = g->cout, s, j, i, t0, c0;
+    size_t vs = (size_t)k * tiles * cin, ms = (size_t)k * tiles * cout;
+    size_t ub = (size_t)cin * (size_t)((cout + 15) / 16 * 16);
+    float *xp = scratch, *v = xp + (size_t)hp * wp * cin, *mm = v + 36 * vs;
+    for (s = 0; s < g->n; s += k) {
+        int ns = g->n - s < k ? g->n - s : k, nt = ns * tiles;
+        for (j = 0; j < ns; j++) {
+            fer__wino4c_pad_avx512(g, in + (size_t)(s + j) * cin * g->h * g->w, hp, wp, xp);
+            fer__wino4c_in_avx512(g, xp, wp, th, tw, v, vs, j * tiles);
+        }
+        for (i = 0; i < 36; i++)
+            for (c0 = 0; c0 < cout; c0 += 48) {
+                int cols = cout - c0 < 48 ? cout - c0 : 48;
+                const float *b = ut + (size_t)i * ub + (size_t)c0 * cin;
+                for (t0 = 0; t0 < nt; t0 += 9)
+                    fer__kernel9_avx512(cin, v + (size_t)i * vs + (size_t)t0 * cin, cin, b, (cols + 15) / 16 * 16,
+                                        mm + (size_t)i * ms + (size_t)t0 * cout + c0, cout,
+                                        nt - t0 < 9 ? nt - t0 : 9, cols);
+            }
+        for (j = 0; j < ns; j++)
+            fer__wino4c_out_avx512(g, th, tw, mm, ms, j * tiles, out + (size_t)(s + j) * cout * g->oh * g->ow, e);
+    }
 }
 /* The weights' transform of F(m x m, 3x3), m = 2 or 4. */
 static void fer__wino_weights(fer_isa isa, int m, const float *w, int cout, int cin, float *u, size_t us)
@@ -8166,7 +8395,9 @@ static size_t fer__frozen_floats(const fer_model *m, const fer_node *nd, fer_isa
 {
 #if defined(FER__X86)
     fer_conv_geom g;
-    if (nd->op != FER_OP_CONV || fer__geom(m, nd, 1, &g) != FER_OK || !fer__wino_frozen_use(isa, &g, nb)) return 0;
+    if (nd->op != FER_OP_CONV || fer__geom(m, nd, 1, &g) != FER_OK) return 0;
+    if (fer__wino4c_use(isa, &g, nb)) return fer__wino4c_ufloats(&g);
+    if (!fer__wino_frozen_use(isa, &g, nb)) return 0;
     return fer__mul(fer__wino4(isa, &g) ? 36 : 16, FER__WINO_ES(g.cout, g.cin));
 #else
     (void)m; (void)nd; (void)isa; (void)nb;
@@ -8211,8 +8442,18 @@ FERDEF fer_result fer_workspace_freeze(fer_workspace *ws, const fer_model *m)
         if (f) {
             fer_conv_geom g;
             fer__geom(m, &m->nodes[i], 1, &g);
-            fer__wino_weights(isa, fer__wino4(isa, &g) ? 4 : 2, fer__p(m, &m->nodes[i]), g.cout, g.cin,
-                              ws->frozen + total, FER__WINO_ES(g.cout, g.cin));
+            if (!fer__wino4c_use(isa, &g, ws->max_batch))
+                fer__wino_weights(isa, fer__wino4(isa, &g) ? 4 : 2, fer__p(m, &m->nodes[i]), g.cout, g.cin,
+                                  ws->frozen + total, FER__WINO_ES(g.cout, g.cin));
+            else if (fer__wino4c_weights(fer__p(m, &m->nodes[i]), g.cout, g.cin, ws->frozen + total,
+                                         ws->alloc_ctx) != FER_OK) {
+                FER_FREE(ws->frozen_off, ws->alloc_ctx);
+                ws->frozen_off = NULL;
+                ws->frozen = NULL;
+                fer__err(ws->error, "freeze: cannot allocate %zu bytes for a weights' transform",
+                         sizeof(float) * 36 * (size_t)g.cin);
+                return FER_ERR_NOMEM;
+            }
         }
 #endif
         total += f;
@@ -8509,6 +8750,12 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
             e.act = nd->act == FER_OP_RELU ? 1 : nd->act == FER_OP_RELU6 ? 2 : 0;
         } else fer__conv_epi(m, ws, i, ws->aux + ws->aux_off[ws->fuse[i] > 0 ? ws->fuse[i] : i], &e);
 #if defined(FER__X86)
+        if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
+            fer__wino4c_use(isa, &g, ws->max_batch)) {   /* a small plane, frozen channels-last */
+            fer__wino4c_forward(&g, Y, X, ws->frozen + ws->frozen_off[i], e.scale || e.shift || e.act ? &e : NULL,
+                                ws->scratch);
+            break;
+        }
         if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
             fer__wino_frozen_use(isa, &g, ws->n))
             wu = ws->frozen + ws->frozen_off[i];   /* made by fer_workspace_freeze */

@@ -437,6 +437,76 @@ static void test_conv(void)
     }
 }
 
+#if defined(FER__X86)
+/* F(4x4, 3x3) channels-last (fer__wino4c_forward, a frozen latency workspace's
+   small planes on AVX-512) against the direct conv: partial tiles (11x11, 10x13,
+   pads 0 and 2), channel counts off 16 and off 48 (the last strip of the
+   weights' transform padded), 9 to 36 tiles (rows of 9 and a part), groups of
+   samples and a part group, the bias alone and scale, shift and ReLU6. */
+static void test_wino4c(void)
+{
+    static const int cfg[][6] = {   /* cin, cout, h, w, pad, n */
+        { 32, 64, 12, 12, 1, 1 }, { 256, 256, 11, 11, 1, 1 }, { 40, 72, 10, 13, 1, 5 },
+        { 64, 100, 24, 22, 1, 1 }, { 48, 64, 14, 14, 0, 2 }, { 33, 80, 18, 18, 2, 1 }
+    };
+    size_t ci;
+    if (fer_cpu_best_isa() != FER_ISA_AVX512) return;
+    for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+        const int *c = cfg[ci];
+        fer_conv_geom g;
+        fer__epi ep;
+        size_t nin, nout, nw, k, hw;
+        float *in, *w, *b, *sc, *sh, *ut, *out, *ref, *ex, *scratch;
+        double range = 0.0;   /* of the epilogue's input: ReLU6 clips the outputs' */
+        int pass;
+        fer_conv_geom_init(&g, c[5], c[0], c[2], c[3], c[1], 3, 3, 1, 1, c[4], c[4], 1);
+        CHECK(fer__wino4c_use(FER_ISA_AVX512, &g, 1) && !fer__wino4c_use(FER_ISA_AVX2, &g, 1) &&
+              fer__wino4c_floats(&g) <= fer_conv_scratch_floats(&g),
+              "wino4c config %zu does not run channels-last", ci);
+        nin = (size_t)g.n * c[0] * c[2] * c[3]; hw = (size_t)g.oh * g.ow; nout = (size_t)g.n * c[1] * hw;
+        nw = (size_t)c[1] * c[0] * 9;
+        in = fa(nin); w = fa(nw); b = fa((size_t)c[1]); sc = fa((size_t)c[1]); sh = fa((size_t)c[1]);
+        ut = fa(fer__wino4c_ufloats(&g)); out = fa(nout); ref = fa(nout); ex = fa(nout);
+        scratch = fa(fer_conv_scratch_floats(&g));
+        test_fill(in, nin, 11, 1.0f); test_fill(w, nw, 12, 0.5f); test_fill(b, (size_t)c[1], 13, 0.5f);
+        test_fill(sc, (size_t)c[1], 14, 2.0f); test_fill(sh, (size_t)c[1], 15, 3.0f);
+        conv_direct(&g, ref, in, w, b);
+        for (k = 0; k < nout; k++) {
+            size_t ch = (k / hw) % (size_t)c[1];
+            float v = sc[ch] * ref[k] + sh[ch];
+            ex[k] = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
+            if (fabs(v) > range) range = fabs(v);
+        }
+        CHECK(fer__wino4c_weights(w, c[1], c[0], ut, NULL) == FER_OK, "wino4c weights config %zu", ci);
+        for (pass = 0; pass < 2; pass++) {
+            for (k = 0; k < nout; k++) out[k] = 1e30f;   /* every output written (max_rel skips NaN) */
+            ep.scale = pass ? sc : NULL; ep.shift = b; ep.act = pass ? 2 : 0;
+            if (pass) {   /* relu6(sc * (conv + b) + sh) as one scale and shift */
+                size_t o;
+                for (o = 0; o < (size_t)c[1]; o++) b[o] = b[o] * sc[o] + sh[o];
+            }
+            fer__wino4c_forward(&g, out, in, ut, &ep, scratch);
+            {
+                double e = pass ? max_rel(out, ex, nout) * 6.0 / range : max_rel(out, ref, nout);
+                CHECK(e < 1e-5, "wino4c cin=%d cout=%d %dx%d p=%d n=%d %s: rel err %.3g", c[0], c[1], c[2], c[3], c[4],
+                      c[5], pass ? "relu6 epilogue" : "bias", e);
+            }
+        }
+        free(in); free(w); free(b); free(sc); free(sh); free(ut); free(out); free(ref); free(ex); free(scratch);
+    }
+    {   /* not taken: a 9x9 plane, a 48x48 one, a batch of more tiles than a group, AVX2 */
+        fer_conv_geom g;
+        fer_conv_geom_init(&g, 1, 64, 9, 9, 64, 3, 3, 1, 1, 1, 1, 1);
+        CHECK(!fer__wino4c_use(FER_ISA_AVX512, &g, 1), "a 9x9 plane stays tile-vectorised");
+        fer_conv_geom_init(&g, 1, 64, 48, 48, 64, 3, 3, 1, 1, 1, 1, 1);
+        CHECK(!fer__wino4c_use(FER_ISA_AVX512, &g, 1), "a 48x48 plane stays tile-vectorised");
+        fer_conv_geom_init(&g, 1, 64, 12, 12, 64, 3, 3, 1, 1, 1, 1, 1);
+        CHECK(fer__wino4c_use(FER_ISA_AVX512, &g, 4) && !fer__wino4c_use(FER_ISA_AVX512, &g, 5),
+              "a 12x12 plane channels-last up to batch 4 (36 tiles)");
+    }
+}
+#endif
+
 /* Training batch norm over more channels than one group (FER__BN_GROUP) with the
    ReLU/ReLU6 after it: the statistics of every channel against double precision,
    and the fused backward (the activation's mask applied on the fly) bit for bit
@@ -623,6 +693,9 @@ int main(void)
     test_dw3_masks();
 #endif
     test_conv();
+#if defined(FER__X86)
+    test_wino4c();
+#endif
     test_batchnorm();
     test_batchnorm_relu();
     test_dense();
