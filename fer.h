@@ -2414,9 +2414,6 @@ static int fer__wino4(fer_isa isa, const fer_conv_geom *g)
    FER__W4C_TILES tiles a group of samples (V and M then stay in L2), planes of
    10x10 and more (a 9x9 one would waste 44% of its 12x12 tiles). */
 #define FER__W4C_TILES 36
-#ifndef FER__W4C_PF
-#define FER__W4C_PF 3072
-#endif
 static int fer__wino4c_tiles(const fer_conv_geom *g) { return ((g->oh + 3) / 4) * ((g->ow + 3) / 4); }
 static int fer__wino4c_shape(const fer_conv_geom *g)
 {
@@ -2431,7 +2428,39 @@ static size_t fer__wino4c_floats(const fer_conv_geom *g)
     return fer__add(fer__mul(fer__mul(hp, wp), (size_t)g->cin),
                     fer__mul(36 * t, fer__add((size_t)g->cin, (size_t)g->cout)));
 }
+/* A conv of at most FER__ROWS9_MAX output positions a group of samples
+   (fer__rows9_forward, AVX-512): any kernel of 2+ taps at stride 1 or 2 with K =
+   cin kh kw of 256 and more (below, its weights are few and the implicit im2col
+   does as well). */
+#define FER__ROWS9_MAX 36
+#define FER__ROWS9_KC 256
+static int fer__rows9_shape(const fer_conv_geom *g)
+{
+    return g->groups == 1 && (g->sh == 1 || g->sh == 2) && g->sw == g->sh && g->kh * g->kw >= 2 && g->kw <= 32 &&
+           (long)g->cin * g->kh * g->kw >= 256 && (long)g->oh * g->ow <= FER__ROWS9_MAX;
+}
+/* Scratch: a group's padded samples, the taps' and rows' offsets, the [row][cout] products. */
+static size_t fer__rows9_floats(const fer_conv_geom *g)
+{
+    int wq;
+    size_t chan;
+    if (!fer__rows9_shape(g)) return 0;
+    fer__implicit_dims(g, &wq, &chan);
+    return fer__add(fer__mul(fer__mul((size_t)(FER__ROWS9_MAX / (g->oh * g->ow)), (size_t)g->cin), chan),
+                    (size_t)(64 + FER__ROWS9_MAX) + (size_t)g->cin * g->kh * g->kw +
+                    (size_t)FER__ROWS9_MAX * g->cout);
+}
 #if defined(FER__X86)
+/* Whether a frozen inference workspace of batches up to nb runs g so (its largest batch one group). */
+static int fer__rows9_use(fer_isa isa, const fer_conv_geom *g, int nb)
+{
+    return isa == FER_ISA_AVX512 && fer__rows9_shape(g) && (long)nb * g->oh * g->ow <= FER__ROWS9_MAX;
+}
+/* Its weights, the cout x K matrix in strips (fer__strips48_row). */
+static size_t fer__rows9_wfloats(const fer_conv_geom *g)
+{
+    return fer__mul((size_t)g->cin * g->kh * g->kw, (size_t)(g->cout + 15) / 16 * 16);
+}
 /* Its weights' transform (fer__wino4c_weights), cout rounded up to 16. */
 static size_t fer__wino4c_ufloats(const fer_conv_geom *g)
 {
@@ -2539,6 +2568,7 @@ FERDEF size_t fer_conv_scratch_floats(const fer_conv_geom *g)
     fwd = fer__add(col > fer__implicit_floats(g) ? col : fer__implicit_floats(g), pack);
     if (fer__wino_floats(g) > fwd) fwd = fer__wino_floats(g);
     if (fer__wino4c_floats(g) > fwd) fwd = fer__wino4c_floats(g);
+    if (fer__rows9_floats(g) > fwd) fwd = fer__rows9_floats(g);
     if (fer__conv_batch_floats(g) > fwd) fwd = fer__conv_batch_floats(g);
     if (!fer__conv_is_pointwise(g) && g->sh == 1 && g->sw == 1) {
         /* backward: dY's im2col and the flipped, transposed weights of one group,
@@ -4352,20 +4382,28 @@ static void fer__dw_backward(fer_isa isa, const fer_conv_geom *g, float *din, fl
 /* The implicit im2col's scratch (fer__implicit_floats): the padded input planes
    (+64 zeros the last row's vector loads may reach), cout rows of oh x W' "wide"
    columns, and the K row offsets, which this fills. */
-static int *fer__implicit_layout(const fer_conv_geom *g, float *scratch, float **wide)
+/* koff[k] of tap k = (c, ky, kx): where its input lies in a padded sample
+   (fer__implicit_pad) relative to the output position's (oy wq + ox). */
+static void fer__implicit_koff(const fer_conv_geom *g, int *koff)
 {
-    int wq, hq, c, ky, kx, i;
+    int wq, hq = (g->h + 2 * g->ph + 1) / 2, c, ky, kx, i;
     size_t chan;
-    int *koff;
     fer__implicit_dims(g, &wq, &chan);
-    hq = (g->h + 2 * g->ph + 1) / 2;
-    *wide = scratch + (size_t)g->cin * chan + 64;
-    koff = (int *)(*wide + (size_t)g->cout * g->oh * wq);
     for (c = 0, i = 0; c < g->cin; c++)
         for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++)
                 koff[i++] = g->sh == 1 ? (int)(c * chan) + ky * wq + kx
                                        : (int)(c * chan) + ((ky & 1) * 2 + (kx & 1)) * hq * wq + (ky >> 1) * wq + (kx >> 1);
+}
+static int *fer__implicit_layout(const fer_conv_geom *g, float *scratch, float **wide)
+{
+    int wq;
+    size_t chan;
+    int *koff;
+    fer__implicit_dims(g, &wq, &chan);
+    *wide = scratch + (size_t)g->cin * chan + 64;
+    koff = (int *)(*wide + (size_t)g->cout * g->oh * wq);
+    fer__implicit_koff(g, koff);
     memset(scratch + (size_t)g->cin * chan, 0, 64 * sizeof(float));
     return koff;
 }
@@ -5148,72 +5186,102 @@ FER__AVX2 static void fer__wino_dy_avx2(const fer_conv_geom *g, int tw, int ty0,
             }
         }
 }
+/* Row co of a cout x k matrix into its strips of 48 columns laid out one after
+   the other, each [k][width] (the last width rounded up to 16, zero-padded by
+   the caller): what fer__kernel9_avx512 reads as b, one stream. */
+static void fer__strips48_row(float *dst, int cout, int k, int co, const float *row)
+{
+    int c0 = co / 48 * 48, wd = ((cout - c0 < 48 ? cout - c0 : 48) + 15) / 16 * 16, i;
+    for (i = 0; i < k; i++) dst[(size_t)c0 * k + (size_t)i * wd + (size_t)(co - c0)] = row[i];
+}
+/* The floats a step of k that passes kernel passes of kc steps over a strip of
+   b prefetch to cover the next strip of panel floats (at most 48). */
+static int fer__kernel9_pfs(size_t panel, int passes, int kc)
+{
+    size_t f = (panel + (size_t)passes * kc - 1) / ((size_t)passes * kc);
+    return f > 48 ? 48 : (int)f;
+}
 /* F(4x4, 3x3) channels-last for small planes (fer__wino4c_shape), AVX-512. The
-   weights' transform ut holds, per matrix e, strips of 48 output channels (the
-   last one rounded up to 16 and zero-padded), each [cin][strip width]: the GEMM
-   reads it as one stream. */
+   weights' transform ut holds, per matrix e, the cout x cin matrix transposed in
+   strips (fer__strips48_row). */
 static fer_result fer__wino4c_weights(const float *w, int cout, int cin, float *ut, void *ctx)
 {
-    size_t ub = (size_t)cin * (size_t)((cout + 15) / 16 * 16), ci;
+    size_t ub = (size_t)cin * (size_t)((cout + 15) / 16 * 16);
     float *tmp = (float *)FER_MALLOC(sizeof(float) * 36 * (size_t)cin, ctx);
     int co, i;
     (void)ctx;
     if (!tmp) return FER_ERR_NOMEM;
     memset(ut, 0, sizeof(float) * 36 * ub);
     for (co = 0; co < cout; co++) {
-        int c0 = co / 48 * 48, wd = ((cout - c0 < 48 ? cout - c0 : 48) + 15) / 16 * 16;
         fer__wino4_weights_scalar(w + (size_t)co * cin * 9, 0, (size_t)cin, tmp, (size_t)cin);
-        for (i = 0; i < 36; i++)
-            for (ci = 0; ci < (size_t)cin; ci++)
-                ut[(size_t)i * ub + (size_t)c0 * cin + ci * wd + (size_t)(co - c0)] = tmp[(size_t)i * cin + ci];
+        for (i = 0; i < 36; i++) fer__strips48_row(ut + (size_t)i * ub, cout, cin, co, tmp + (size_t)i * cin);
     }
     FER_FREE(tmp, ctx);
     return FER_OK;
 }
-/* C[r][0, cols) = sum over k < kc of a[r lda + k] b[k ldb + 0, cols) for the rows
-   r < rows <= 9, cols <= 48 (b's rows hold cols rounded up to 16 floats): 27
+/* C[r][0, cols) (+)= sum over k < kc of A[r][k] b[k ldb + 0, cols) for the rows
+   r < rows <= 9, cols <= 48 (b's rows hold cols rounded up to 16 floats), A[r][k]
+   at a + r lda + k, or a + roff[r] + koff[k] (rows of an implicit im2row), C
+   added to when acc; pf: pfs floats a step of k prefetched from pf on (at most
+   48; the caller's next strip, mostly from DRAM, while this one's FMAs run). 27
    accumulators, 3 vectors of b and a broadcast of the 32 zmm, 12 loads per 27
    FMAs; 9 rows, as 9 and 36 tiles (12x12, 11x11, 24x24 and 22x22 planes) divide
    by 9. Rows past `rows` repeat row 0 (computed, not stored). */
-FER__AVX512 static void fer__kernel9_avx512(int kc, const float *a, int lda, const float *b, int ldb, float *c,
-                                            int ldc, int rows, int cols)
+FER__AVX512 static void fer__kernel9_avx512(int kc, const float *a, int lda, const int *roff, const int *koff,
+                                            const float *b, int ldb, float *c, int ldc, int rows, int cols, int acc,
+                                            const float *pf, int pfs)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m512 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     __m512 c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
     __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     __m512 c80 = c00, c81 = c00, c82 = c00;
-    const float *q0 = a, *q1 = rows > 1 ? a + lda : a, *q2 = rows > 2 ? a + 2 * lda : a;
-    const float *q3 = rows > 3 ? a + 3 * lda : a, *q4 = rows > 4 ? a + 4 * lda : a;
-    const float *q5 = rows > 5 ? a + 5 * lda : a, *q6 = rows > 6 ? a + 6 * lda : a;
-    const float *q7 = rows > 7 ? a + 7 * lda : a, *q8 = rows > 8 ? a + 8 * lda : a;
+#define FER__Q9(r) (rows > r ? a + (roff ? roff[r] : r * lda) : q0)
+    const float *q0 = a + (roff ? roff[0] : 0), *q1 = FER__Q9(1), *q2 = FER__Q9(2), *q3 = FER__Q9(3);
+    const float *q4 = FER__Q9(4), *q5 = FER__Q9(5), *q6 = FER__Q9(6), *q7 = FER__Q9(7), *q8 = FER__Q9(8);
+#undef FER__Q9
     __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
     __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (1u << (cols - 16)) - 1u);
     __mmask16 m2 = (__mmask16)(cols >= 48 ? 0xFFFF : cols <= 32 ? 0 : (1u << (cols - 32)) - 1u);
     int p, nv = cols > 32 ? 3 : cols > 16 ? 2 : 1;
 #define FER__ROW9(r, NV) \
-    x = _mm512_set1_ps(q##r[p]); c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
+    x = _mm512_set1_ps(q##r[o]); c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
     if (NV > 1) c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1); \
     if (NV > 2) c##r##2 = _mm512_fmadd_ps(x, b2, c##r##2)
-#define FER__LOOP9(NV) \
+#define FER__LOOP9(NV, O) \
     for (p = 0; p < kc; p++) { \
         const float *bp = b + (size_t)p * ldb; \
+        size_t o = (size_t)(O); \
         __m512 b0 = _mm512_loadu_ps(bp), x; \
         __m512 b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : b0, b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : b0; \
-        _mm_prefetch((const char *)(bp + FER__W4C_PF), _MM_HINT_T1); \
-        if (NV > 1) _mm_prefetch((const char *)(bp + FER__W4C_PF + 16), _MM_HINT_T1); \
-        if (NV > 2) _mm_prefetch((const char *)(bp + FER__W4C_PF + 32), _MM_HINT_T1); \
+        if (pf) { \
+            const char *pp = (const char *)(pf + (size_t)p * pfs); \
+            _mm_prefetch(pp, _MM_HINT_T1); \
+            if (pfs > 16) _mm_prefetch(pp + 64, _MM_HINT_T1); \
+            if (pfs > 32) _mm_prefetch(pp + 128, _MM_HINT_T1); \
+        } \
         FER__ROW9(0, NV); FER__ROW9(1, NV); FER__ROW9(2, NV); FER__ROW9(3, NV); FER__ROW9(4, NV); \
         FER__ROW9(5, NV); FER__ROW9(6, NV); FER__ROW9(7, NV); FER__ROW9(8, NV); \
     }
-    if (nv == 3) FER__LOOP9(3)
-    else if (nv == 2) FER__LOOP9(2)
-    else FER__LOOP9(1)
+    if (koff) {   /* row r's element p at q_r[koff[p]] (an implicit im2row) */
+        if (nv == 3) FER__LOOP9(3, koff[p])
+        else if (nv == 2) FER__LOOP9(2, koff[p])
+        else FER__LOOP9(1, koff[p])
+    } else {
+        if (nv == 3) FER__LOOP9(3, p)
+        else if (nv == 2) FER__LOOP9(2, p)
+        else FER__LOOP9(1, p)
+    }
 #undef FER__LOOP9
 #undef FER__ROW9
 #define FER__STORE9(r) \
     if (r < rows) { \
         float *cp = c + (size_t)(r) * ldc; \
+        if (acc) { \
+            c##r##0 = _mm512_add_ps(c##r##0, _mm512_maskz_loadu_ps(m0, cp)); \
+            if (nv > 1) c##r##1 = _mm512_add_ps(c##r##1, _mm512_maskz_loadu_ps(m1, cp + 16)); \
+            if (nv > 2) c##r##2 = _mm512_add_ps(c##r##2, _mm512_maskz_loadu_ps(m2, cp + 32)); \
+        } \
         _mm512_mask_storeu_ps(cp, m0, c##r##0); \
         if (nv > 1) _mm512_mask_storeu_ps(cp + 16, m1, c##r##1); \
         if (nv > 2) _mm512_mask_storeu_ps(cp + 32, m2, c##r##2); \
@@ -5326,15 +5394,78 @@ FER__AVX512 static void fer__wino4c_forward(const fer_conv_geom *g, float *out, 
         }
         for (i = 0; i < 36; i++)
             for (c0 = 0; c0 < cout; c0 += 48) {
-                int cols = cout - c0 < 48 ? cout - c0 : 48;
-                const float *b = ut + (size_t)i * ub + (size_t)c0 * cin;
+                int cols = cout - c0 < 48 ? cout - c0 : 48, ldb = (cols + 15) / 16 * 16;
+                const float *b = ut + (size_t)i * ub + (size_t)c0 * cin, *nx = b + (size_t)cin * ldb;
+                int pfs = fer__kernel9_pfs((size_t)cin * 48, (nt + 8) / 9, cin);
                 for (t0 = 0; t0 < nt; t0 += 9)
-                    fer__kernel9_avx512(cin, v + (size_t)i * vs + (size_t)t0 * cin, cin, b, (cols + 15) / 16 * 16,
-                                        mm + (size_t)i * ms + (size_t)t0 * cout + c0, cout,
-                                        nt - t0 < 9 ? nt - t0 : 9, cols);
+                    fer__kernel9_avx512(cin, v + (size_t)i * vs + (size_t)t0 * cin, cin, NULL, NULL, b, ldb,
+                                        mm + (size_t)i * ms + (size_t)t0 * cout + c0, cout, nt - t0 < 9 ? nt - t0 : 9,
+                                        cols, 0, nx + (size_t)t0 / 9 * cin * pfs, pfs);
             }
         for (j = 0; j < ns; j++)
             fer__wino4c_out_avx512(g, th, tw, mm, ms, j * tiles, out + (size_t)(s + j) * cout * g->oh * g->ow, e);
+    }
+}
+/* A conv of few output positions (a small plane at a small batch: resnet18's
+   6x6 ones, 36 positions) as positions x output channels: the rows of the
+   implicit im2row (output position r's receptive field at pad + roff[r] +
+   koff[k], fer__implicit_layout's offsets) times the weights laid out as the
+   wino4c transforms' strips, 9 positions by 48 channels a kernel, so that 36
+   positions fill 4 kernels where the implicit im2col's 6x6 plane (42 columns
+   with its padding) used 3/4 of a 48-column strip. K runs in blocks of
+   FER__ROWS9_KC (a block of the weights' strip, 48 KB, stays in L1 and L2 over
+   the position rows). */
+static void fer__rows9_weights(const float *w, int cout, int k, float *wt)
+{
+    int co;
+    memset(wt, 0, sizeof(float) * (size_t)k * (size_t)((cout + 15) / 16 * 16));
+    for (co = 0; co < cout; co++) fer__strips48_row(wt, cout, k, co, w + (size_t)co * k);
+}
+FER__AVX512 static void fer__rows9_forward(const fer_conv_geom *g, float *out, const float *in, const float *wt,
+                                           const fer__epi *e, float *scratch)
+{
+    int p = g->oh * g->ow, ks = FER__ROWS9_MAX / p, K = g->cin * g->kh * g->kw, wq, s, j, r, c0, kb, r0, co;
+    int act = e ? e->act : 0;
+    size_t chan, plane = (size_t)g->cin * g->h * g->w;
+    float *pad = scratch, *cm;
+    int *koff, *roff;
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32(p));
+    __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(act == 2 ? 6.0f : INFINITY);
+    fer__implicit_dims(g, &wq, &chan);
+    koff = (int *)(pad + (size_t)ks * g->cin * chan + 64);
+    roff = koff + K;
+    cm = (float *)(roff + FER__ROWS9_MAX);
+    fer__implicit_koff(g, koff);
+    memset(pad + (size_t)ks * g->cin * chan, 0, 64 * sizeof(float));
+    for (s = 0; s < g->n; s += ks) {
+        int ns = g->n - s < ks ? g->n - s : ks, nr = ns * p;
+        for (j = 0; j < ns; j++) {
+            fer__implicit_pad(FER_ISA_AVX512, g, in + (size_t)(s + j) * plane, pad + (size_t)j * g->cin * chan);
+            for (r = 0; r < p; r++) roff[j * p + r] = (int)((size_t)j * g->cin * chan) + r / g->ow * wq + r % g->ow;
+        }
+        for (c0 = 0; c0 < g->cout; c0 += 48) {
+            int cols = g->cout - c0 < 48 ? g->cout - c0 : 48, ldb = (cols + 15) / 16 * 16;
+            for (kb = 0; kb < K; kb += FER__ROWS9_KC) {
+                int kc = K - kb < FER__ROWS9_KC ? K - kb : FER__ROWS9_KC;
+                const float *b = wt + (size_t)c0 * K + (size_t)kb * ldb, *nx = b + (size_t)kc * ldb;
+                int pfs = fer__kernel9_pfs((size_t)FER__ROWS9_KC * 48, (nr + 8) / 9, kc);
+                for (r0 = 0; r0 < nr; r0 += 9)
+                    fer__kernel9_avx512(kc, pad, 0, roff + r0, koff + kb, b, ldb, cm + (size_t)r0 * g->cout + c0,
+                                        g->cout, nr - r0 < 9 ? nr - r0 : 9, cols, kb > 0,
+                                        nx + (size_t)r0 / 9 * kc * pfs, pfs);
+            }
+        }
+        for (co = 0; co < g->cout; co += 16) {   /* [position][channel] into the planes, through the epilogue */
+            __mmask16 m = (__mmask16)(g->cout - co >= 16 ? 0xFFFF : (1u << (g->cout - co)) - 1u);
+            __m512 sc = e && e->scale ? _mm512_maskz_loadu_ps(m, e->scale + co) : _mm512_set1_ps(1.0f);
+            __m512 sh = e && e->shift ? _mm512_maskz_loadu_ps(m, e->shift + co) : z;
+            for (r = 0; r < nr; r++) {
+                __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cm + (size_t)r * g->cout + co), sc, sh);
+                if (act) v = _mm512_min_ps(_mm512_max_ps(v, z), hi);
+                _mm512_mask_i32scatter_ps(out + ((size_t)(s + r / p) * g->cout + co) * p + r % p, m, idx, v, 4);
+            }
+        }
     }
 }
 /* The weights' transform of F(m x m, 3x3), m = 2 or 4. */
@@ -8397,6 +8528,7 @@ static size_t fer__frozen_floats(const fer_model *m, const fer_node *nd, fer_isa
     fer_conv_geom g;
     if (nd->op != FER_OP_CONV || fer__geom(m, nd, 1, &g) != FER_OK) return 0;
     if (fer__wino4c_use(isa, &g, nb)) return fer__wino4c_ufloats(&g);
+    if (fer__rows9_use(isa, &g, nb)) return fer__rows9_wfloats(&g);
     if (!fer__wino_frozen_use(isa, &g, nb)) return 0;
     return fer__mul(fer__wino4(isa, &g) ? 36 : 16, FER__WINO_ES(g.cout, g.cin));
 #else
@@ -8442,7 +8574,9 @@ FERDEF fer_result fer_workspace_freeze(fer_workspace *ws, const fer_model *m)
         if (f) {
             fer_conv_geom g;
             fer__geom(m, &m->nodes[i], 1, &g);
-            if (!fer__wino4c_use(isa, &g, ws->max_batch))
+            if (fer__rows9_use(isa, &g, ws->max_batch))
+                fer__rows9_weights(fer__p(m, &m->nodes[i]), g.cout, g.cin * g.kh * g.kw, ws->frozen + total);
+            else if (!fer__wino4c_use(isa, &g, ws->max_batch))
                 fer__wino_weights(isa, fer__wino4(isa, &g) ? 4 : 2, fer__p(m, &m->nodes[i]), g.cout, g.cin,
                                   ws->frozen + total, FER__WINO_ES(g.cout, g.cin));
             else if (fer__wino4c_weights(fer__p(m, &m->nodes[i]), g.cout, g.cin, ws->frozen + total,
@@ -8750,6 +8884,12 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
             e.act = nd->act == FER_OP_RELU ? 1 : nd->act == FER_OP_RELU6 ? 2 : 0;
         } else fer__conv_epi(m, ws, i, ws->aux + ws->aux_off[ws->fuse[i] > 0 ? ws->fuse[i] : i], &e);
 #if defined(FER__X86)
+        if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
+            fer__rows9_use(isa, &g, ws->max_batch)) {   /* few output positions, frozen */
+            fer__rows9_forward(&g, Y, X, ws->frozen + ws->frozen_off[i], e.scale || e.shift || e.act ? &e : NULL,
+                               ws->scratch);
+            break;
+        }
         if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
             fer__wino4c_use(isa, &g, ws->max_batch)) {   /* a small plane, frozen channels-last */
             fer__wino4c_forward(&g, Y, X, ws->frozen + ws->frozen_off[i], e.scale || e.shift || e.act ? &e : NULL,

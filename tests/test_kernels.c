@@ -438,11 +438,60 @@ static void test_conv(void)
 }
 
 #if defined(FER__X86)
-/* F(4x4, 3x3) channels-last (fer__wino4c_forward, a frozen latency workspace's
-   small planes on AVX-512) against the direct conv: partial tiles (11x11, 10x13,
-   pads 0 and 2), channel counts off 16 and off 48 (the last strip of the
-   weights' transform padded), 9 to 36 tiles (rows of 9 and a part), groups of
-   samples and a part group, the bias alone and scale, shift and ReLU6. */
+/* The frozen latency workspace's small-plane convs (AVX-512) against the direct
+   conv, with the bias alone and with scale, shift and ReLU6 (every output written:
+   the output starts at 1e30, as max_rel skips NaN). rows9: fer__rows9_forward
+   (else fer__wino4c_forward). */
+static void check_small_conv(const fer_conv_geom *g, int rows9, const char *what)
+{
+    size_t nin = (size_t)g->n * g->cin * g->h * g->w, hw = (size_t)g->oh * g->ow, nout = (size_t)g->n * g->cout * hw;
+    size_t nw = (size_t)g->cout * g->cin * g->kh * g->kw, k;
+    float *in = fa(nin), *w = fa(nw), *b = fa((size_t)g->cout), *sc = fa((size_t)g->cout), *sh = fa((size_t)g->cout);
+    float *ut = fa(rows9 ? fer__rows9_wfloats(g) : fer__wino4c_ufloats(g)), *out = fa(nout), *ref = fa(nout);
+    float *ex = fa(nout), *scratch = fa(fer_conv_scratch_floats(g));
+    double range = 0.0;   /* of the epilogue's input: ReLU6 clips the outputs' */
+    fer__epi ep;
+    int pass;
+    test_fill(in, nin, 11, 1.0f); test_fill(w, nw, 12, 0.5f); test_fill(b, (size_t)g->cout, 13, 0.5f);
+    test_fill(sc, (size_t)g->cout, 14, 2.0f); test_fill(sh, (size_t)g->cout, 15, 3.0f);
+    conv_direct(g, ref, in, w, b);
+    for (k = 0; k < nout; k++) {
+        size_t ch = (k / hw) % (size_t)g->cout;
+        float v = sc[ch] * ref[k] + sh[ch];
+        ex[k] = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
+        if (fabs(v) > range) range = fabs(v);
+    }
+    if (rows9) fer__rows9_weights(w, g->cout, g->cin * g->kh * g->kw, ut);
+    else CHECK(fer__wino4c_weights(w, g->cout, g->cin, ut, NULL) == FER_OK, "%s: weights", what);
+    for (pass = 0; pass < 2; pass++) {
+        double e;
+        for (k = 0; k < nout; k++) out[k] = 1e30f;
+        ep.scale = pass ? sc : NULL; ep.shift = b; ep.act = pass ? 2 : 0;
+        if (pass) {   /* relu6(sc * (conv + b) + sh) as one scale and shift */
+            size_t o;
+            for (o = 0; o < (size_t)g->cout; o++) b[o] = b[o] * sc[o] + sh[o];
+        }
+        if (rows9) fer__rows9_forward(g, out, in, ut, &ep, scratch);
+        else fer__wino4c_forward(g, out, in, ut, &ep, scratch);
+        e = pass ? max_rel(out, ex, nout) * 6.0 / range : max_rel(out, ref, nout);
+        CHECK(e < 1e-5, "%s cin=%d cout=%d %dx%d k=%d s=%d p=%d n=%d %s: rel err %.3g", what, g->cin, g->cout, g->h,
+              g->w, g->kh, g->sh, g->ph, g->n, pass ? "relu6 epilogue" : "bias", e);
+    }
+    free(in); free(w); free(b); free(sc); free(sh); free(ut); free(out); free(ref); free(ex); free(scratch);
+}
+
+/* Whether a frozen latency workspace of batches up to nb runs a cin -> cout k x k
+   conv on an h x h plane (stride 1, pad p) as rows9 (else wino4c). */
+static int small_use(int rows9, int cin, int h, int cout, int k, int p, int nb)
+{
+    fer_conv_geom g;
+    fer_conv_geom_init(&g, 1, cin, h, h, cout, k, k, 1, 1, p, p, 1);
+    return rows9 ? fer__rows9_use(FER_ISA_AVX512, &g, nb) : fer__wino4c_use(FER_ISA_AVX512, &g, nb);
+}
+
+/* F(4x4, 3x3) channels-last: partial tiles (11x11, 10x13, pads 0 and 2), channel
+   counts off 16 and off 48 (the last strip of the weights' transform padded), 9
+   to 36 tiles (rows of 9 and a part), groups of samples and a part group. */
 static void test_wino4c(void)
 {
     static const int cfg[][6] = {   /* cin, cout, h, w, pad, n */
@@ -450,60 +499,50 @@ static void test_wino4c(void)
         { 64, 100, 24, 22, 1, 1 }, { 48, 64, 14, 14, 0, 2 }, { 33, 80, 18, 18, 2, 1 }
     };
     size_t ci;
+    fer_conv_geom g;
     if (fer_cpu_best_isa() != FER_ISA_AVX512) return;
     for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
         const int *c = cfg[ci];
-        fer_conv_geom g;
-        fer__epi ep;
-        size_t nin, nout, nw, k, hw;
-        float *in, *w, *b, *sc, *sh, *ut, *out, *ref, *ex, *scratch;
-        double range = 0.0;   /* of the epilogue's input: ReLU6 clips the outputs' */
-        int pass;
         fer_conv_geom_init(&g, c[5], c[0], c[2], c[3], c[1], 3, 3, 1, 1, c[4], c[4], 1);
         CHECK(fer__wino4c_use(FER_ISA_AVX512, &g, 1) && !fer__wino4c_use(FER_ISA_AVX2, &g, 1) &&
               fer__wino4c_floats(&g) <= fer_conv_scratch_floats(&g),
               "wino4c config %zu does not run channels-last", ci);
-        nin = (size_t)g.n * c[0] * c[2] * c[3]; hw = (size_t)g.oh * g.ow; nout = (size_t)g.n * c[1] * hw;
-        nw = (size_t)c[1] * c[0] * 9;
-        in = fa(nin); w = fa(nw); b = fa((size_t)c[1]); sc = fa((size_t)c[1]); sh = fa((size_t)c[1]);
-        ut = fa(fer__wino4c_ufloats(&g)); out = fa(nout); ref = fa(nout); ex = fa(nout);
-        scratch = fa(fer_conv_scratch_floats(&g));
-        test_fill(in, nin, 11, 1.0f); test_fill(w, nw, 12, 0.5f); test_fill(b, (size_t)c[1], 13, 0.5f);
-        test_fill(sc, (size_t)c[1], 14, 2.0f); test_fill(sh, (size_t)c[1], 15, 3.0f);
-        conv_direct(&g, ref, in, w, b);
-        for (k = 0; k < nout; k++) {
-            size_t ch = (k / hw) % (size_t)c[1];
-            float v = sc[ch] * ref[k] + sh[ch];
-            ex[k] = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
-            if (fabs(v) > range) range = fabs(v);
-        }
-        CHECK(fer__wino4c_weights(w, c[1], c[0], ut, NULL) == FER_OK, "wino4c weights config %zu", ci);
-        for (pass = 0; pass < 2; pass++) {
-            for (k = 0; k < nout; k++) out[k] = 1e30f;   /* every output written (max_rel skips NaN) */
-            ep.scale = pass ? sc : NULL; ep.shift = b; ep.act = pass ? 2 : 0;
-            if (pass) {   /* relu6(sc * (conv + b) + sh) as one scale and shift */
-                size_t o;
-                for (o = 0; o < (size_t)c[1]; o++) b[o] = b[o] * sc[o] + sh[o];
-            }
-            fer__wino4c_forward(&g, out, in, ut, &ep, scratch);
-            {
-                double e = pass ? max_rel(out, ex, nout) * 6.0 / range : max_rel(out, ref, nout);
-                CHECK(e < 1e-5, "wino4c cin=%d cout=%d %dx%d p=%d n=%d %s: rel err %.3g", c[0], c[1], c[2], c[3], c[4],
-                      c[5], pass ? "relu6 epilogue" : "bias", e);
-            }
-        }
-        free(in); free(w); free(b); free(sc); free(sh); free(ut); free(out); free(ref); free(ex); free(scratch);
+        check_small_conv(&g, 0, "wino4c");
     }
-    {   /* not taken: a 9x9 plane, a 48x48 one, a batch of more tiles than a group, AVX2 */
-        fer_conv_geom g;
-        fer_conv_geom_init(&g, 1, 64, 9, 9, 64, 3, 3, 1, 1, 1, 1, 1);
-        CHECK(!fer__wino4c_use(FER_ISA_AVX512, &g, 1), "a 9x9 plane stays tile-vectorised");
-        fer_conv_geom_init(&g, 1, 64, 48, 48, 64, 3, 3, 1, 1, 1, 1, 1);
-        CHECK(!fer__wino4c_use(FER_ISA_AVX512, &g, 1), "a 48x48 plane stays tile-vectorised");
-        fer_conv_geom_init(&g, 1, 64, 12, 12, 64, 3, 3, 1, 1, 1, 1, 1);
-        CHECK(fer__wino4c_use(FER_ISA_AVX512, &g, 4) && !fer__wino4c_use(FER_ISA_AVX512, &g, 5),
-              "a 12x12 plane channels-last up to batch 4 (36 tiles)");
+    /* not taken: a 9x9 plane, a 48x48 one, a batch of more tiles than a group */
+    CHECK(!small_use(0, 64, 9, 64, 3, 1, 1), "a 9x9 plane stays tile-vectorised");
+    CHECK(!small_use(0, 64, 48, 64, 3, 1, 1), "a 48x48 plane stays tile-vectorised");
+    CHECK(small_use(0, 64, 12, 64, 3, 1, 4) && !small_use(0, 64, 12, 64, 3, 1, 5),
+          "a 12x12 plane channels-last up to batch 4 (36 tiles)");
+}
+
+/* Few output positions as rows of 9 (fer__rows9_forward): resnet18's 6x6 convs
+   (K in 18 blocks, 512 channels in 11 strips) and its stride-2 one (the padded
+   input's phases), 25 and 30 positions (a part row block; pad 0: rows not
+   sharing their padding), groups of 3 and 2 samples of 12 and 16 positions,
+   kernels 4x4 at stride 2 and 5x5, K not a multiple of the block. */
+static void test_rows9(void)
+{
+    static const int cfg[][8] = {   /* cin, cout, h, w, k, stride, pad, n */
+        { 512, 512, 6, 6, 3, 1, 1, 1 }, { 256, 512, 11, 11, 3, 2, 1, 1 }, { 64, 72, 5, 5, 3, 1, 1, 1 },
+        { 30, 48, 7, 8, 3, 1, 0, 1 }, { 40, 100, 7, 6, 3, 2, 1, 3 }, { 33, 64, 4, 4, 5, 1, 2, 4 },
+        { 96, 64, 9, 9, 4, 2, 1, 1 }
+    };
+    size_t ci;
+    fer_conv_geom g;
+    if (fer_cpu_best_isa() != FER_ISA_AVX512) return;
+    for (ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+        const int *c = cfg[ci];
+        fer_conv_geom_init(&g, c[7], c[0], c[2], c[3], c[1], c[4], c[4], c[5], c[5], c[6], c[6], 1);
+        CHECK(fer__rows9_use(FER_ISA_AVX512, &g, 1) && !fer__rows9_use(FER_ISA_AVX2, &g, 1) &&
+              fer__rows9_floats(&g) <= fer_conv_scratch_floats(&g), "rows9 config %zu not taken", ci);
+        check_small_conv(&g, 1, "rows9");
     }
+    /* not taken: K below 256, more than 36 positions, a batch past one group, 1x1 */
+    CHECK(!small_use(1, 28, 6, 64, 3, 1, 1), "K = 252 stays an implicit im2col");
+    CHECK(!small_use(1, 64, 7, 64, 3, 1, 1), "49 positions stay an implicit im2col");
+    CHECK(small_use(1, 64, 3, 64, 3, 1, 4) && !small_use(1, 64, 3, 64, 3, 1, 5), "3x3 outputs as rows up to batch 4");
+    CHECK(!small_use(1, 512, 6, 64, 1, 0, 1), "a 1x1 conv is not taken");
 }
 #endif
 
@@ -695,6 +734,7 @@ int main(void)
     test_conv();
 #if defined(FER__X86)
     test_wino4c();
+    test_rows9();
 #endif
     test_batchnorm();
     test_batchnorm_relu();
