@@ -1,4 +1,4 @@
-/* fer.h - v0.10.0 - facial expression recognition in one C header - MIT or public domain
+/* fer.h - v0.11.0 - facial expression recognition in one C header - MIT or public domain
 
    Train, evaluate and run the CNNs of the facial-expression literature on a CPU,
    from raw pixels to "happy 0.91": no framework, no Python, no GPU.
@@ -89,6 +89,14 @@
    exactly as PyTorch stores them, so weights convert without transposes.
 
    CHANGELOG
+       0.11.0 (2026-12-07) batch-1 float latency (AVX-512, frozen workspaces of
+                           small batches): 3x3 convs on 10x10..24x24 planes as
+                           Winograd F(4x4, 3x3) channels-last (transforms over
+                           16 channels a vector, GEMMs of 9 tiles x 48
+                           channels), convs of at most 36 output positions as
+                           rows of 9 positions x 48 channels (resnet18's 6x6
+                           ones); an inference workspace's early activation
+                           buffers are shared once read (they stay in cache).
        0.10.0 (2026-12-07) fer_workspace_quantize (new): int8 convs for an
                            inference workspace, calibrated on a few hundred
                            images (per-conv input scale and zero point, per-
@@ -173,7 +181,7 @@
 #define FER_H
 
 #define FER_VERSION_MAJOR 0
-#define FER_VERSION_MINOR 10
+#define FER_VERSION_MINOR 11
 #define FER_VERSION_PATCH 0
 
 /* ==========================================================================
@@ -559,12 +567,17 @@ FERDEF void         fer_workspace_free(fer_workspace *ws);
    transforms are made now, once (in one allocation of their own), instead of by
    every fer_forward, and 3x3 convs with too few output tiles to repay a transform
    per forward run as Winograd too (a 12x12 plane at batch 1: 256 -> 256 in 0.59 ms
-   instead of 1.00). For a model whose weights stay as they are while ws serves
-   it: a deployed classifier. Those convs then read their weights only through the
-   copies, so after changing the weights (a training step, a load into the same
-   model) call it again, which remakes them in place. ws->isa is read now: set it
-   before, or the frozen copies are not used. FER_ERR_ARG for a training workspace
-   or one not made for m, FER_ERR_NOMEM. */
+   instead of 1.00). A workspace of small batches (max_batch times the plane's
+   tiles at most 36: batch 1 up to 24x24 planes) on AVX-512 keeps the copies laid
+   out for its own kernels: 3x3 convs on 10x10..24x24 planes as Winograd F(4x4,
+   3x3) over channels (that 12x12 conv alone in 0.30 ms), convs of at most 36
+   output positions as rows of positions (resnet18's 6x6 512 -> 512 alone: 1.1 ->
+   0.8 ms), their weights then copied whole. For a model whose weights stay as
+   they are while ws serves it: a deployed classifier. Those convs then read their
+   weights only through the copies, so after changing the weights (a training
+   step, a load into the same model) call it again, which remakes them in place.
+   ws->isa is read now: set it before, or the frozen copies are not used.
+   FER_ERR_ARG for a training workspace or one not made for m, FER_ERR_NOMEM. */
 FERDEF fer_result   fer_workspace_freeze(fer_workspace *ws, const fer_model *m);
 /* Quantizes ws's convs and dense layers to int8 (after freezing it:
    fer_workspace_freeze). The float model runs on calib (n samples, n x C x H x W
