@@ -2441,33 +2441,35 @@ static size_t fer__wino4c_floats(const fer_conv_geom *g)
     return fer__add(fer__mul(fer__mul(hp, wp), (size_t)g->cin),
                     fer__mul(36 * t, fer__add((size_t)g->cin, (size_t)g->cout)));
 }
-/* A conv of at most FER__ROWS9_MAX output positions a group of samples
-   (fer__rows9_forward, AVX-512): any kernel of 2+ taps at stride 1 or 2 with K =
-   cin kh kw of 256 and more (below, its weights are few and the implicit im2col
-   does as well). */
+/* A conv of at most FER__ROWS9_MAX output positions a group of samples, or at
+   stride 2 of any number at batch 1 (fer__rows9_forward, AVX-512): any kernel of
+   2+ taps with K = cin kh kw of 256 and more (below, its weights are few and the
+   implicit im2col does as well). resnet18's stride-2 3x3 convs alone: 64 -> 128
+   on 22x22 outputs 425-429 -> 408-418 us, 128 -> 256 on 11x11 437-444 -> 397-404
+   (the implicit im2col's 48-column strips over phases 23 columns wide). */
 #define FER__ROWS9_MAX 36
 #define FER__ROWS9_KC 256
 static int fer__rows9_shape(const fer_conv_geom *g)
 {
     return g->groups == 1 && (g->sh == 1 || g->sh == 2) && g->sw == g->sh && g->kh * g->kw >= 2 && g->kw <= 32 &&
-           (long)g->cin * g->kh * g->kw >= 256 && (long)g->oh * g->ow <= FER__ROWS9_MAX;
+           (long)g->cin * g->kh * g->kw >= 256 && ((long)g->oh * g->ow <= FER__ROWS9_MAX || g->sh == 2);
 }
 /* Scratch: a group's padded samples, the taps' and rows' offsets, the [row][cout] products. */
 static size_t fer__rows9_floats(const fer_conv_geom *g)
 {
     int wq;
-    size_t chan;
+    size_t chan, p = (size_t)g->oh * g->ow, ks = p <= FER__ROWS9_MAX ? FER__ROWS9_MAX / p : 1;
     if (!fer__rows9_shape(g)) return 0;
     fer__implicit_dims(g, &wq, &chan);
-    return fer__add(fer__mul(fer__mul((size_t)(FER__ROWS9_MAX / (g->oh * g->ow)), (size_t)g->cin), chan),
-                    (size_t)(64 + FER__ROWS9_MAX) + (size_t)g->cin * g->kh * g->kw +
-                    (size_t)FER__ROWS9_MAX * g->cout);
+    return fer__add(fer__mul(fer__mul(ks, (size_t)g->cin), chan),
+                    fer__add((size_t)64 + ks * p + (size_t)g->cin * g->kh * g->kw, fer__mul(ks * p, (size_t)g->cout)));
 }
 #if defined(FER__X86)
 /* Whether a frozen inference workspace of batches up to nb runs g so (its largest batch one group). */
 static int fer__rows9_use(fer_isa isa, const fer_conv_geom *g, int nb)
 {
-    return isa == FER_ISA_AVX512 && fer__rows9_shape(g) && (long)nb * g->oh * g->ow <= FER__ROWS9_MAX;
+    long p = (long)g->oh * g->ow;
+    return isa == FER_ISA_AVX512 && fer__rows9_shape(g) && (nb * p <= FER__ROWS9_MAX || (nb == 1 && p > FER__ROWS9_MAX));
 }
 /* Its weights, the cout x K matrix in strips (fer__strips48_row). */
 static size_t fer__rows9_wfloats(const fer_conv_geom *g)
@@ -5437,7 +5439,8 @@ static void fer__rows9_weights(const float *w, int cout, int k, float *wt)
 FER__AVX512 static void fer__rows9_forward(const fer_conv_geom *g, float *out, const float *in, const float *wt,
                                            const fer__epi *e, float *scratch)
 {
-    int p = g->oh * g->ow, ks = FER__ROWS9_MAX / p, K = g->cin * g->kh * g->kw, wq, s, j, r, c0, kb, r0, co;
+    int p = g->oh * g->ow, ks = p <= FER__ROWS9_MAX ? FER__ROWS9_MAX / p : 1, K = g->cin * g->kh * g->kw;
+    int wq, s, j, r, c0, kb, r0, co;
     int act = e ? e->act : 0;
     size_t chan, plane = (size_t)g->cin * g->h * g->w;
     float *pad = scratch, *cm;
@@ -5448,7 +5451,7 @@ FER__AVX512 static void fer__rows9_forward(const fer_conv_geom *g, float *out, c
     fer__implicit_dims(g, &wq, &chan);
     koff = (int *)(pad + (size_t)ks * g->cin * chan + 64);
     roff = koff + K;
-    cm = (float *)(roff + FER__ROWS9_MAX);
+    cm = (float *)(roff + ks * p);
     fer__implicit_koff(g, koff);
     memset(pad + (size_t)ks * g->cin * chan, 0, 64 * sizeof(float));
     for (s = 0; s < g->n; s += ks) {

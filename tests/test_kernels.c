@@ -520,13 +520,16 @@ static void test_wino4c(void)
    (K in 18 blocks, 512 channels in 11 strips) and its stride-2 one (the padded
    input's phases), 25 and 30 positions (a part row block; pad 0: rows not
    sharing their padding), groups of 3 and 2 samples of 12 and 16 positions,
-   kernels 4x4 at stride 2 and 5x5, K not a multiple of the block. */
+   kernels 4x4 at stride 2 and 5x5, K not a multiple of the block; stride-2
+   convs of more positions at batch 1. */
 static void test_rows9(void)
 {
     static const int cfg[][8] = {   /* cin, cout, h, w, k, stride, pad, n */
         { 512, 512, 6, 6, 3, 1, 1, 1 }, { 256, 512, 11, 11, 3, 2, 1, 1 }, { 64, 72, 5, 5, 3, 1, 1, 1 },
         { 30, 48, 7, 8, 3, 1, 0, 1 }, { 40, 100, 7, 6, 3, 2, 1, 3 }, { 33, 64, 4, 4, 5, 1, 2, 4 },
-        { 96, 64, 9, 9, 4, 2, 1, 1 }
+        { 96, 64, 9, 9, 4, 2, 1, 1 },
+        /* stride 2 at batch 1 past 36 positions: resnet18's 64 -> 128 on 44x44 (484), 72 and 56 channels */
+        { 64, 128, 44, 44, 3, 2, 1, 1 }, { 40, 56, 15, 17, 3, 2, 1, 1 }
     };
     size_t ci;
     fer_conv_geom g;
@@ -540,7 +543,7 @@ static void test_rows9(void)
     }
     /* not taken: K below 256, more than 36 positions, a batch past one group, 1x1 */
     CHECK(!small_use(1, 28, 6, 64, 3, 1, 1), "K = 252 stays an implicit im2col");
-    CHECK(!small_use(1, 64, 7, 64, 3, 1, 1), "49 positions stay an implicit im2col");
+    CHECK(!small_use(1, 64, 7, 64, 3, 1, 1), "49 positions at stride 1 stay an implicit im2col");
     CHECK(small_use(1, 64, 3, 64, 3, 1, 4) && !small_use(1, 64, 3, 64, 3, 1, 5), "3x3 outputs as rows up to batch 4");
     CHECK(!small_use(1, 512, 6, 64, 1, 0, 1), "a 1x1 conv is not taken");
 }
