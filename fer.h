@@ -5210,10 +5210,11 @@ static void fer__strips48_row(float *dst, int cout, int k, int co, const float *
     for (i = 0; i < k; i++) dst[(size_t)c0 * k + (size_t)i * wd + (size_t)(co - c0)] = row[i];
 }
 /* The floats a step of k that passes kernel passes of kc steps over a strip of
-   b prefetch to cover the next strip of panel floats (at most 48). */
-static int fer__kernel9_pfs(size_t panel, int passes, int kc)
+   b prefetch of the next strip, panel floats from nx, of which left lie in the
+   array (at most 48; 0 when nothing is left: no prefetch, no pointer past it). */
+static int fer__kernel9_pfs(size_t panel, size_t left, int passes, int kc)
 {
-    size_t f = (panel + (size_t)passes * kc - 1) / ((size_t)passes * kc);
+    size_t f = (panel < left ? panel : left) / ((size_t)passes * kc);
     return f > 48 ? 48 : (int)f;
 }
 /* F(4x4, 3x3) channels-last for small planes (fer__wino4c_shape), AVX-512. The
@@ -5411,11 +5412,11 @@ FER__AVX512 static void fer__wino4c_forward(const fer_conv_geom *g, float *out, 
             for (c0 = 0; c0 < cout; c0 += 48) {
                 int cols = cout - c0 < 48 ? cout - c0 : 48, ldb = (cols + 15) / 16 * 16;
                 const float *b = ut + (size_t)i * ub + (size_t)c0 * cin, *nx = b + (size_t)cin * ldb;
-                int pfs = fer__kernel9_pfs((size_t)cin * 48, (nt + 8) / 9, cin);
+                int pfs = fer__kernel9_pfs((size_t)cin * 48, (size_t)(ut + 36 * ub - nx), (nt + 8) / 9, cin);
                 for (t0 = 0; t0 < nt; t0 += 9)
                     fer__kernel9_avx512(cin, v + (size_t)i * vs + (size_t)t0 * cin, cin, NULL, NULL, b, ldb,
                                         mm + (size_t)i * ms + (size_t)t0 * cout + c0, cout, nt - t0 < 9 ? nt - t0 : 9,
-                                        cols, 0, nx + (size_t)t0 / 9 * cin * pfs, pfs);
+                                        cols, 0, pfs ? nx + (size_t)t0 / 9 * cin * pfs : NULL, pfs);
             }
         for (j = 0; j < ns; j++)
             fer__wino4c_out_avx512(g, th, tw, mm, ms, j * tiles, out + (size_t)(s + j) * cout * g->oh * g->ow, e);
@@ -5465,11 +5466,12 @@ FER__AVX512 static void fer__rows9_forward(const fer_conv_geom *g, float *out, c
             for (kb = 0; kb < K; kb += FER__ROWS9_KC) {
                 int kc = K - kb < FER__ROWS9_KC ? K - kb : FER__ROWS9_KC;
                 const float *b = wt + (size_t)c0 * K + (size_t)kb * ldb, *nx = b + (size_t)kc * ldb;
-                int pfs = fer__kernel9_pfs((size_t)FER__ROWS9_KC * 48, (nr + 8) / 9, kc);
+                int pfs = fer__kernel9_pfs((size_t)FER__ROWS9_KC * 48, (size_t)(wt + fer__rows9_wfloats(g) - nx),
+                                           (nr + 8) / 9, kc);
                 for (r0 = 0; r0 < nr; r0 += 9)
                     fer__kernel9_avx512(kc, pad, 0, roff + r0, koff + kb, b, ldb, cm + (size_t)r0 * g->cout + c0,
                                         g->cout, nr - r0 < 9 ? nr - r0 : 9, cols, kb > 0,
-                                        nx + (size_t)r0 / 9 * kc * pfs, pfs);
+                                        pfs ? nx + (size_t)r0 / 9 * kc * pfs : NULL, pfs);
             }
         }
         for (co = 0; co < g->cout; co += 16) {   /* [position][channel] into the planes, through the epilogue */
