@@ -4600,6 +4600,20 @@ FER__AVX512 static inline int fer__epi_avx512(const fer__epi *e, int co, __m512 
     ev[2] = _mm512_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
     return e ? e->act : 0;
 }
+/* The same for the 16 channels from co (those of mask m) in the lanes. */
+FER__AVX512 static inline int fer__epi16_avx512(const fer__epi *e, int co, __mmask16 m, __m512 *ev)
+{
+    ev[0] = e && e->scale ? _mm512_maskz_loadu_ps(m, e->scale + co) : _mm512_set1_ps(1.0f);
+    ev[1] = e && e->shift ? _mm512_maskz_loadu_ps(m, e->shift + co) : _mm512_setzero_ps();
+    ev[2] = _mm512_set1_ps(e && e->act == 2 ? 6.0f : INFINITY);
+    return e ? e->act : 0;
+}
+/* Lane i holds i * stride: a gather's or scatter's offsets, 16 planes apart. */
+FER__AVX512 static inline __m512i fer__lanes_avx512(int stride)
+{
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32(stride));
+}
 /* The output rows of tile rows [ty0, ty1) from M[e][co][t]: epilogue, or added. */
 FER__AVX512 static void fer__wino_out_avx512(const fer_conv_geom *g, int tw, int ty0, int ty1, const float *mm,
                                              int tb, float *out, const fer__epi *e, int accumulate)
@@ -5311,8 +5325,7 @@ FER__AVX512 static void fer__kernel9_avx512(int kc, const float *a, int lda, con
 FER__AVX512 static void fer__wino4c_pad_avx512(const fer_conv_geom *g, const float *in, int hp, int wp, float *xp)
 {
     size_t hw = (size_t)g->h * g->w, row = (size_t)wp * g->cin;
-    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                     _mm512_set1_epi32((int)hw));
+    __m512i idx = fer__lanes_avx512((int)hw);
     int yy, x, c;
     for (yy = 0; yy < hp; yy++) {
         float *d = xp + (size_t)yy * row;
@@ -5361,14 +5374,13 @@ FER__AVX512 static void fer__wino4c_in_avx512(const fer_conv_geom *g, const floa
 FER__AVX512 static void fer__wino4c_out_avx512(const fer_conv_geom *g, int th, int tw, const float *mm, size_t ms,
                                                int t0, float *out, const fer__epi *e)
 {
-    int ohw = g->oh * g->ow, co, ty, tx, a, b, j, act = e ? e->act : 0;
-    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                     _mm512_set1_epi32(ohw));
-    __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(act == 2 ? 6.0f : INFINITY);
+    int ohw = g->oh * g->ow, co, ty, tx, a, b, j;
+    __m512i idx = fer__lanes_avx512(ohw);
+    __m512 z = _mm512_setzero_ps();
     for (co = 0; co < g->cout; co += 16) {
         __mmask16 m = (__mmask16)(g->cout - co >= 16 ? 0xFFFF : (1u << (g->cout - co)) - 1u);
-        __m512 sc = e && e->scale ? _mm512_maskz_loadu_ps(m, e->scale + co) : _mm512_set1_ps(1.0f);
-        __m512 sh = e && e->shift ? _mm512_maskz_loadu_ps(m, e->shift + co) : z;
+        __m512 ev[3];
+        int act = fer__epi16_avx512(e, co, m, ev);
         for (ty = 0; ty < th; ty++)
             for (tx = 0; tx < tw; tx++) {
                 const float *mt = mm + (size_t)(t0 + ty * tw + tx) * g->cout + co;
@@ -5381,8 +5393,8 @@ FER__AVX512 static void fer__wino4c_out_avx512(const fer_conv_geom *g, int th, i
                 for (a = 0; a < 4 && 4 * ty + a < g->oh; a++) {   /* (A^T M) A: row a */
                     fer__wino4_at_avx512(s[a], y[a]);
                     for (b = 0; b < 4 && 4 * tx + b < g->ow; b++) {
-                        __m512 r = _mm512_fmadd_ps(y[a][b], sc, sh);
-                        if (act) r = _mm512_min_ps(_mm512_max_ps(r, z), hi);
+                        __m512 r = _mm512_fmadd_ps(y[a][b], ev[0], ev[1]);
+                        if (act) r = _mm512_min_ps(_mm512_max_ps(r, z), ev[2]);
                         _mm512_mask_i32scatter_ps(out + (size_t)co * ohw + (size_t)(4 * ty + a) * g->ow + 4 * tx + b,
                                                   m, idx, r, 4);
                     }
@@ -5442,13 +5454,11 @@ FER__AVX512 static void fer__rows9_forward(const fer_conv_geom *g, float *out, c
 {
     int p = g->oh * g->ow, ks = p <= FER__ROWS9_MAX ? FER__ROWS9_MAX / p : 1, K = g->cin * g->kh * g->kw;
     int wq, s, j, r, c0, kb, r0, co;
-    int act = e ? e->act : 0;
     size_t chan, plane = (size_t)g->cin * g->h * g->w;
     float *pad = scratch, *cm;
     int *koff, *roff;
-    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                     _mm512_set1_epi32(p));
-    __m512 z = _mm512_setzero_ps(), hi = _mm512_set1_ps(act == 2 ? 6.0f : INFINITY);
+    __m512i idx = fer__lanes_avx512(p);
+    __m512 z = _mm512_setzero_ps();
     fer__implicit_dims(g, &wq, &chan);
     koff = (int *)(pad + (size_t)ks * g->cin * chan + 64);
     roff = koff + K;
@@ -5476,11 +5486,11 @@ FER__AVX512 static void fer__rows9_forward(const fer_conv_geom *g, float *out, c
         }
         for (co = 0; co < g->cout; co += 16) {   /* [position][channel] into the planes, through the epilogue */
             __mmask16 m = (__mmask16)(g->cout - co >= 16 ? 0xFFFF : (1u << (g->cout - co)) - 1u);
-            __m512 sc = e && e->scale ? _mm512_maskz_loadu_ps(m, e->scale + co) : _mm512_set1_ps(1.0f);
-            __m512 sh = e && e->shift ? _mm512_maskz_loadu_ps(m, e->shift + co) : z;
+            __m512 ev[3];
+            int act = fer__epi16_avx512(e, co, m, ev);
             for (r = 0; r < nr; r++) {
-                __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cm + (size_t)r * g->cout + co), sc, sh);
-                if (act) v = _mm512_min_ps(_mm512_max_ps(v, z), hi);
+                __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cm + (size_t)r * g->cout + co), ev[0], ev[1]);
+                if (act) v = _mm512_min_ps(_mm512_max_ps(v, z), ev[2]);
                 _mm512_mask_i32scatter_ps(out + ((size_t)(s + r / p) * g->cout + co) * p + r % p, m, idx, v, 4);
             }
         }
@@ -8643,13 +8653,12 @@ FERDEF fer_result fer_workspace_freeze(fer_workspace *ws, const fer_model *m)
         if (f) {
             fer_conv_geom g;
             fer__geom(m, &m->nodes[i], 1, &g);
-            if (fer__rows9_use(isa, &g, ws->max_batch))
-                fer__rows9_weights(fer__p(m, &m->nodes[i]), g.cout, g.cin * g.kh * g.kw, ws->frozen + total);
+            const float *w = fer__p(m, &m->nodes[i]);
+            float *fz = ws->frozen + total;
+            if (fer__rows9_use(isa, &g, ws->max_batch)) fer__rows9_weights(w, g.cout, g.cin * g.kh * g.kw, fz);
             else if (!fer__wino4c_use(isa, &g, ws->max_batch))
-                fer__wino_weights(isa, fer__wino4(isa, &g) ? 4 : 2, fer__p(m, &m->nodes[i]), g.cout, g.cin,
-                                  ws->frozen + total, FER__WINO_ES(g.cout, g.cin));
-            else if (fer__wino4c_weights(fer__p(m, &m->nodes[i]), g.cout, g.cin, ws->frozen + total,
-                                         ws->alloc_ctx) != FER_OK) {
+                fer__wino_weights(isa, fer__wino4(isa, &g) ? 4 : 2, w, g.cout, g.cin, fz, FER__WINO_ES(g.cout, g.cin));
+            else if (fer__wino4c_weights(w, g.cout, g.cin, fz, ws->alloc_ctx) != FER_OK) {   /* its scratch row */
                 FER_FREE(ws->frozen_off, ws->alloc_ctx);
                 ws->frozen_off = NULL;
                 ws->frozen = NULL;
@@ -8941,6 +8950,7 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
         fer_conv_geom g;
         const float *wu = NULL;
         fer__epi e;
+        const fer__epi *ep;
         fer__geom(m, nd, n, &g);
         if (!training && ws->q8_off && ws->q8_off[i] != SIZE_MAX) {   /* made by fer_workspace_quantize */
             fer__q8_conv_forward(isa, ws->q8_vnni, (const fer__q8 *)(ws->q8 + ws->q8_off[i]), &g, Y, X, ws->q8_buf);
@@ -8952,30 +8962,29 @@ static void fer__node_forward(const fer_model *m, fer_workspace *ws, fer_isa isa
             e.scale = NULL; e.shift = nd->bias ? P + nw : NULL;
             e.act = nd->act == FER_OP_RELU ? 1 : nd->act == FER_OP_RELU6 ? 2 : 0;
         } else fer__conv_epi(m, ws, i, ws->aux + ws->aux_off[ws->fuse[i] > 0 ? ws->fuse[i] : i], &e);
+        ep = e.scale || e.shift || e.act ? &e : NULL;
 #if defined(FER__X86)
-        if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
-            fer__rows9_use(isa, &g, ws->max_batch)) {   /* few output positions, frozen */
-            fer__rows9_forward(&g, Y, X, ws->frozen + ws->frozen_off[i], e.scale || e.shift || e.act ? &e : NULL,
-                               ws->scratch);
-            break;
+        {   /* the copies made by fer_workspace_freeze, laid out for one of three paths */
+            const float *fz = !ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX &&
+                              isa == ws->frozen_isa ? ws->frozen + ws->frozen_off[i] : NULL;
+            if (fz && fer__rows9_use(isa, &g, ws->max_batch)) {   /* few output positions */
+                fer__rows9_forward(&g, Y, X, fz, ep, ws->scratch);
+                break;
+            }
+            if (fz && fer__wino4c_use(isa, &g, ws->max_batch)) {   /* a small plane, channels-last */
+                fer__wino4c_forward(&g, Y, X, fz, ep, ws->scratch);
+                break;
+            }
+            if (fz && fer__wino_frozen_use(isa, &g, ws->n)) wu = fz;
         }
-        if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
-            fer__wino4c_use(isa, &g, ws->max_batch)) {   /* a small plane, frozen channels-last */
-            fer__wino4c_forward(&g, Y, X, ws->frozen + ws->frozen_off[i], e.scale || e.shift || e.act ? &e : NULL,
-                                ws->scratch);
-            break;
-        }
-        if (!ws->training && ws->frozen_off && ws->frozen_off[i] != SIZE_MAX && isa == ws->frozen_isa &&
-            fer__wino_frozen_use(isa, &g, ws->n))
-            wu = ws->frozen + ws->frozen_off[i];   /* made by fer_workspace_freeze */
-        else if (!ws->training && fer__wino_use(isa, &g, ws->n)) {
+        if (!wu && !ws->training && fer__wino_use(isa, &g, ws->n)) {
             /* the weights' transform, made by the first chunk of samples */
             wu = A;
             if (s0 == 0)
                 fer__wino_weights(isa, fer__wino4(isa, &g) ? 4 : 2, P, g.cout, g.cin, A, FER__WINO_ES(g.cout, g.cin));
         }
 #endif
-        fer__conv_forward(isa, &g, Y, X, P, wu, e.scale || e.shift || e.act ? &e : NULL, ws->scratch);
+        fer__conv_forward(isa, &g, Y, X, P, wu, ep, ws->scratch);
         break;
     }
     case FER_OP_BN:
